@@ -1,0 +1,378 @@
+"""Ingest: inbox inputs → blobs in the object store → rows in the Delta tables.
+
+Order of effects, chosen so that a crash anywhere converges on re-run:
+1. each input is validated, hashed, and its blob written under its hash (temp + rename);
+2. the store is flushed, so no row can point at a blob that is not durable;
+3. new versions are committed (one Delta commit), then asset rows (one merge);
+4. rejected inputs get an ``ingest_errors`` row, then move to quarantine.
+A re-run re-hashes, finds blobs present (no write), finds versions present (no new row) and
+repairs any asset row a crash left stale. Identity is deterministic (project + name → id),
+so nothing is ingested twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from asset_pipeline.errors import InputRejected
+from asset_pipeline.failpoints import failpoint
+from asset_pipeline.formats import FormatInfo, inspect_file
+from asset_pipeline.hashing import hash_file
+from asset_pipeline.inbox import InboxItem, move_to_quarantine
+from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.store import ObjectStore
+from asset_pipeline.tables import Tables
+
+Progress = Callable[[int, int], None]  # (files done, bytes done)
+
+# Columns of `assets` that follow the current version; status and usage belong to other
+# processes (lifecycle, usage) and are never overwritten by an ingest.
+VERSION_FOLLOWING = (
+    "type", "format", "size_bytes", "width", "height", "duration_s", "model", "prompt", "seed",
+    "parameters", "tags", "extra", "current_version", "current_sha256", "updated_at",
+)
+
+
+class InputNotReady(Exception):
+    """The input changed while it was read; it is left in the inbox for the next run."""
+
+
+def asset_id_for(project: str, name: str) -> str:
+    """Stable id from (project, name): the same output re-ingested maps to the same asset."""
+    return "a_" + hashlib.sha256(f"{project}\x00{name}".encode()).hexdigest()[:24]
+
+
+def default_name(rel: str) -> str:
+    stem, dot, ext = rel.rpartition(".")
+    return stem if dot and "/" not in ext else rel
+
+
+@dataclass
+class Accepted:
+    item: InboxItem
+    sidecar: Sidecar
+    info: FormatInfo
+    sha256: str
+    size: int
+    written: bool          # False: the blob was already in the store (deduplicated)
+    asset_id: str = ""
+    name: str = ""
+    project: str = ""
+
+
+@dataclass
+class Rejected:
+    item: InboxItem
+    reason: str
+    field: str | None
+
+
+@dataclass
+class StoredBatch:
+    """What the store step hands to the commit step."""
+
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    not_ready: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(a.size for a in self.accepted)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(a.size for a in self.accepted if a.written)
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    inputs: int = 0
+    new_versions: int = 0
+    new_assets: int = 0
+    unchanged: int = 0
+    deduplicated: int = 0
+    rejected: int = 0
+    not_ready: int = 0
+    bytes_in: int = 0
+    bytes_stored: int = 0
+    preview: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Fraction of the accepted bytes that were already in the store (0.0: all new)."""
+        return 1.0 - self.bytes_stored / self.bytes_in if self.bytes_in else 0.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str]]) -> tuple[str, str, str]:
+    """(asset_id, name, project); `known` maps existing ids to (name, project)."""
+    if sidecar.asset_id:
+        if sidecar.asset_id not in known:
+            raise InputRejected(f"sidecar names asset_id '{sidecar.asset_id}', which does not exist", "asset_id")
+        name, project = known[sidecar.asset_id]
+        if sidecar.project != project:
+            raise InputRejected(
+                f"sidecar project '{sidecar.project}' differs from asset {sidecar.asset_id}'s project '{project}'",
+                "project")
+        return sidecar.asset_id, name, project
+    name = sidecar.name or default_name(rel)
+    return asset_id_for(sidecar.project, name), name, sidecar.project
+
+
+def store_item(item: InboxItem, store: ObjectStore, known: dict[str, tuple[str, str]]) -> Accepted | Rejected:
+    """Validate one input and put its blob in the store. Never raises for bad input."""
+    try:
+        if item.orphan_sidecar:
+            raise InputRejected(f"sidecar has no media file next to it (expected '{item.rel[:-len(SIDECAR_SUFFIX)]}')",
+                                "sidecar")
+        if item.sidecar is None:
+            raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
+                                "sidecar")
+        try:
+            sidecar = parse_sidecar(item.sidecar.read_bytes())
+        except FileNotFoundError as exc:
+            raise InputNotReady(item.rel) from exc
+        asset_id, name, project = _identity(sidecar, item.rel, known)
+        before = os.stat(item.path)
+        info = inspect_file(item.path)
+        sha, size = hash_file(item.path)
+        written = store.put_file(item.path, sha)
+        after = os.stat(item.path)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or after.st_size != size:
+            if written:
+                store.delete(sha)  # its bytes may not match the key
+            raise InputNotReady(item.rel)
+        return Accepted(item, sidecar, info, sha, size, written, asset_id, name, project)
+    except InputRejected as exc:
+        return Rejected(item, exc.reason, exc.field)
+    except FileNotFoundError as exc:
+        raise InputNotReady(item.rel) from exc
+
+
+def store_items(
+    items: list[InboxItem],
+    store: ObjectStore,
+    tables: Tables,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> StoredBatch:
+    """Validate, hash and store every input, `workers` at a time (hashlib and the kernel copy
+    release the GIL, so threads scale). Biggest files first keeps both workers busy to the end."""
+    known_tbl = tables.read("assets", columns=["id", "name", "project"])
+    known = dict(zip(known_tbl["id"].to_pylist(), zip(known_tbl["name"].to_pylist(),
+                                                      known_tbl["project"].to_pylist())))
+    batch = StoredBatch()
+    order = sorted(items, key=lambda i: -i.size)
+    done_files = done_bytes = 0
+
+    def run(item: InboxItem) -> Accepted | Rejected | str:
+        try:
+            return store_item(item, store, known)
+        except InputNotReady:
+            return item.rel
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for item, result in zip(order, pool.map(run, order)):
+            if isinstance(result, Accepted):
+                batch.accepted.append(result)
+            elif isinstance(result, Rejected):
+                batch.rejected.append(result)
+            else:
+                batch.not_ready.append(result)
+            done_files += 1
+            done_bytes += item.size
+            if progress:
+                progress(done_files, done_bytes)
+    batch.accepted.sort(key=lambda a: (a.sidecar.created_at or datetime.fromtimestamp(
+        a.item.mtime_ns / 1e9, UTC), a.item.rel))
+    batch.rejected.sort(key=lambda r: r.item.rel)
+    return batch
+
+
+def _version_row(a: Accepted, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
+    s = a.sidecar
+    return {
+        "asset_id": a.asset_id, "version": version, "sha256": a.sha256, "size_bytes": a.size,
+        "type": a.info.type, "format": a.info.format, "width": a.info.width, "height": a.info.height,
+        "duration_s": a.info.duration_s,
+        "created_at": s.created_at or datetime.fromtimestamp(a.item.mtime_ns / 1e9, UTC),
+        "created_by": s.created_by, "model": s.model, "prompt": s.prompt, "seed": s.seed,
+        "parameters": json.dumps(s.parameters, sort_keys=True), "tags": s.tags,
+        "extra": json.dumps({**s.extra, **({"format": a.info.details} if a.info.details else {})}, sort_keys=True),
+        "change_description": s.change_description or ("initial version" if version == 1 else "new version"),
+        "previous_sha256": previous, "source_path": a.item.rel, "run_id": run_id, "recorded_at": now,
+    }
+
+
+def asset_row(latest: dict, first: dict, name: str, project: str, now: datetime) -> dict:
+    """The `assets` row for an asset whose newest version is `latest` (and oldest `first`)."""
+    row = {k: latest[k] for k in ("type", "format", "size_bytes", "width", "height", "duration_s", "created_by",
+                                   "model", "prompt", "seed", "parameters", "tags", "extra")}
+    row.update(
+        id=latest["asset_id"], name=name, project=project, created_at=first["created_at"], status="active",
+        deleted_at=None, current_version=latest["version"], current_sha256=latest["sha256"],
+        download_count=0, last_accessed=None, ingested_at=now, updated_at=now,
+    )
+    return row
+
+
+def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dict]]:
+    ids = sorted(set(asset_ids))
+    out: dict[str, list[dict]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    for row in tables.read("asset_versions", filters=[("asset_id", "in", ids)]).to_pylist():
+        out[row["asset_id"]].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: r["version"])
+    return out
+
+
+def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str) -> tuple[list[dict], int]:
+    """Append a version row for each input whose content is not yet a version of its asset, then
+    bring the `assets` rows of every touched asset up to date. Returns (new rows, unchanged)."""
+    now = _now()
+    names = {a.asset_id: (a.name, a.project) for a in accepted}
+    new_rows: list[dict] = []
+    remaining = list(accepted)
+    for _ in range(8):  # a concurrent ingest may take a version number first: re-plan those
+        existing = _versions_of(tables, names)
+        planned: list[dict] = []
+        for a in remaining:
+            history = existing[a.asset_id]
+            if any(v["sha256"] == a.sha256 for v in history):
+                continue  # already a version of this asset (re-run, or a duplicate input)
+            previous = history[-1] if history else None
+            row = _version_row(a, (previous["version"] + 1) if previous else 1,
+                               previous["sha256"] if previous else None, run_id, now)
+            history.append(row)
+            planned.append(row)
+        failpoint("before-commit")
+        if not planned:
+            break
+        result = tables.merge("asset_versions", planned, keys=("asset_id", "version"), update=False)
+        if int(result.get("num_target_rows_inserted", len(planned))) == len(planned):
+            new_rows += planned
+            break
+        landed = _landed(tables, planned)
+        got = [r for r in planned if (r["asset_id"], r["version"], r["sha256"]) in landed]
+        new_rows += got
+        done = {(r["asset_id"], r["sha256"]) for r in got}
+        remaining = [a for a in remaining if (a.asset_id, a.sha256) not in done]
+    unchanged = len(accepted) - len(new_rows)
+    failpoint("between-tables")
+    refresh_assets(tables, names, now)
+    return new_rows, unchanged
+
+
+def _landed(tables: Tables, planned: list[dict]) -> set[tuple[str, int, str]]:
+    ids = sorted({r["asset_id"] for r in planned})
+    got = tables.read("asset_versions", filters=[("asset_id", "in", ids)], columns=["asset_id", "version", "sha256"])
+    return {(r["asset_id"], r["version"], r["sha256"]) for r in got.to_pylist()}
+
+
+def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None) -> int:
+    """Upsert `assets` rows whose current version lags behind `asset_versions` (or are missing).
+
+    Only version-following columns are updated, so status and usage survive."""
+    now = now or _now()
+    versions = _versions_of(tables, names)
+    current = {r["id"]: r["current_version"] for r in tables.read(
+        "assets", filters=[("id", "in", sorted(names))], columns=["id", "current_version"]).to_pylist()} \
+        if names else {}
+    rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items()
+            if h and current.get(i) != h[-1]["version"]]
+    if not rows:
+        return 0
+    _upsert_assets(tables, rows)
+    return len(rows)
+
+
+def _upsert_assets(tables: Tables, rows: list[dict]) -> None:
+    from asset_pipeline.tables import with_commit_retries
+
+    data = tables.conform("assets", rows)
+
+    def attempt() -> None:
+        dt = tables.open("assets")
+        if dt is None:
+            tables.append("assets", data)
+            return
+        (dt.merge(data, "t.id = s.id", source_alias="s", target_alias="t")
+         .when_matched_update({c: f"s.{c}" for c in VERSION_FOLLOWING})
+         .when_not_matched_insert_all()
+         .execute())
+
+    with_commit_retries(attempt)
+
+
+def error_id_for(item: InboxItem, reason: str) -> str:
+    return hashlib.sha256(f"{item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{reason}".encode()).hexdigest()[:32]
+
+
+def commit_rejections(rejected: list[Rejected], tables: Tables, quarantine_root: Path, run_id: str,
+                      on_moved: Callable[[Rejected], None] | None = None) -> list[dict]:
+    """Record each rejection (idempotently, by a deterministic id), then move the input to
+    ``<quarantine>/<error id>/<inbox path>``. The row is written first: a crash in between leaves
+    the input in the inbox and a re-run finds the row already there."""
+    now = _now()
+    rows = []
+    for r in rejected:
+        eid = error_id_for(r.item, r.reason)
+        rows.append({
+            "error_id": eid, "source_path": r.item.rel,
+            "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
+            "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
+            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel), "run_id": run_id, "recorded_at": now,
+        })
+    tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
+    for r, row in zip(rejected, rows):
+        move_to_quarantine(r.item, quarantine_root / row["error_id"][:16])
+        if on_moved:
+            on_moved(r)
+    return rows
+
+
+def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path,
+                 run_id: str, on_quarantined: Callable[[Rejected], None] | None = None) -> IngestSummary:
+    store.flush()
+    new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)
+    errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
+    return IngestSummary(
+        run_id=run_id,
+        inputs=len(batch.accepted) + len(batch.rejected) + len(batch.not_ready),
+        new_versions=len(new_rows),
+        new_assets=sum(1 for r in new_rows if r["version"] == 1),
+        unchanged=unchanged,
+        deduplicated=sum(1 for a in batch.accepted if not a.written),
+        rejected=len(batch.rejected),
+        not_ready=len(batch.not_ready),
+        bytes_in=batch.bytes_in,
+        bytes_stored=batch.bytes_written,
+        preview=[{"asset_id": r["asset_id"], "version": r["version"], "type": r["type"], "format": r["format"],
+                  "size_bytes": r["size_bytes"], "source": r["source_path"]} for r in new_rows[:20]],
+        errors=[{"source": e["source_path"], "field": e["field"] or "", "reason": e["reason"]} for e in errors],
+    )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def summary_table(summary: IngestSummary) -> pa.Table:
+    return pa.Table.from_pylist(summary.preview)

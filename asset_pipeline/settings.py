@@ -1,0 +1,82 @@
+"""Where all state lives, read once from the environment.
+
+One `Settings` value is shared by the CLI, the Dagster resources and `Catalog`, so the three
+always agree on the home, the inbox and the object store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_HOME = "data"
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URI has no bucket: {uri!r}")
+    return bucket, prefix.strip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Locations of the home (tables, quarantine, local objects), the inbox and the store.
+
+    `store` is ``"local"`` (blobs under ``<home>/objects``) or an ``s3://bucket/prefix`` URI.
+    `inbox` is a local folder or an ``s3://bucket/prefix`` URI.
+    """
+
+    home: Path
+    inbox: str
+    store: str = "local"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    presign_expiry_s: int = 3600
+    multipart_threshold_bytes: int = 64 * 1024 * 1024
+    durable: bool = True
+    workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
+        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` (plus AWS endpoint and region)."""
+        home_path = Path(home or os.environ.get("ASSET_PIPELINE_HOME") or DEFAULT_HOME).absolute()
+        inbox = os.environ.get("ASSET_PIPELINE_INBOX") or str(home_path / "inbox")
+        settings = cls(
+            home=home_path,
+            inbox=inbox,
+            store=os.environ.get("ASSET_PIPELINE_STORE", "local"),
+            s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    # Paths derived from the home; kept here so every component uses the same layout.
+    @property
+    def objects_dir(self) -> Path:
+        return self.home / "objects"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.home / "tables"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def inbox_is_s3(self) -> bool:
+        return self.inbox.startswith("s3://")
+
+    @property
+    def store_is_s3(self) -> bool:
+        return self.store.startswith("s3://")
+
+    def inbox_s3(self) -> tuple[str, str]:
+        return _split_s3(self.inbox)
+
+    def store_s3(self) -> tuple[str, str]:
+        return _split_s3(self.store)

@@ -1,0 +1,65 @@
+"""The object-store interface and the one rule for turning a hash into a key."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA256.match(value))
+
+
+def key_for(sha256: str) -> str:
+    """``objects/ab/cd/<sha256>``: two fan-out levels keep directories small at 10^8 blobs."""
+    if not is_sha256(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"objects/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class ObjectStore(ABC):
+    """Blobs keyed by their sha256. A key is only ever visible with its complete content."""
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, sha256: str) -> int:
+        """Size in bytes; raises FileNotFoundError when the blob is absent."""
+
+    @abstractmethod
+    def put_file(self, path: Path, sha256: str) -> bool:
+        """Store the file under `sha256` (already computed by the caller).
+
+        Returns False without writing when the key exists (dedup). The caller hashed first, so
+        unchanged content costs a hash and an existence check, never a copy.
+        """
+
+    @abstractmethod
+    def put_stream(self, stream: BinaryIO) -> tuple[str, int, bool]:
+        """Store a stream whose hash is not known yet: (sha256, size, written)."""
+
+    @abstractmethod
+    def open(self, sha256: str) -> BinaryIO:
+        """A streaming reader; raises FileNotFoundError when the blob is absent."""
+
+    @abstractmethod
+    def delete(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def iter_hashes(self) -> Iterator[str]: ...
+
+    def flush(self) -> None:
+        """Make written blobs durable before metadata points at them (no-op where writes are)."""
+
+    def url(self, sha256: str, expires_s: int = 3600) -> str:
+        raise NotImplementedError(f"{type(self).__name__} has no download URLs")
+
+    def read_bytes(self, sha256: str) -> bytes:
+        with self.open(sha256) as f:
+            return f.read()

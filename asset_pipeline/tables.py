@@ -1,0 +1,143 @@
+"""The Delta tables that hold metadata, versions and rejected inputs.
+
+Writes are batched by the callers (one commit per table per run) and retried on Delta's
+optimistic-concurrency conflicts, so two ingests at once never lose rows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+TS = pa.timestamp("us", tz="UTC")
+T = TypeVar("T")
+
+ASSETS = pa.schema([
+    ("id", pa.string()), ("name", pa.string()), ("project", pa.string()),
+    ("type", pa.string()), ("format", pa.string()), ("size_bytes", pa.int64()),
+    ("width", pa.int32()), ("height", pa.int32()), ("duration_s", pa.float64()),
+    ("created_at", TS), ("created_by", pa.string()),
+    ("model", pa.string()), ("prompt", pa.string()), ("seed", pa.int64()),
+    ("parameters", pa.string()), ("tags", pa.list_(pa.string())), ("extra", pa.string()),
+    ("status", pa.string()), ("deleted_at", TS),
+    ("current_version", pa.int32()), ("current_sha256", pa.string()),
+    ("download_count", pa.int64()), ("last_accessed", TS),
+    ("ingested_at", TS), ("updated_at", TS),
+])
+
+ASSET_VERSIONS = pa.schema([
+    ("asset_id", pa.string()), ("version", pa.int32()), ("sha256", pa.string()),
+    ("size_bytes", pa.int64()), ("type", pa.string()), ("format", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()), ("duration_s", pa.float64()),
+    ("created_at", TS), ("created_by", pa.string()),
+    ("model", pa.string()), ("prompt", pa.string()), ("seed", pa.int64()),
+    ("parameters", pa.string()), ("tags", pa.list_(pa.string())), ("extra", pa.string()),
+    ("change_description", pa.string()), ("previous_sha256", pa.string()),
+    ("source_path", pa.string()), ("run_id", pa.string()), ("recorded_at", TS),
+])
+
+INGEST_ERRORS = pa.schema([
+    ("error_id", pa.string()), ("source_path", pa.string()), ("sidecar_path", pa.string()),
+    ("reason", pa.string()), ("field", pa.string()), ("size_bytes", pa.int64()),
+    ("sha256", pa.string()), ("quarantine_path", pa.string()), ("run_id", pa.string()),
+    ("recorded_at", TS),
+])
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "assets": ASSETS,
+    "asset_versions": ASSET_VERSIONS,
+    "ingest_errors": INGEST_ERRORS,
+}
+
+_RETRIES = 8
+
+
+def with_commit_retries(fn: Callable[[], T], retries: int = _RETRIES) -> T:
+    """Run `fn` again when another writer committed first; `fn` must re-read what it depends on."""
+    for attempt in range(retries):
+        try:
+            return fn()
+        except (CommitFailedError, DeltaError) as exc:
+            text = str(exc).lower()
+            transient = isinstance(exc, CommitFailedError) or "conflict" in text or "concurrent" in text \
+                or "version already exists" in text
+            if not transient or attempt == retries - 1:
+                raise
+            time.sleep(0.05 * (2**attempt) * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class Tables:
+    """The Delta tables under one root (``<home>/tables``)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def uri(self, name: str) -> str:
+        if name not in SCHEMAS:
+            raise KeyError(f"unknown table {name!r}; known: {sorted(SCHEMAS)}")
+        return str(self.root / name)
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name))
+
+    def open(self, name: str) -> DeltaTable | None:
+        return DeltaTable(self.uri(name)) if self.exists(name) else None
+
+    def read(self, name: str, filters: list | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        dt = self.open(name)
+        if dt is None:
+            schema = SCHEMAS[name]
+            if columns:
+                schema = pa.schema([schema.field(c) for c in columns])
+            return schema.empty_table()
+        return dt.to_pyarrow_table(filters=filters, columns=list(columns) if columns else None)
+
+    def conform(self, name: str, rows: list[dict] | pa.Table) -> pa.Table:
+        schema = SCHEMAS[name]
+        if isinstance(rows, pa.Table):
+            return rows.select(schema.names).cast(schema)
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def append(self, name: str, rows: list[dict] | pa.Table) -> int:
+        """Append all rows in one commit. Appends never conflict with each other in Delta."""
+        data = self.conform(name, rows)
+        if data.num_rows:
+            with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append"))
+        return data.num_rows
+
+    def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True) -> dict:
+        """Upsert (or, with ``update=False``, insert-if-absent) rows by `keys` in one commit."""
+        data = self.conform(name, rows)
+        if not data.num_rows:
+            return {}
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+
+        def attempt() -> dict:
+            dt = self.open(name)
+            if dt is None:
+                write_deltalake(self.uri(name), data, mode="append")
+                return {"num_target_rows_inserted": data.num_rows}
+            merger = dt.merge(data, predicate, source_alias="s", target_alias="t")
+            if update:
+                merger = merger.when_matched_update_all()
+            return merger.when_not_matched_insert_all().execute()
+
+        return with_commit_retries(attempt)
+
+    def ensure_all(self) -> None:
+        """Create empty tables so SQL views exist before the first ingest."""
+        for name, schema in SCHEMAS.items():
+            if not self.exists(name):
+                try:
+                    write_deltalake(self.uri(name), schema.empty_table(), mode="append")
+                except (CommitFailedError, DeltaError):
+                    if not self.exists(name):
+                        raise
