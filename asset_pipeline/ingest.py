@@ -236,16 +236,19 @@ def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dic
     out: dict[str, list[dict]] = {i: [] for i in ids}
     if not ids:
         return out
-    for row in tables.read("asset_versions", filters=[("asset_id", "in", ids)]).to_pylist():
+    for row in tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids]).to_pylist():
         out[row["asset_id"]].append(row)
     for rows in out.values():
         rows.sort(key=lambda r: r["version"])
     return out
 
 
-def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str) -> tuple[list[dict], int]:
+def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
+                    force: bool = False) -> tuple[list[dict], int]:
     """Append a version row for each input whose content is not yet a version of its asset, then
-    bring the `assets` rows of every touched asset up to date. Returns (new rows, unchanged)."""
+    bring the `assets` rows of every touched asset up to date. Returns (new rows, unchanged).
+
+    `force` adds a version even when the content already is one (a revert)."""
     now = _now()
     names = {a.asset_id: (a.name, a.project) for a in accepted}
     new_rows: list[dict] = []
@@ -255,7 +258,7 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str) -> tu
         planned: list[dict] = []
         for a in remaining:
             history = existing[a.asset_id]
-            if any(v["sha256"] == a.sha256 for v in history):
+            if not force and any(v["sha256"] == a.sha256 for v in history):
                 continue  # already a version of this asset (re-run, or a duplicate input)
             previous = history[-1] if history else None
             row = _version_row(a, (previous["version"] + 1) if previous else 1,
@@ -282,7 +285,8 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str) -> tu
 
 def _landed(tables: Tables, planned: list[dict]) -> set[tuple[str, int, str]]:
     ids = sorted({r["asset_id"] for r in planned})
-    got = tables.read("asset_versions", filters=[("asset_id", "in", ids)], columns=["asset_id", "version", "sha256"])
+    got = tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids],
+                      columns=["asset_id", "version", "sha256"])
     return {(r["asset_id"], r["version"], r["sha256"]) for r in got.to_pylist()}
 
 
@@ -292,9 +296,9 @@ def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datet
     Only version-following columns are updated, so status and usage survive."""
     now = now or _now()
     versions = _versions_of(tables, names)
-    current = {r["id"]: r["current_version"] for r in tables.read(
-        "assets", filters=[("id", "in", sorted(names))], columns=["id", "current_version"]).to_pylist()} \
-        if names else {}
+    rows_now = tables.read("assets", where="id in (select unnest(?))", params=[sorted(names)],
+                           columns=["id", "current_version"]) if names else None
+    current = {r["id"]: r["current_version"] for r in rows_now.to_pylist()} if rows_now is not None else {}
     rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items()
             if h and current.get(i) != h[-1]["version"]]
     if not rows:

@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote
 
+import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
@@ -91,14 +93,41 @@ class Tables:
     def open(self, name: str) -> DeltaTable | None:
         return DeltaTable(self.uri(name)) if self.exists(name) else None
 
-    def read(self, name: str, filters: list | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+    def files(self, name: str) -> list[str]:
+        """Parquet files of the current snapshot, from the Delta log."""
         dt = self.open(name)
-        if dt is None:
-            schema = SCHEMAS[name]
-            if columns:
-                schema = pa.schema([schema.field(c) for c in columns])
+        return [] if dt is None else [unquote(u.removeprefix("file://")) for u in dt.file_uris()]
+
+    def scan_sql(self, name: str) -> str:
+        """A DuckDB table expression for the current snapshot.
+
+        DuckDB reads the Parquet files named by the Delta log directly. (deltalake's own
+        ``to_pyarrow_dataset`` is avoided: in deltalake 1.6 it aborts the interpreter at exit now
+        and then, and pyarrow cannot push filters into files that mix string and string_view.)
+        """
+        files = self.files(name)
+        if not files:
+            return f"(select * from {_empty_view(name)})"
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        return f"read_parquet([{listing}], union_by_name = true)"
+
+    def read(self, name: str, where: str | None = None, params: list | None = None,
+             columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows of the current snapshot matching a DuckDB `where` clause (``?`` placeholders)."""
+        schema = SCHEMAS[name]
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns])
+        if not self.files(name):
             return schema.empty_table()
-        return dt.to_pyarrow_table(filters=filters, columns=list(columns) if columns else None)
+        con = duckdb.connect()
+        try:
+            query = f"select {', '.join(schema.names)} from {self.scan_sql(name)}"
+            if where:
+                query += f" where {where}"
+            result = con.sql(query, params=params or None).to_arrow_table()
+        finally:
+            con.close()
+        return result.cast(schema)
 
     def conform(self, name: str, rows: list[dict] | pa.Table) -> pa.Table:
         schema = SCHEMAS[name]
@@ -141,3 +170,18 @@ class Tables:
                 except (CommitFailedError, DeltaError):
                     if not self.exists(name):
                         raise
+
+
+def _empty_view(name: str) -> str:
+    """A typed, empty relation for a table that has no data files yet."""
+    cols = ", ".join(f"cast(null as {_duck_type(f.type)}) as {f.name}" for f in SCHEMAS[name])
+    return f"(select {cols} where false)"
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return _duck_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    return {pa.string(): "varchar", pa.int64(): "bigint", pa.int32(): "integer", pa.float64(): "double",
+            pa.bool_(): "boolean", pa.date32(): "date"}.get(t, "varchar")

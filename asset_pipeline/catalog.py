@@ -1,0 +1,182 @@
+"""`Catalog`: the Python API for notebooks and scripts — get content, versions and SQL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+
+from asset_pipeline.errors import AssetNotFound, AssetUnavailable, InputRejected, ObjectMissing
+from asset_pipeline.formats import FormatInfo, inspect_file
+from asset_pipeline.hashing import hash_file
+from asset_pipeline.home import Home
+from asset_pipeline.inbox import InboxItem
+from asset_pipeline.ingest import Accepted, IngestSummary, Progress, commit_versions, new_run_id
+from asset_pipeline.settings import Settings
+from asset_pipeline.sidecar import Sidecar
+from asset_pipeline.sql import connect
+
+
+@dataclass
+class AssetContent:
+    """An asset version's metadata and a handle on its bytes (read lazily, streamed)."""
+
+    asset_id: str
+    version: int
+    sha256: str
+    metadata: dict[str, Any]
+    _home: Home
+
+    def open(self) -> BinaryIO:
+        """A streaming reader; prefer it over `read()` for large models."""
+        try:
+            return self._home.store.open(self.sha256)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"asset {self.asset_id} v{self.version}: blob {self.sha256} is missing "
+                                "from the object store") from exc
+
+    def read(self) -> bytes:
+        with self.open() as f:
+            return f.read()
+
+    def iter_chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
+        with self.open() as f:
+            while chunk := f.read(size):
+                yield chunk
+
+
+class Catalog:
+    """Everything under one home. ``Catalog()`` opens ``$ASSET_PIPELINE_HOME`` (default ``./data``).
+
+    >>> cat = Catalog()
+    >>> cat.sql("select project, count(*) n from assets group by project")
+    >>> cat.get(asset_id).read()
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
+                 s3_client: Any = None):
+        self.home = Home(settings or Settings.from_env(home), s3_client=s3_client)
+        self.tables = self.home.tables
+        self.tables.ensure_all()
+
+    # --- SQL ---------------------------------------------------------------------------------
+    def sql(self, query: str, params: list | dict | None = None) -> pa.Table:
+        """Run DuckDB SQL over the views ``assets``, ``asset_versions``, ``ingest_errors``."""
+        con = connect(self.tables)
+        try:
+            return con.sql(query, params=params).to_arrow_table()
+        finally:
+            con.close()
+
+    # --- reading -----------------------------------------------------------------------------
+    def asset(self, asset_id: str) -> dict[str, Any]:
+        rows = self.tables.read("assets", where="id = ?", params=[asset_id]).to_pylist()
+        if not rows:
+            raise AssetNotFound(f"no asset with id {asset_id!r}")
+        return rows[0]
+
+    def list_versions(self, asset_id: str) -> list[dict[str, Any]]:
+        """Every version, oldest first."""
+        rows = self.tables.read("asset_versions", where="asset_id = ?", params=[asset_id]).to_pylist()
+        if not rows:
+            self.asset(asset_id)  # raises AssetNotFound for unknown ids
+        return sorted(rows, key=lambda r: r["version"])
+
+    def get_version(self, asset_id: str, version: int | None = None) -> dict[str, Any]:
+        """One version's row: the latest when `version` is None."""
+        versions = self.list_versions(asset_id)
+        if version is None:
+            return versions[-1]
+        for row in versions:
+            if row["version"] == version:
+                return row
+        raise AssetNotFound(f"asset {asset_id!r} has no version {version} (versions 1..{versions[-1]['version']})")
+
+    def get(self, asset_id: str, version: int | None = None) -> AssetContent:
+        """Content and metadata of the current (or the given) version."""
+        asset = self.asset(asset_id)
+        if asset["status"] == "archived":
+            raise AssetUnavailable(f"asset {asset_id} is archived; restore it with Catalog.restore({asset_id!r})")
+        if asset["status"] == "deleted":
+            raise AssetUnavailable(f"asset {asset_id} is deleted; undelete it within the grace period with "
+                                   f"Catalog.undelete({asset_id!r})")
+        row = self.get_version(asset_id, version if version is not None else asset["current_version"])
+        meta = {**row, "name": asset["name"], "project": asset["project"], "status": asset["status"],
+                "current_version": asset["current_version"]}
+        return AssetContent(asset_id, row["version"], row["sha256"], meta, self.home)
+
+    def url(self, asset_id: str, version: int | None = None, expires_s: int | None = None) -> str:
+        """A presigned download URL (S3 store only)."""
+        content = self.get(asset_id, version)
+        return self.home.store.url(content.sha256, expires_s or self.home.settings.presign_expiry_s)
+
+    # --- writing -----------------------------------------------------------------------------
+    def ingest(self, only: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
+        """Ingest the inbox without Dagster (the Dagster job does the same, step by step)."""
+        return self.home.ingest(only, progress)
+
+    def _commit_one(self, asset_id: str, sha: str, size: int, info: FormatInfo, sidecar: Sidecar,
+                    source: str, force: bool) -> dict[str, Any]:
+        asset = self.asset(asset_id)
+        item = InboxItem(source, Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
+        acc = Accepted(item, sidecar, info, sha, size, False, asset_id, asset["name"], asset["project"])
+        new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
+        if new_rows:
+            return new_rows[0]
+        return next(v for v in reversed(self.list_versions(asset_id)) if v["sha256"] == sha)
+
+    def _sidecar_from(self, row: dict[str, Any], **changes: Any) -> Sidecar:
+        import json
+
+        fields = {
+            "model": row["model"], "prompt": row["prompt"], "seed": row["seed"], "created_by": row["created_by"],
+            "project": self.asset(row["asset_id"])["project"], "parameters": json.loads(row["parameters"] or "{}"),
+            "tags": list(row["tags"] or []), "created_at": datetime.now(UTC),
+        }
+        fields.update({k: v for k, v in changes.items() if v is not None})
+        return Sidecar(**fields)
+
+    def create_version(self, asset_id: str, content: str | os.PathLike[str] | bytes | BinaryIO,
+                       change_description: str, created_by: str | None = None,
+                       **generation: Any) -> dict[str, Any]:
+        """Store `content` as the next version of `asset_id`; generation fields (model, prompt,
+        seed, parameters, tags) default to the current version's. Returns the version row; content
+        that already is a version of the asset returns that version instead of a duplicate."""
+        latest = self.get_version(asset_id)
+        with tempfile.TemporaryDirectory(dir=self.home.settings.home) as tmp:
+            if isinstance(content, (str, os.PathLike)):
+                path = Path(content)
+            else:
+                path = Path(tmp) / "content"
+                with open(path, "wb") as out:
+                    if isinstance(content, bytes):
+                        out.write(content)
+                    else:
+                        while chunk := content.read(1024 * 1024):
+                            out.write(chunk)
+            try:
+                info = inspect_file(path)
+            except InputRejected as exc:
+                raise InputRejected(f"{path}: {exc.reason}", exc.field) from exc
+            sha, size = hash_file(path)
+            self.home.store.put_file(path, sha)
+        self.home.store.flush()
+        sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
+                                     **generation)
+        return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False)
+
+    def revert(self, asset_id: str, version: int, created_by: str | None = None) -> dict[str, Any]:
+        """Make version `version`'s content current again, as a new version (history is append-only)."""
+        old = self.get_version(asset_id, version)
+        if not self.home.store.exists(old["sha256"]):
+            raise ObjectMissing(f"cannot revert {asset_id} to v{version}: blob {old['sha256']} is missing")
+        info = FormatInfo(old["type"], old["format"], old["width"], old["height"], old["duration_s"])
+        sidecar = self._sidecar_from(old, created_by=created_by, change_description=f"revert to v{version}")
+        return self._commit_one(asset_id, old["sha256"], old["size_bytes"], info, sidecar,
+                                f"api:revert:v{version}", force=True)
