@@ -1,0 +1,169 @@
+"""`asset-pipeline` console script: samples, ingest through Dagster, SQL, get and versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from asset_pipeline.progress import human_bytes
+from asset_pipeline.settings import Settings
+
+
+def dagster_instance(settings: Settings):
+    """$DAGSTER_HOME's instance, else a persistent one under ``<home>/dagster`` so that
+    ``DAGSTER_HOME=<home>/dagster dagster dev`` shows the runs the CLI made."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    base = settings.home / "dagster"
+    base.mkdir(parents=True, exist_ok=True)
+    config = base / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
+
+
+def run_job(settings: Settings, job_name: str, run_config: dict | None = None, progress: bool = False):
+    """Execute a job of the project's Definitions in this process, on a real Dagster instance."""
+    from asset_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings, progress=progress)
+    config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
+    with dagster_instance(settings) as instance:
+        return defs.resolve_job_def(job_name).execute_in_process(run_config=config, instance=instance,
+                                                                  raise_on_error=False)
+
+
+def _print_ingest(result) -> int:
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        metadata[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure:
+                print(f"error: {event.message}", file=sys.stderr)
+        return 1
+    v, a, s = metadata.get("asset_versions", {}), metadata.get("assets", {}), metadata.get("stored_objects", {})
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    print(f"ingested {v.get('new_versions', 0)} versions ({a.get('new_assets', 0)} new assets) from "
+          f"{a.get('inputs', 0)} inputs: {v.get('unchanged', 0)} unchanged, {s.get('deduplicated', 0)} "
+          f"deduplicated, {a.get('rejected', 0)} rejected (quarantined); stored "
+          f"{human_bytes(s.get('bytes_stored', 0))} of {human_bytes(s.get('bytes_in', 0))}")
+    print("checks: " + ", ".join(f"{k} {'passed' if ok else 'FAILED'}" for k, ok in checks.items()))
+    print(f"run {result.run_id}")
+    return 0 if all(checks.values()) else 1
+
+
+def cmd_make_samples(args: argparse.Namespace) -> int:
+    from asset_pipeline.samples import make_samples
+
+    counts = make_samples(args.dir)
+    print(f"wrote {counts['inputs']} sample inputs ({counts['rejected']} deliberately bad) to {args.dir}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    overrides = {"inbox": str(Path(args.dir).absolute())} if args.dir else {}
+    settings = Settings.from_env(**overrides)
+    return _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Samples into ``<home>/inbox`` (when it is empty), then every asset through Dagster."""
+    from asset_pipeline.samples import make_samples
+
+    settings = Settings.from_env()
+    inbox = Path(settings.inbox)
+    if settings.inbox_is_s3 or (inbox.exists() and any(inbox.iterdir())):
+        print(f"inbox {settings.inbox} is not empty: ingesting what is there")
+    else:
+        counts = make_samples(inbox)
+        print(f"wrote {counts['inputs']} sample generator outputs to {inbox}")
+    return _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from asset_pipeline.catalog import Catalog
+
+    table = Catalog().sql(args.query)
+    if args.json:
+        print(json.dumps(table.to_pylist(), default=str, indent=2))
+    else:
+        print(_format(table))
+    return 0
+
+
+def _format(table) -> str:
+    rows = table.to_pylist()
+    cols = table.column_names
+    cells = [[str(r[c]) for c in cols] for r in rows]
+    widths = [min(60, max([len(c)] + [len(row[i]) for row in cells])) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v[:w].ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells]
+                     + [f"({len(rows)} rows)"])
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from asset_pipeline.catalog import Catalog
+
+    content = Catalog().get(args.asset_id, args.version)
+    if args.output:
+        with open(args.output, "wb") as out:
+            for chunk in content.iter_chunks():
+                out.write(chunk)
+        print(f"wrote {content.metadata['size_bytes']} bytes (v{content.version}, {content.sha256}) to {args.output}")
+    else:
+        print(json.dumps(content.metadata, default=str, indent=2))
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from asset_pipeline.catalog import Catalog
+
+    for v in Catalog().list_versions(args.asset_id):
+        print(f"v{v['version']}  {v['created_at']}  {v['sha256'][:12]}  {v['size_bytes']:>10}  "
+              f"{v['change_description']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asset-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("make-samples", help="write a sample inbox of generator outputs to DIR")
+    p.add_argument("dir")
+    p.set_defaults(fn=cmd_make_samples)
+    p = sub.add_parser("ingest", help="ingest DIR (default: the configured inbox) through Dagster")
+    p.add_argument("dir", nargs="?")
+    p.set_defaults(fn=cmd_ingest)
+    p = sub.add_parser("quickstart", help="write samples to <home>/inbox and materialize every asset")
+    p.set_defaults(fn=cmd_quickstart)
+    p = sub.add_parser("sql", help="run DuckDB SQL over the tables")
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_sql)
+    p = sub.add_parser("get", help="metadata of an asset, or its content with -o FILE")
+    p.add_argument("asset_id")
+    p.add_argument("--version", type=int)
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=cmd_get)
+    p = sub.add_parser("versions", help="list an asset's versions")
+    p.add_argument("asset_id")
+    p.set_defaults(fn=cmd_versions)
+    args = parser.parse_args(argv)
+    from asset_pipeline.errors import AssetPipelineError
+
+    try:
+        return args.fn(args)
+    except AssetPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster shells around the plain modules: resources, assets per group, sensors, jobs."""

@@ -1,0 +1,1 @@
+"""One module per asset group; the module name is the group name."""

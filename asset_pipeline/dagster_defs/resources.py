@@ -1,0 +1,45 @@
+"""Resources: the home (local or S3 through dagster-aws's S3Resource)."""
+
+
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from asset_pipeline.home import Home
+from asset_pipeline.settings import Settings
+
+
+class PipelineHome(dg.ConfigurableResource):
+    """Where state lives. `store` is 'local' or s3://bucket/prefix; `inbox` a folder or s3:// URI."""
+
+    home: str
+    inbox: str
+    store: str = "local"
+    durable: bool = True
+    workers: int = 2
+    presign_expiry_s: int = 3600
+    multipart_threshold_bytes: int = 64 * 1024 * 1024
+    progress: bool = False  # print a progress line on stderr (the CLI sets it on a terminal)
+    s3: S3Resource = S3Resource()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, progress: bool = False) -> "PipelineHome":
+        return cls(
+            home=str(settings.home), inbox=settings.inbox, store=settings.store, durable=settings.durable,
+            workers=settings.workers, presign_expiry_s=settings.presign_expiry_s,
+            multipart_threshold_bytes=settings.multipart_threshold_bytes, progress=progress,
+            s3=S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
+        )
+
+    def settings(self) -> Settings:
+        return Settings(
+            home=Path(self.home), inbox=self.inbox, store=self.store, s3_endpoint_url=self.s3.endpoint_url,
+            s3_region=self.s3.region_name, presign_expiry_s=self.presign_expiry_s,
+            multipart_threshold_bytes=self.multipart_threshold_bytes, durable=self.durable, workers=self.workers,
+        )
+
+    def open(self) -> Home:
+        settings = self.settings()
+        needs_s3 = settings.store_is_s3 or settings.inbox_is_s3
+        return Home(settings, s3_client=self.s3.get_client() if needs_s3 else None)

@@ -1,0 +1,36 @@
+"""Sensors: `inbox_sensor` fires when new generator outputs land in the inbox."""
+
+
+import time
+
+import dagster as dg
+
+from asset_pipeline.dagster_defs.resources import PipelineHome
+from asset_pipeline.inbox import list_local, list_s3
+from asset_pipeline.sensing import SensorPlan, plan_ingest_requests
+
+
+def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
+                       orphan_after_s: float = 300.0) -> dg.SensorDefinition:
+    @dg.sensor(job=job, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Starts an ingest run for inbox inputs whose sidecar has landed (or that waited "
+                           f"{orphan_after_s:.0f}s without one); one run key per batch of files.")
+    def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineHome) -> dg.SensorResult:
+        settings = pipeline.settings()
+        if settings.inbox_is_s3:
+            bucket, prefix = settings.inbox_s3()
+            listing = list_s3(pipeline.s3.get_client(), bucket, prefix)
+        else:
+            from pathlib import Path
+
+            listing = list_local(Path(settings.inbox))
+        plan = plan_ingest_requests(listing, context.cursor, time.time_ns(), orphan_after_s)
+        requests = [
+            dg.RunRequest(run_key=SensorPlan.run_key(batch, listing),
+                          run_config={"ops": {"inbox_files": {"config": {"paths": batch}}}},
+                          tags={"asset_pipeline/inputs": str(len(batch))})
+            for batch in plan.batches
+        ]
+        return dg.SensorResult(run_requests=requests, cursor=plan.cursor)
+
+    return inbox_sensor
