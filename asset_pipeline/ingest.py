@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ import pyarrow as pa
 from asset_pipeline.errors import InputRejected
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, inspect_file
-from asset_pipeline.hashing import hash_file
+from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
 from asset_pipeline.store import ObjectStore
@@ -134,8 +135,12 @@ def _identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str]]) -> 
     return asset_id_for(sidecar.project, name), name, sidecar.project
 
 
-def store_item(item: InboxItem, store: ObjectStore, known: dict[str, tuple[str, str]]) -> Accepted | Rejected:
-    """Validate one input and put its blob in the store. Never raises for bad input."""
+def store_item(item: InboxItem, store: ObjectStore, known: dict[str, tuple[str, str]],
+               claim: Callable[[str], bool] = lambda sha: True) -> Accepted | Rejected:
+    """Validate one input and put its blob in the store. Never raises for bad input.
+
+    `claim(sha)` is False when another input of the same batch already stores those bytes, so
+    two workers never upload the same content twice."""
     try:
         if item.orphan_sidecar:
             raise InputRejected(f"sidecar has no media file next to it (expected '{item.rel[:-len(SIDECAR_SUFFIX)]}')",
@@ -151,11 +156,13 @@ def store_item(item: InboxItem, store: ObjectStore, known: dict[str, tuple[str, 
         before = os.stat(item.path)
         info = inspect_file(item.path)
         sha, size = hash_file(item.path)
-        written = store.put_file(item.path, sha)
+        written = store.put_file(item.path, sha) if claim(sha) else False
         after = os.stat(item.path)
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or after.st_size != size:
-            if written:
-                store.delete(sha)  # its bytes may not match the key
+            if written:  # the copy may hold newer bytes than the hash: keep it only if it matches
+                with store.open(sha) as f:
+                    if hash_stream(f)[0] != sha:
+                        store.delete(sha)
             raise InputNotReady(item.rel)
         return Accepted(item, sidecar, info, sha, size, written, asset_id, name, project)
     except InputRejected as exc:
@@ -180,9 +187,18 @@ def store_items(
     order = sorted(items, key=lambda i: -i.size)
     done_files = done_bytes = 0
 
+    claimed: set[str] = set()
+    lock = threading.Lock()
+
+    def claim(sha: str) -> bool:
+        with lock:
+            first = sha not in claimed
+            claimed.add(sha)
+            return first
+
     def run(item: InboxItem) -> Accepted | Rejected | str:
         try:
-            return store_item(item, store, known)
+            return store_item(item, store, known, claim)
         except InputNotReady:
             return item.rel
 

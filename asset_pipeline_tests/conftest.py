@@ -1,0 +1,101 @@
+"""Shared fixtures: a fresh home per test, the sample inbox, and a real S3 server on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asset_pipeline import Catalog, Settings
+from asset_pipeline.home import Home
+from asset_pipeline.samples import make_samples
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("ASSET_PIPELINE_HOME", "ASSET_PIPELINE_INBOX", "ASSET_PIPELINE_STORE", "ASSET_PIPELINE_CRASH_AT",
+                "DAGSTER_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture
+def home_dir(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home_dir: Path) -> Settings:
+    return Settings.from_env(home=home_dir, durable=False)
+
+
+@pytest.fixture
+def sample_counts(settings: Settings) -> dict[str, int]:
+    return make_samples(settings.inbox)
+
+
+@pytest.fixture
+def home(settings: Settings) -> Home:
+    return Home(settings)
+
+
+@pytest.fixture
+def catalog(settings: Settings) -> Catalog:
+    return Catalog(settings=settings)
+
+
+@pytest.fixture
+def ingested(catalog: Catalog, sample_counts: dict[str, int]) -> Catalog:
+    catalog.ingest()
+    return catalog
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter (what a killed or concurrent process needs)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1: a real HTTP S3 endpoint, not a patched boto3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    return s3_server
+
+
+@pytest.fixture
+def s3_client(s3_env: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3_client) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,126 @@
+import json
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from asset_pipeline import Catalog
+from asset_pipeline.ingest import asset_id_for
+from asset_pipeline.samples import render_image
+from asset_pipeline.sidecar import SIDECAR_SUFFIX
+
+
+def _count(cat: Catalog, sql: str) -> int:
+    return cat.sql(sql).column(0)[0].as_py()
+
+
+def test_sample_inbox_ingests_with_the_expected_counts(catalog: Catalog, sample_counts: dict) -> None:
+    summary = catalog.ingest()
+    assert summary.new_versions == sample_counts["versions"]
+    assert summary.new_assets == sample_counts["assets"]
+    assert summary.rejected == sample_counts["rejected"]
+    assert summary.deduplicated == sample_counts["deduplicated"]
+    assert _count(catalog, "select count(*) from assets") == sample_counts["assets"]
+    assert _count(catalog, "select count(*) from asset_versions") == sample_counts["versions"]
+    assert len(list(catalog.home.store.iter_hashes())) == sample_counts["blobs"]
+    types = {r["type"] for r in catalog.sql("select distinct type from assets").to_pylist()}
+    assert types == {"image", "video", "audio", "embedding", "model", "prompt"}
+
+
+def test_same_bytes_in_two_projects_are_two_assets_and_one_blob(ingested: Catalog) -> None:
+    rows = ingested.sql("""select project, name, current_sha256 from assets
+                           where name in ('images/sunset', 'marketing/sunset', 'images/sunset-copy')
+                           order by project, name""").to_pylist()
+    assert [(r["project"], r["name"]) for r in rows] == [
+        ("marketing", "marketing/sunset"), ("research", "images/sunset"), ("research", "images/sunset-copy")]
+    assert len({r["current_sha256"] for r in rows}) == 1
+    assert ingested.home.store.exists(rows[0]["current_sha256"])
+
+
+def test_rerun_writes_nothing(ingested: Catalog) -> None:
+    before = {t: DeltaTable(ingested.tables.uri(t)).version() for t in ("assets", "asset_versions", "ingest_errors")}
+    blobs_before = sorted(ingested.home.store.iter_hashes())
+    summary = ingested.ingest()
+    assert (summary.new_versions, summary.rejected) == (0, 0)
+    assert summary.unchanged == summary.inputs and summary.bytes_stored == 0
+    after = {t: DeltaTable(ingested.tables.uri(t)).version() for t in before}
+    assert after == before  # no Delta commit at all
+    assert sorted(ingested.home.store.iter_hashes()) == blobs_before
+
+
+def test_a_run_writes_a_handful_of_delta_files(ingested: Catalog) -> None:
+    for table in ("assets", "asset_versions", "ingest_errors"):
+        assert len(DeltaTable(ingested.tables.uri(table)).file_uris()) <= 2, table
+
+
+def test_second_version_keeps_history(ingested: Catalog) -> None:
+    hero = asset_id_for("research", "images/hero")
+    versions = ingested.list_versions(hero)
+    assert [v["version"] for v in versions] == [1, 2]
+    assert versions[1]["previous_sha256"] == versions[0]["sha256"]
+    assert versions[1]["change_description"] == "brighter colours"
+    asset = ingested.asset(hero)
+    assert (asset["current_version"], asset["current_sha256"]) == (2, versions[1]["sha256"])
+    assert asset["prompt"] == "hero banner with a red rocket, brighter"
+
+
+def test_rejected_inputs_are_recorded_and_quarantined_not_lost(ingested: Catalog, settings) -> None:
+    errors = {r["source_path"]: r for r in ingested.sql("select * from ingest_errors").to_pylist()}
+    assert set(errors) == {"bad/truncated.png", "bad/malformed-sidecar.png", "bad/empty.png", "bad/unknown.bin"}
+    assert errors["bad/malformed-sidecar.png"]["field"] == "sidecar"
+    assert "empty" in errors["bad/empty.png"]["reason"]
+    assert "unknown format" in errors["bad/unknown.bin"]["reason"]
+    assert "truncated" in errors["bad/truncated.png"]["reason"]
+    for row in errors.values():
+        moved = Path(row["quarantine_path"])
+        assert moved.exists() and moved.is_relative_to(settings.quarantine_dir)
+        assert not (Path(settings.inbox) / row["source_path"]).exists()
+    assert Path(errors["bad/truncated.png"]["quarantine_path"] + SIDECAR_SUFFIX).exists()
+
+
+def _drop(inbox: Path, rel: str, data: bytes, **meta) -> None:
+    doc = {"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1", **meta}
+    (inbox / rel).parent.mkdir(parents=True, exist_ok=True)
+    (inbox / rel).write_bytes(data)
+    (inbox / (rel + SIDECAR_SUFFIX)).write_text(json.dumps(doc))
+
+
+def test_names_from_sidecars_are_never_paths(catalog: Catalog, settings, tmp_path: Path) -> None:
+    inbox = Path(settings.inbox)
+    _drop(inbox, "x.png", render_image(5, (16, 16)), name="../../../../escape", project="../../p")
+    summary = catalog.ingest()
+    assert summary.new_assets == 1
+    row = catalog.sql("select name, project from assets").to_pylist()[0]
+    assert row == {"name": "../../../../escape", "project": "../../p"}
+    assert not (tmp_path / "escape").exists() and not list(tmp_path.parent.glob("escape*"))
+
+
+def test_unknown_asset_id_and_missing_sidecar_are_rejected(catalog: Catalog, settings) -> None:
+    inbox = Path(settings.inbox)
+    _drop(inbox, "a.png", render_image(6, (16, 16)), asset_id="a_doesnotexist")
+    (inbox / "lonely.png").write_bytes(render_image(7, (16, 16)))
+    (inbox / "ghost.png" f"{SIDECAR_SUFFIX}").write_text("{}")
+    catalog.ingest()
+    rows = catalog.sql("select * from ingest_errors").to_pylist()
+    reasons = {r["source_path"]: (r["field"], r["reason"]) for r in rows}
+    assert reasons["a.png"][0] == "asset_id" and "does not exist" in reasons["a.png"][1]
+    assert reasons["lonely.png"][0] == "sidecar" and "lonely.png.meta.json" in reasons["lonely.png"][1]
+    assert reasons["ghost.png.meta.json"][0] == "sidecar"
+
+
+def test_sidecar_asset_id_makes_a_new_version(ingested: Catalog, settings) -> None:
+    icon = asset_id_for("research", "images/icon")
+    _drop(Path(settings.inbox), "later/icon-v2.png", render_image(40, (64, 64)), asset_id=icon, project="research",
+          change_description="sharper")
+    ingested.ingest()
+    assert [v["change_description"] for v in ingested.list_versions(icon)] == ["initial version", "sharper"]
+
+
+def test_status_and_usage_survive_a_new_version(ingested: Catalog, settings) -> None:
+    from deltalake import DeltaTable
+
+    icon = asset_id_for("research", "images/icon")
+    DeltaTable(ingested.tables.uri("assets")).update({"download_count": "7"}, predicate=f"id = '{icon}'")
+    _drop(Path(settings.inbox), "icon2.png", render_image(41, (64, 64)), asset_id=icon, project="research")
+    ingested.ingest()
+    asset = ingested.asset(icon)
+    assert (asset["current_version"], asset["download_count"]) == (2, 7)

@@ -1,0 +1,71 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from asset_pipeline.store import LocalObjectStore, key_for
+
+from .conftest import run_python
+
+
+def _file(tmp_path: Path, data: bytes, name: str = "f.bin") -> tuple[Path, str]:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p, hashlib.sha256(data).hexdigest()
+
+
+def test_put_places_blob_under_its_hash_and_dedups(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "home")
+    src, sha = _file(tmp_path, b"hello world" * 1000)
+    assert store.put_file(src, sha) is True
+    assert (tmp_path / "home" / "objects" / sha[:2] / sha[2:4] / sha).read_bytes() == src.read_bytes()
+    assert store.put_file(src, sha) is False  # second put writes nothing
+    assert store.exists(sha) and store.size(sha) == 11000
+    assert store.read_bytes(sha) == src.read_bytes()
+    assert list(store.iter_hashes()) == [sha]
+    assert store.delete(sha) is True and not store.exists(sha) and store.delete(sha) is False
+
+
+def test_put_stream_hashes_while_writing(tmp_path: Path) -> None:
+    import io
+
+    store = LocalObjectStore(tmp_path)
+    data = b"x" * (3 * 1024 * 1024 + 17)
+    sha, size, written = store.put_stream(io.BytesIO(data))
+    assert (sha, size, written) == (hashlib.sha256(data).hexdigest(), len(data), True)
+    assert store.put_stream(io.BytesIO(data))[2] is False
+    assert not any(store.tmp_dir.iterdir())
+
+
+def test_key_layout_rejects_non_hashes() -> None:
+    sha = "ab" * 32
+    assert key_for(sha) == f"objects/ab/ab/{sha}"
+    with pytest.raises(ValueError, match="not a sha256"):
+        key_for("../../etc/passwd")
+
+
+def test_missing_blob_raises_file_not_found(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        store.open("0" * 64)
+    with pytest.raises(FileNotFoundError):
+        store.size("0" * 64)
+
+
+def test_crash_in_the_middle_of_a_blob_write_leaves_no_blob_under_the_key(tmp_path: Path) -> None:
+    # 150 MB: the copy runs in 64 MB chunks, and the failpoint kills the process after the first.
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for i in range(150):
+            f.write(bytes([i % 251]) * (1024 * 1024))
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    code = (f"from pathlib import Path; from asset_pipeline.store import LocalObjectStore;"
+            f"LocalObjectStore(Path({str(tmp_path / 'home')!r})).put_file(Path({str(src)!r}), {sha!r})")
+    proc = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": "blob-write"})
+    assert proc.returncode == 137, proc.stderr
+    store = LocalObjectStore(tmp_path / "home")
+    assert not store.exists(sha)
+    leftovers = list(store.tmp_dir.iterdir())
+    assert leftovers and leftovers[0].stat().st_size < src.stat().st_size  # partial, and only in .tmp
+    assert store.put_file(src, sha) is True
+    assert store.size(sha) == src.stat().st_size
