@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,15 +27,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.examine import Examined, Rejection, examine_many
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import FormatInfo, inspect_file
-from asset_pipeline.hashing import hash_file, hash_stream
+from asset_pipeline.formats import FormatInfo
+from asset_pipeline.hashing import hash_stream
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
+PROCESS_POOL_MIN_ITEMS = 256
 
 # Columns of `assets` that follow the current version; status and usage belong to other
 # processes (lifecycle, usage) and are never overwritten by an ingest.
@@ -42,10 +45,6 @@ VERSION_FOLLOWING = (
     "type", "format", "size_bytes", "width", "height", "duration_s", "model", "prompt", "seed",
     "parameters", "tags", "extra", "current_version", "current_sha256", "updated_at",
 )
-
-
-class InputNotReady(Exception):
-    """The input changed while it was read; it is left in the inbox for the next run."""
 
 
 def asset_id_for(project: str, name: str) -> str:
@@ -72,18 +71,11 @@ class Accepted:
 
 
 @dataclass
-class Rejected:
-    item: InboxItem
-    reason: str
-    field: str | None
-
-
-@dataclass
 class StoredBatch:
     """What the store step hands to the commit step."""
 
     accepted: list[Accepted] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     not_ready: list[str] = field(default_factory=list)
 
     @property
@@ -135,40 +127,45 @@ def _identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str]]) -> 
     return asset_id_for(sidecar.project, name), name, sidecar.project
 
 
-def store_item(item: InboxItem, store: ObjectStore, known: dict[str, tuple[str, str]],
-               claim: Callable[[str], bool] = lambda sha: True) -> Accepted | Rejected:
-    """Validate one input and put its blob in the store. Never raises for bad input.
-
-    `claim(sha)` is False when another input of the same batch already stores those bytes, so
-    two workers never upload the same content twice."""
+def _put(ex: Examined, store: ObjectStore, claim: Callable[[str], bool]) -> tuple[bool, bool]:
+    """Write the blob (unless this batch already claimed those bytes): (written, still_valid)."""
+    written = store.put_file(ex.item.path, ex.sha256) if claim(ex.sha256) else False
     try:
-        if item.orphan_sidecar:
-            raise InputRejected(f"sidecar has no media file next to it (expected '{item.rel[:-len(SIDECAR_SUFFIX)]}')",
-                                "sidecar")
-        if item.sidecar is None:
-            raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
-                                "sidecar")
-        try:
-            sidecar = parse_sidecar(item.sidecar.read_bytes())
-        except FileNotFoundError as exc:
-            raise InputNotReady(item.rel) from exc
-        asset_id, name, project = _identity(sidecar, item.rel, known)
-        before = os.stat(item.path)
-        info = inspect_file(item.path)
-        sha, size = hash_file(item.path)
-        written = store.put_file(item.path, sha) if claim(sha) else False
-        after = os.stat(item.path)
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or after.st_size != size:
-            if written:  # the copy may hold newer bytes than the hash: keep it only if it matches
-                with store.open(sha) as f:
-                    if hash_stream(f)[0] != sha:
-                        store.delete(sha)
-            raise InputNotReady(item.rel)
-        return Accepted(item, sidecar, info, sha, size, written, asset_id, name, project)
-    except InputRejected as exc:
-        return Rejected(item, exc.reason, exc.field)
-    except FileNotFoundError as exc:
-        raise InputNotReady(item.rel) from exc
+        after = os.stat(ex.item.path)
+    except FileNotFoundError:
+        after = None
+    if after is None or (after.st_size, after.st_mtime_ns) != ex.stat_before or after.st_size != ex.size:
+        if written:  # the copy may hold newer bytes than the hash: keep it only if it matches
+            with store.open(ex.sha256) as f:
+                if hash_stream(f)[0] != ex.sha256:
+                    store.delete(ex.sha256)
+        return written, False
+    return written, True
+
+
+def _examiner(n_items: int, workers: int) -> Executor:
+    """Processes for many files (per-file Python work holds the GIL), threads for a few (no start-up).
+
+    The workers are forked: spawn/forkserver would re-import the caller's ``__main__``, which
+    breaks any script that calls an ingest without an ``if __name__ == "__main__"`` guard. The
+    forked children only run `examine` (Pillow, hashlib, json) and touch none of the parent's
+    thread-owned state (DuckDB, Delta), so forking a process that has such threads is safe here."""
+    if n_items >= PROCESS_POOL_MIN_ITEMS and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=max(1, workers))
+
+
+def _chunks(items: list[InboxItem], max_items: int = 32, max_bytes: int = 256 * 1024 * 1024) -> list[list[InboxItem]]:
+    out: list[list[InboxItem]] = []
+    cur: list[InboxItem] = []
+    size = 0
+    for item in items:
+        if cur and (len(cur) >= max_items or size + item.size > max_bytes):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(item)
+        size += item.size
+    return out + ([cur] if cur else [])
 
 
 def store_items(
@@ -178,15 +175,15 @@ def store_items(
     workers: int = 2,
     progress: Progress | None = None,
 ) -> StoredBatch:
-    """Validate, hash and store every input, `workers` at a time (hashlib and the kernel copy
-    release the GIL, so threads scale). Biggest files first keeps both workers busy to the end."""
+    """Validate, hash and store every input. Examination (CPU) runs in `workers` processes, blob
+    writes (I/O, GIL-free) in `workers` threads, overlapped; biggest files first so no worker
+    idles at the end. Content is hashed before it is written, so known content is never copied."""
     known_tbl = tables.read("assets", columns=["id", "name", "project"])
     known = dict(zip(known_tbl["id"].to_pylist(), zip(known_tbl["name"].to_pylist(),
                                                       known_tbl["project"].to_pylist())))
     batch = StoredBatch()
     order = sorted(items, key=lambda i: -i.size)
-    done_files = done_bytes = 0
-
+    done = [0, 0]
     claimed: set[str] = set()
     lock = threading.Lock()
 
@@ -196,24 +193,42 @@ def store_items(
             claimed.add(sha)
             return first
 
-    def run(item: InboxItem) -> Accepted | Rejected | str:
-        try:
-            return store_item(item, store, known, claim)
-        except InputNotReady:
-            return item.rel
+    def tick(item: InboxItem) -> None:
+        done[0] += 1
+        done[1] += item.size
+        if progress:
+            progress(done[0], done[1])
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for item, result in zip(order, pool.map(run, order)):
-            if isinstance(result, Accepted):
-                batch.accepted.append(result)
-            elif isinstance(result, Rejected):
-                batch.rejected.append(result)
+    def finish(ex: Examined, asset_id: str, name: str, project: str) -> Accepted | None:
+        written, valid = _put(ex, store, claim)
+        if not valid:
+            return None
+        return Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, written, asset_id, name, project)
+
+    with _examiner(len(order), workers) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
+        puts = []
+        for fut in as_completed([examiner.submit(examine_many, chunk) for chunk in _chunks(order)]):
+            for result in fut.result():
+                if isinstance(result, Examined):
+                    try:
+                        ident = _identity(result.sidecar, result.item.rel, known)
+                    except InputRejected as exc:
+                        result = Rejection(result.item, exc.reason, exc.field)
+                    else:
+                        puts.append((result.item, writer.submit(finish, result, *ident)))
+                        continue
+                if isinstance(result, Rejection):
+                    batch.rejected.append(result)
+                else:
+                    batch.not_ready.append(result.item.rel)
+                tick(result.item)
+        for item, fut in puts:
+            accepted = fut.result()
+            if accepted is None:
+                batch.not_ready.append(item.rel)
             else:
-                batch.not_ready.append(result)
-            done_files += 1
-            done_bytes += item.size
-            if progress:
-                progress(done_files, done_bytes)
+                batch.accepted.append(accepted)
+            tick(item)
     batch.accepted.sort(key=lambda a: (a.sidecar.created_at or datetime.fromtimestamp(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
@@ -345,8 +360,8 @@ def error_id_for(item: InboxItem, reason: str) -> str:
     return hashlib.sha256(f"{item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{reason}".encode()).hexdigest()[:32]
 
 
-def commit_rejections(rejected: list[Rejected], tables: Tables, quarantine_root: Path, run_id: str,
-                      on_moved: Callable[[Rejected], None] | None = None) -> list[dict]:
+def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path, run_id: str,
+                      on_moved: Callable[[Rejection], None] | None = None) -> list[dict]:
     """Record each rejection (idempotently, by a deterministic id), then move the input to
     ``<quarantine>/<error id>/<inbox path>``. The row is written first: a crash in between leaves
     the input in the inbox and a re-run finds the row already there."""
@@ -369,7 +384,7 @@ def commit_rejections(rejected: list[Rejected], tables: Tables, quarantine_root:
 
 
 def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path,
-                 run_id: str, on_quarantined: Callable[[Rejected], None] | None = None) -> IngestSummary:
+                 run_id: str, on_quarantined: Callable[[Rejection], None] | None = None) -> IngestSummary:
     store.flush()
     new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)

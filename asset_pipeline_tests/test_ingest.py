@@ -124,3 +124,13 @@ def test_status_and_usage_survive_a_new_version(ingested: Catalog, settings) -> 
     ingested.ingest()
     asset = ingested.asset(icon)
     assert (asset["current_version"], asset["download_count"]) == (2, 7)
+
+
+def test_process_pool_path_gives_the_same_result(catalog: Catalog, sample_counts: dict, monkeypatch) -> None:
+    import asset_pipeline.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "PROCESS_POOL_MIN_ITEMS", 1)  # large inboxes use worker processes
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected, summary.deduplicated) == \
+        (sample_counts["versions"], sample_counts["rejected"], sample_counts["deduplicated"])
+    assert len(list(catalog.home.store.iter_hashes())) == sample_counts["blobs"]

@@ -10,15 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
-
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.store.base import ObjectStore, is_sha256, key_for
 
 
-def _missing(exc: ClientError) -> bool:
-    code = exc.response.get("Error", {}).get("Code", "")
+def _client_error() -> type[Exception]:
+    from botocore.exceptions import ClientError  # imported on first S3 use: boto3 costs 0.1 s at start-up
+
+    return ClientError
+
+
+def _missing(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
     return code in ("404", "NoSuchKey", "NotFound")
 
 
@@ -35,6 +38,8 @@ class S3ObjectStore(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.presign_expiry_s = presign_expiry_s
+        from boto3.s3.transfer import TransferConfig
+
         self.transfer = TransferConfig(
             multipart_threshold=multipart_threshold_bytes,
             multipart_chunksize=max(8 * 1024 * 1024, multipart_threshold_bytes // 4),
@@ -47,7 +52,7 @@ class S3ObjectStore(ObjectStore):
     def _head(self, sha256: str) -> dict | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))
-        except ClientError as exc:
+        except _client_error() as exc:
             if _missing(exc):
                 return None
             raise
@@ -89,7 +94,7 @@ class S3ObjectStore(ObjectStore):
     def open(self, sha256: str) -> BinaryIO:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"]
-        except ClientError as exc:
+        except _client_error() as exc:
             if _missing(exc):
                 raise FileNotFoundError(f"s3://{self.bucket}/{self.key(sha256)}") from exc
             raise

@@ -1,0 +1,178 @@
+"""Ingest benchmark: the project's ingest beside `openssl dgst -sha256`, `cp -r` and `dvc add`,
+on the same corpus, in one run.
+
+    python bench/ingest.py                      # 5,000 x 200 KB PNG + 5 x 200 MB models (about 2 GB)
+    python bench/ingest.py --small 500 --large 2 --large-mb 50   # a quick look
+
+Prints wall seconds, MB/s, ratios against `cp -r`, peak memory (RSS) of each process, a no-change
+re-run, and peak memory for one small vs one large file (it must not grow with file size).
+The page cache is warmed before timing, so numbers compare CPU and copy paths, not the disk.
+DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORK = Path(__file__).resolve().parent / ".work"
+
+
+def build_corpus(root: Path, small: int, small_kb: int, large: int, large_mb: int) -> int:
+    marker = root / ".complete.json"
+    spec = {"small": small, "small_kb": small_kb, "large": large, "large_mb": large_mb}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != marker.name)
+    shutil.rmtree(root, ignore_errors=True)
+    from PIL import Image
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(0)
+    side = int((small_kb * 1024 / 3) ** 0.5)
+    for i in range(small):
+        sub = root / "images" / f"{i // 500:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(sub / f"img{i:05d}.png",
+                                                                                   compress_level=1)
+        _sidecar(sub / f"img{i:05d}.png", i)
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    for j in range(large):
+        path = root / "models" / f"model{j}.safetensors"
+        n = large_mb * 1024 * 1024 // 4
+        path.write_bytes(save({"w": rng.standard_normal(n, dtype=np.float32)}))
+        _sidecar(path, 100_000 + j)
+    marker.write_text(json.dumps(spec))
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != marker.name)
+
+
+def _sidecar(path: Path, seed: int) -> None:
+    path.with_name(path.name + ".meta.json").write_text(json.dumps({
+        "model": "bench-model", "prompt": f"benchmark output {seed}", "seed": seed, "created_by": "bench",
+        "project": "bench", "tags": ["bench"]}))
+
+
+def run(cmd: list[str] | str, cwd: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB of the largest process in it), starting with no dirty pages."""
+    subprocess.run(["sync"], check=True)
+    rss_file = WORK / "rss.txt"
+    shell = cmd if isinstance(cmd, str) else " ".join(shlex.quote(c) for c in cmd)
+    # GNU time measures the command alone (not this process's inherited RSS, as wait4 after fork would)
+    wrapped = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), "bash", "-c", shell]
+    start = time.perf_counter()
+    proc = subprocess.run(wrapped, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {shell}\n{proc.stderr.decode()[-2000:]}")
+    return wall, int(rss_file.read_text().split()[-1]) / 1024
+
+
+def ingest_cmd(home: Path, inbox: Path, durable: bool) -> list[str]:
+    code = ("import sys; from asset_pipeline import Catalog, Settings; "
+            f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox={str(inbox)!r}, durable={durable}))"
+            ".ingest(); print(s.new_versions, s.rejected, file=sys.stderr)")
+    return [sys.executable, "-c", code]
+
+
+def dvc_binary(skip: bool) -> str | None:
+    if skip:
+        return None
+    found = shutil.which("dvc")
+    if found:
+        return found
+    venv = WORK / "dvc-venv"
+    if not (venv / "bin" / "dvc").exists():
+        print("installing dvc into bench/.work/dvc-venv ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dvc==3.67.1"], check=True)
+    return str(venv / "bin" / "dvc")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--small", type=int, default=5000)
+    ap.add_argument("--small-kb", type=int, default=200)
+    ap.add_argument("--large", type=int, default=5)
+    ap.add_argument("--large-mb", type=int, default=200)
+    ap.add_argument("--no-dvc", action="store_true")
+    args = ap.parse_args()
+
+    WORK.mkdir(exist_ok=True)
+    corpus = WORK / "corpus"
+    print("building corpus ...", flush=True)
+    total = build_corpus(corpus, args.small, args.small_kb, args.large, args.large_mb)
+    mb = total / 1e6
+    files = sum(1 for p in corpus.rglob("*") if p.is_file()) - 1
+    print(f"corpus: {files} files ({args.small} x {args.small_kb} KB + {args.large} x {args.large_mb} MB, "
+          f"with sidecars), {mb:.0f} MB; {os.cpu_count()} cores")
+    run(f"find {corpus} -type f -print0 | xargs -0 cat > /dev/null")  # warm the page cache
+
+    rows: list[tuple[str, float, float]] = []
+
+    def scratch(name: str) -> Path:
+        path = WORK / name
+        shutil.rmtree(path, ignore_errors=True)
+        return path
+
+    rows.append(("openssl dgst -sha256 (1 process)",
+                 *run(f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null")))
+    dest = scratch("cp-dest")
+    rows.append(("cp -r", *run(["cp", "-r", str(corpus), str(dest)])))
+    dest = scratch("cp-dest")
+    rows.append(("cp -r + sync", *run(f"cp -r {corpus} {dest} && sync")))
+    shutil.rmtree(dest, ignore_errors=True)
+
+    dvc = dvc_binary(args.no_dvc)
+    if dvc:
+        repo = scratch("dvc-repo")
+        repo.mkdir()
+        shutil.copytree(corpus, repo / "corpus")  # dvc add works in place; give it its own copy
+        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
+        rows.append(("dvc add", *run([dvc, "add", "-q", "corpus"], cwd=repo)))
+        rows.append(("dvc add, unchanged re-run", *run([dvc, "add", "-q", "corpus"], cwd=repo)))
+        shutil.rmtree(repo, ignore_errors=True)
+
+    for durable in (False, True):
+        home = scratch("home")
+        label = "asset-pipeline ingest" + (" (durable: syncfs before commit)" if durable else "")
+        rows.append((label, *run(ingest_cmd(home, corpus, durable))))
+        if durable:
+            rows.append(("asset-pipeline ingest, unchanged re-run", *run(ingest_cmd(home, corpus, durable))))
+
+    cp = next(w for name, w, _ in rows if name == "cp -r")
+    cp_sync = next(w for name, w, _ in rows if name == "cp -r + sync")
+    print(f"\n{'what':<48}{'seconds':>9}{'MB/s':>9}{'vs cp -r':>10}{'peak RSS MiB':>14}")
+    for name, wall, rss in rows:
+        print(f"{name:<48}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
+    print(f"(durable ingest vs cp -r + sync: {cp_sync / next(w for n, w, _ in rows if 'durable' in n):.2f}x)")
+
+    print("\npeak memory against file size (one file each, fresh store):")
+    for size_mb in (16, 1024):
+        inbox = scratch(f"one-{size_mb}")
+        inbox.mkdir()
+        path = inbox / "big.safetensors"
+        with open(path, "wb") as f:
+            header = json.dumps({"w": {"dtype": "F32", "shape": [size_mb * 262144],
+                                       "data_offsets": [0, size_mb * 1048576]}}).encode()
+            f.write(len(header).to_bytes(8, "little") + header)
+            block = np.random.default_rng(size_mb).bytes(1048576)
+            for _ in range(size_mb):
+                f.write(block)
+        _sidecar(path, size_mb)
+        wall, rss = run(ingest_cmd(scratch("home-one"), inbox, False))
+        print(f"  {size_mb:>5} MB file: {wall:6.2f} s, peak RSS {rss:.0f} MiB")
+        shutil.rmtree(inbox, ignore_errors=True)
+    shutil.rmtree(WORK / "home", ignore_errors=True)
+    shutil.rmtree(WORK / "home-one", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
