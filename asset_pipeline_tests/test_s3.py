@@ -91,3 +91,25 @@ def test_s3_keys_that_could_escape_are_ignored(s3_client, bucket, tmp_path: Path
     summary = Catalog(settings=settings, s3_client=s3_client).ingest()
     assert summary.inputs == 0
     assert not (tmp_path / "evil.png").exists() and not list(tmp_path.rglob("evil.png"))
+
+
+def test_sensor_watches_an_s3_prefix(s3_client, s3_env, bucket, tmp_path: Path) -> None:
+    import dagster as dg
+
+    from asset_pipeline.definitions import build_definitions
+
+    settings = Settings.from_env(home=tmp_path / "home", inbox=f"s3://{bucket}/drop", durable=False)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+
+    def tick(cursor):
+        with dg.instance_for_test() as instance, dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources={"pipeline": defs.resources["pipeline"]}) as ctx:
+            return sensor(ctx)
+
+    assert tick(None).run_requests == []
+    s3_client.put_object(Bucket=bucket, Key="drop/a.png", Body=b"x")
+    s3_client.put_object(Bucket=bucket, Key="drop/a.png.meta.json", Body=b"{}")
+    first = tick(None)
+    assert [r.run_config["ops"]["inbox_files"]["config"]["paths"] for r in first.run_requests] == [["a.png"]]
+    assert tick(first.cursor).run_requests == []

@@ -92,7 +92,8 @@ def dvc_binary(skip: bool) -> str | None:
     if not (venv / "bin" / "dvc").exists():
         print("installing dvc into bench/.work/dvc-venv ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dvc==3.67.1"], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dvc==3.67.1"], check=True,
+                       stderr=subprocess.DEVNULL)
     return str(venv / "bin" / "dvc")
 
 
@@ -103,6 +104,7 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=5)
     ap.add_argument("--large-mb", type=int, default=200)
     ap.add_argument("--no-dvc", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is printed")
     args = ap.parse_args()
 
     WORK.mkdir(exist_ok=True)
@@ -122,30 +124,41 @@ def main() -> None:
         shutil.rmtree(path, ignore_errors=True)
         return path
 
-    rows.append(("openssl dgst -sha256 (1 process)",
-                 *run(f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null")))
-    dest = scratch("cp-dest")
-    rows.append(("cp -r", *run(["cp", "-r", str(corpus), str(dest)])))
-    dest = scratch("cp-dest")
-    rows.append(("cp -r + sync", *run(f"cp -r {corpus} {dest} && sync")))
+    def measure(label: str, make_cmd, setup=None, cwd: Path | None = None) -> None:
+        """Median wall time of `--repeat` runs, each after `setup()` (which resets its target)."""
+        results = []
+        for _ in range(args.repeat):
+            if setup:
+                setup()
+            results.append(run(make_cmd(), cwd=cwd))
+        results.sort()
+        rows.append((label, *results[len(results) // 2]))
+
+    dest = WORK / "cp-dest"
+    measure("openssl dgst -sha256 (1 process)",
+            lambda: f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null")
+    measure("cp -r", lambda: ["cp", "-r", str(corpus), str(dest)], lambda: scratch("cp-dest"))
+    measure("cp -r + sync", lambda: f"cp -r {corpus} {dest} && sync", lambda: scratch("cp-dest"))
     shutil.rmtree(dest, ignore_errors=True)
 
     dvc = dvc_binary(args.no_dvc)
     if dvc:
-        repo = scratch("dvc-repo")
-        repo.mkdir()
-        shutil.copytree(corpus, repo / "corpus")  # dvc add works in place; give it its own copy
-        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
-        rows.append(("dvc add", *run([dvc, "add", "-q", "corpus"], cwd=repo)))
-        rows.append(("dvc add, unchanged re-run", *run([dvc, "add", "-q", "corpus"], cwd=repo)))
+        repo = WORK / "dvc-repo"
+
+        def fresh_dvc_repo() -> None:
+            scratch("dvc-repo").mkdir()
+            shutil.copytree(corpus, repo / "corpus")  # dvc add works in place; give it its own copy
+            subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
+
+        measure("dvc add", lambda: [dvc, "add", "-q", "corpus"], fresh_dvc_repo, cwd=repo)
+        measure("dvc add, unchanged re-run", lambda: [dvc, "add", "-q", "corpus"], cwd=repo)
         shutil.rmtree(repo, ignore_errors=True)
 
+    home = WORK / "home"
     for durable in (False, True):
-        home = scratch("home")
         label = "asset-pipeline ingest" + (" (durable: syncfs before commit)" if durable else "")
-        rows.append((label, *run(ingest_cmd(home, corpus, durable))))
-        if durable:
-            rows.append(("asset-pipeline ingest, unchanged re-run", *run(ingest_cmd(home, corpus, durable))))
+        measure(label, lambda d=durable: ingest_cmd(home, corpus, d), lambda: scratch("home"))
+    measure("asset-pipeline ingest, unchanged re-run", lambda: ingest_cmd(home, corpus, True))
 
     cp = next(w for name, w, _ in rows if name == "cp -r")
     cp_sync = next(w for name, w, _ in rows if name == "cp -r + sync")
