@@ -13,15 +13,25 @@ from dataclasses import dataclass
 from asset_pipeline.errors import InputRejected
 from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.hashing import hash_file
+from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem
 from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+
+# "asset_id:sha256" pairs that are already versions; set in each worker by `init_worker`.
+_known_versions: frozenset[str] = frozenset()
+
+
+def init_worker(known_versions: frozenset[str]) -> None:
+    """Pool initializer (forked workers receive the set without pickling)."""
+    global _known_versions
+    _known_versions = known_versions
 
 
 @dataclass
 class Examined:
     item: InboxItem
     sidecar: Sidecar
-    info: FormatInfo
+    info: FormatInfo | None  # None: content already a version of this asset, format not re-checked
     sha256: str
     size: int
     stat_before: tuple[int, int]  # (size, mtime_ns) before the content was read
@@ -52,8 +62,9 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
                                 "sidecar")
         sidecar = parse_sidecar(item.sidecar.read_bytes())
         st = os.stat(item.path)
-        info = inspect_file(item.path)
         sha, size = hash_file(item.path)
+        candidate = sidecar.asset_id or asset_id_for(sidecar.project, sidecar.name or default_name(item.rel))
+        info = None if f"{candidate}:{sha}" in _known_versions else inspect_file(item.path)
         return Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns))
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)

@@ -27,12 +27,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from asset_pipeline.errors import InputRejected
-from asset_pipeline.examine import Examined, Rejection, examine_many
+from asset_pipeline.examine import Examined, Rejection, examine_many, init_worker
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import FormatInfo
+from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.hashing import hash_stream
+from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
+from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
 
@@ -47,21 +49,11 @@ VERSION_FOLLOWING = (
 )
 
 
-def asset_id_for(project: str, name: str) -> str:
-    """Stable id from (project, name): the same output re-ingested maps to the same asset."""
-    return "a_" + hashlib.sha256(f"{project}\x00{name}".encode()).hexdigest()[:24]
-
-
-def default_name(rel: str) -> str:
-    stem, dot, ext = rel.rpartition(".")
-    return stem if dot and "/" not in ext else rel
-
-
 @dataclass
 class Accepted:
     item: InboxItem
     sidecar: Sidecar
-    info: FormatInfo
+    info: FormatInfo | None  # None: already a version of this asset, not inspected again
     sha256: str
     size: int
     written: bool          # False: the blob was already in the store (deduplicated)
@@ -143,7 +135,7 @@ def _put(ex: Examined, store: ObjectStore, claim: Callable[[str], bool]) -> tupl
     return written, True
 
 
-def _examiner(n_items: int, workers: int) -> Executor:
+def _examiner(n_items: int, workers: int, known_versions: frozenset[str]) -> Executor:
     """Processes for many files (per-file Python work holds the GIL), threads for a few (no start-up).
 
     The workers are forked: spawn/forkserver would re-import the caller's ``__main__``, which
@@ -151,8 +143,9 @@ def _examiner(n_items: int, workers: int) -> Executor:
     forked children only run `examine` (Pillow, hashlib, json) and touch none of the parent's
     thread-owned state (DuckDB, Delta), so forking a process that has such threads is safe here."""
     if n_items >= PROCESS_POOL_MIN_ITEMS and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(max_workers=max(1, workers))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=init_worker, initargs=(known_versions,))
+    return ThreadPoolExecutor(max_workers=max(1, workers), initializer=init_worker, initargs=(known_versions,))
 
 
 def _chunks(items: list[InboxItem], max_items: int = 32, max_bytes: int = 256 * 1024 * 1024) -> list[list[InboxItem]]:
@@ -183,6 +176,12 @@ def store_items(
                                                       known_tbl["project"].to_pylist())))
     batch = StoredBatch()
     order = sorted(items, key=lambda i: -i.size)
+    # Content that already is a version of its asset needs no format check again (re-runs).
+    rels = sorted({i.rel for i in items})
+    known_versions = frozenset(
+        f"{r['asset_id']}:{r['sha256']}" for r in tables.read(
+            "asset_versions", where="source_path in (select unnest(?))", params=[rels],
+            columns=["asset_id", "sha256"]).to_pylist()) if rels else frozenset()
     done = [0, 0]
     claimed: set[str] = set()
     lock = threading.Lock()
@@ -205,7 +204,7 @@ def store_items(
             return None
         return Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, written, asset_id, name, project)
 
-    with _examiner(len(order), workers) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
+    with _examiner(len(order), workers, known_versions) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
         puts = []
         for fut in as_completed([examiner.submit(examine_many, chunk) for chunk in _chunks(order)]):
             for result in fut.result():
@@ -237,6 +236,8 @@ def store_items(
 
 def _version_row(a: Accepted, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
     s = a.sidecar
+    if a.info is None:  # skipped as already known when examined; a concurrent change made it new again
+        a.info = inspect_file(a.item.path)
     return {
         "asset_id": a.asset_id, "version": version, "sha256": a.sha256, "size_bytes": a.size,
         "type": a.info.type, "format": a.info.format, "width": a.info.width, "height": a.info.height,
@@ -324,17 +325,24 @@ def _landed(tables: Tables, planned: list[dict]) -> set[tuple[str, int, str]]:
 def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None) -> int:
     """Upsert `assets` rows whose current version lags behind `asset_versions` (or are missing).
 
+    One query finds the lagging ids (usually none), so a no-change run reads no version rows.
     Only version-following columns are updated, so status and usage survive."""
-    now = now or _now()
-    versions = _versions_of(tables, names)
-    rows_now = tables.read("assets", where="id in (select unnest(?))", params=[sorted(names)],
-                           columns=["id", "current_version"]) if names else None
-    current = {r["id"]: r["current_version"] for r in rows_now.to_pylist()} if rows_now is not None else {}
-    rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items()
-            if h and current.get(i) != h[-1]["version"]]
-    if not rows:
+    if not names:
         return 0
-    _upsert_assets(tables, rows)
+    now = now or _now()
+    con = connect(tables, ["assets", "asset_versions"])
+    try:
+        lagging = [r[0] for r in con.execute(
+            """select v.asset_id from (select asset_id, max(version) latest from asset_versions
+                                       where asset_id in (select unnest($ids)) group by asset_id) v
+               left join assets a on a.id = v.asset_id
+               where a.current_version is distinct from v.latest""", {"ids": sorted(names)}).fetchall()]
+    finally:
+        con.close()
+    versions = _versions_of(tables, lagging)
+    rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items() if h]
+    if rows:
+        _upsert_assets(tables, rows)
     return len(rows)
 
 

@@ -3,7 +3,7 @@ import io
 import pytest
 
 from asset_pipeline import AssetNotFound, Catalog, InputRejected
-from asset_pipeline.ingest import asset_id_for
+from asset_pipeline.identity import asset_id_for
 from asset_pipeline.samples import render_image
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 from deltalake import DeltaTable
 
 from asset_pipeline import Catalog
-from asset_pipeline.ingest import asset_id_for
+from asset_pipeline.identity import asset_id_for
 from asset_pipeline.samples import render_image
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
