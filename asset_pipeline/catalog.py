@@ -116,6 +116,78 @@ class Catalog:
         content = self.get(asset_id, version)
         return self.home.store.url(content.sha256, expires_s or self.home.settings.presign_expiry_s)
 
+    # --- search ------------------------------------------------------------------------------
+    def search(self, text: str | None = None, image: Any = None, query: str | None = None,
+               filters: dict[str, Any] | None = None, k: int = 10, include_inactive: bool = False,
+               model: str | None = None) -> list[dict[str, Any]]:
+        """Find assets by what they look like or by what was asked for; best first.
+
+        text: words → images/videos/prompts (CLIP text tower). image: a path, bytes, PIL image or an
+        asset id (its stored vector). query: full-text over prompts. text or image together with
+        query runs a hybrid search (vector + full-text, reciprocal-rank fusion).
+        filters: project, type, tags (any of), status, created_after, created_before, asset_id.
+        Archived and deleted assets are left out unless `include_inactive` or a status filter.
+        Each hit: asset_id, version, score, type, prompt, name, project, tags, status, created_at,
+        model (the test model is labelled as such). `model` defaults to $ASSET_PIPELINE_CLIP_MODEL.
+        """
+        from asset_pipeline.embeddings import search as s
+        from asset_pipeline.embeddings.model import parse_model
+        from asset_pipeline.embeddings.vectors import VectorStore
+
+        if text is not None and image is not None:
+            raise s.SearchError("give text= or image=, not both (add query= for a hybrid search)")
+        if text is None and image is None and not query:
+            raise s.SearchError("search needs text=, image= or query=")
+        where = s.where_clause(filters, include_inactive)
+        spec = parse_model(model)
+        loaded = self._load_model(spec) if text is not None or image is not None else None
+        model_id = loaded.model_id if loaded else spec.model_id
+        table = VectorStore(self.home.settings.lancedb_dir).open(model_id)
+        vector = None
+        if text is not None:
+            vector = loaded.encode_texts([text])[0].numpy()
+        elif image is not None:
+            vector = self._stored_vector(table, image) if self._is_asset_id(image) else s.image_vector(loaded, image)
+        hits = s.run_search(table, vector=vector, query=query, where=where, k=k * 2, model_label=(
+            loaded.label if loaded else spec.name))
+        if not include_inactive and not (filters or {}).get("status"):
+            # Statuses change between embedding runs: the assets table has the last word.
+            live = self._statuses([h["asset_id"] for h in hits])
+            hits = [h | {"status": live.get(h["asset_id"])} for h in hits if live.get(h["asset_id"]) == "active"]
+        return hits[:k]
+
+    def _load_model(self, spec):
+        from asset_pipeline.embeddings.model import load_model
+
+        cache = self.__dict__.setdefault("_models", {})
+        if spec.name not in cache:
+            cache[spec.name] = load_model(spec)
+        return cache[spec.name]
+
+    def _is_asset_id(self, image: Any) -> bool:
+        return isinstance(image, str) and not Path(image).exists() and image.startswith("a_")
+
+    def _stored_vector(self, table: Any, asset_id: str):
+        import numpy as np
+
+        self.asset(asset_id)  # AssetNotFound for unknown ids
+        if table is not None:
+            rows = (table.search().where(f"asset_id = '{asset_id}'").select(["version", "vector"]).limit(None)
+                    .to_arrow().to_pylist())
+            if rows:
+                return np.asarray(max(rows, key=lambda r: r["version"])["vector"], dtype=np.float32)
+        from asset_pipeline.errors import AssetPipelineError
+
+        raise AssetPipelineError(f"asset {asset_id} has no embedding for this model yet: run the embeddings job "
+                                 "(dagster job embed_job, or asset-pipeline embed)")
+
+    def _statuses(self, asset_ids: list[str]) -> dict[str, str]:
+        if not asset_ids:
+            return {}
+        rows = self.tables.read("assets", where="id in (select unnest(?))", params=[asset_ids],
+                                columns=["id", "status"]).to_pylist()
+        return {r["id"]: r["status"] for r in rows}
+
     # --- writing -----------------------------------------------------------------------------
     def ingest(self, only: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
         """Ingest the inbox without Dagster (the Dagster job does the same, step by step)."""

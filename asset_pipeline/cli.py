@@ -74,6 +74,36 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
 
 
+def _print_embed(result) -> int:
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.message:
+                print(f"error: {event.message}", file=sys.stderr)
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                    error = error.cause  # the project's error, not Dagster's wrapper
+                print(error.message.strip(), file=sys.stderr)
+        return 1
+    meta = {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    e, n = meta.get("clip_embeddings", {}), meta.get("near_duplicates", {})
+    print(f"embedded {e.get('rows_embedded', 0)} versions with {e.get('model')} on {e.get('device')} "
+          f"({e.get('images_per_s', 0)} images/s); table {e.get('lancedb_table')} has {e.get('table_rows', 0)} rows, "
+          f"ANN index: {e.get('ann_index')}; {n.get('pairs', 0)} near-duplicate pairs")
+    return 0
+
+
+def _quickstart_model() -> None:
+    from asset_pipeline.embeddings.model import ENV_VAR, TINY_TEST
+
+    if not os.environ.get(ENV_VAR):
+        os.environ[ENV_VAR] = TINY_TEST
+        print(f"{ENV_VAR} is not set: embedding with the tiny random-weight test model (results are "
+              f"meaningless). Set it, e.g. {ENV_VAR}=ViT-B-32:laion2b_s34b_b79k, for real embeddings.")
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Samples into ``<home>/inbox`` (when it is empty), then every asset through Dagster."""
     from asset_pipeline.samples import make_samples
@@ -85,7 +115,28 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     else:
         counts = make_samples(inbox)
         print(f"wrote {counts['inputs']} sample generator outputs to {inbox}")
-    return _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
+    status = _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
+    if status:
+        return status
+    _quickstart_model()
+    return _print_embed(run_job(settings, "embed_job"))
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    return _print_embed(run_job(Settings.from_env(), "embed_job"))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from asset_pipeline.catalog import Catalog
+
+    filters = {k: v for k, v in (("project", args.project), ("type", args.type), ("tags", args.tag)) if v}
+    hits = Catalog().search(text=args.text, image=args.image, query=args.query, filters=filters or None, k=args.k)
+    for h in hits:
+        print(f"{h['score']:8.4f}  {h['asset_id']}  v{h['version']}  {h['type']:<6} {h['project']:<12} "
+              f"{(h['prompt'] or '')[:60]}")
+    if hits:
+        print(f"model: {hits[0]['model']}")
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -143,6 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_ingest)
     p = sub.add_parser("quickstart", help="write samples to <home>/inbox and materialize every asset")
     p.set_defaults(fn=cmd_quickstart)
+    p = sub.add_parser("embed", help="run the embedding job (open_clip → LanceDB) through Dagster")
+    p.set_defaults(fn=cmd_embed)
+    p = sub.add_parser("search", help="search by text, image (path or asset id) and/or full-text query")
+    p.add_argument("--text")
+    p.add_argument("--image")
+    p.add_argument("--query")
+    p.add_argument("--project")
+    p.add_argument("--type")
+    p.add_argument("--tag", action="append")
+    p.add_argument("-k", type=int, default=10)
+    p.set_defaults(fn=cmd_search)
     p = sub.add_parser("sql", help="run DuckDB SQL over the tables")
     p.add_argument("query")
     p.add_argument("--json", action="store_true")

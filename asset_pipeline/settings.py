@@ -64,6 +64,10 @@ class Settings:
         return self.home / "tables"
 
     @property
+    def lancedb_dir(self) -> Path:
+        return self.home / "lancedb"
+
+    @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"
 

@@ -52,10 +52,16 @@ INGEST_ERRORS = pa.schema([
     ("recorded_at", TS),
 ])
 
+NEAR_DUPLICATES = pa.schema([
+    ("asset_a", pa.string()), ("version_a", pa.int32()), ("asset_b", pa.string()), ("version_b", pa.int32()),
+    ("similarity", pa.float64()), ("model_id", pa.string()), ("computed_at", TS),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
     "ingest_errors": INGEST_ERRORS,
+    "near_duplicates": NEAR_DUPLICATES,
 }
 
 _RETRIES = 8
@@ -140,6 +146,12 @@ class Tables:
         data = self.conform(name, rows)
         if data.num_rows:
             with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append"))
+        return data.num_rows
+
+    def replace(self, name: str, rows: list[dict] | pa.Table) -> int:
+        """Overwrite a derived table with a new snapshot (one commit; old files stay for time travel)."""
+        data = self.conform(name, rows)
+        with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="overwrite"))
         return data.num_rows
 
     def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True) -> dict:

@@ -43,3 +43,28 @@ class PipelineHome(dg.ConfigurableResource):
         settings = self.settings()
         needs_s3 = settings.store_is_s3 or settings.inbox_is_s3
         return Home(settings, s3_client=self.s3.get_client() if needs_s3 else None)
+
+
+class ClipEmbedder(dg.ConfigurableResource):
+    """open_clip model for the embedding job. `model` is MODEL:PRETRAINED (tag or local checkpoint
+    path) or 'tiny-test'; $ASSET_PIPELINE_CLIP_MODEL overrides it. `device`: auto (CUDA when
+    present), cpu, cuda, cuda:1 … `precision`: fp32, fp16, bf16, amp, amp_bf16."""
+
+    model: str = "ViT-B-32:laion2b_s34b_b79k"
+    device: str = "auto"
+    batch_size: int = 64
+    precision: str = "fp32"
+    num_workers: int = 2
+    near_duplicate_threshold: float = 0.95
+
+    def spec(self):
+        import os
+
+        from asset_pipeline.embeddings.model import ENV_VAR, parse_model
+
+        return parse_model(os.environ.get(ENV_VAR) or self.model)
+
+    def load(self):
+        from asset_pipeline.embeddings.model import load_model
+
+        return load_model(self.spec(), self.device, self.precision)

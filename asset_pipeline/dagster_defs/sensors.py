@@ -34,3 +34,16 @@ def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
         return dg.SensorResult(run_requests=requests, cursor=plan.cursor)
 
     return inbox_sensor
+
+
+def build_embed_sensor(job: "dg.JobDefinition | object") -> dg.SensorDefinition:
+    @dg.asset_sensor(asset_key=dg.AssetKey("asset_versions"), job=job, default_status=dg.DefaultSensorStatus.STOPPED,
+                     description="Starts the (GPU-tagged) embedding job after each ingest that recorded versions.")
+    def embed_after_ingest(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+        materialization = asset_event.asset_materialization
+        new = materialization.metadata.get("new_versions") if materialization else None
+        if new is not None and new.value == 0:
+            return dg.SkipReason("the last ingest recorded no new versions")
+        return dg.RunRequest(run_key=f"embed-after-{asset_event.run_id}")
+
+    return embed_after_ingest

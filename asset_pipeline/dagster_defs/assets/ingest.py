@@ -19,7 +19,7 @@ class InboxConfig(dg.Config):
     """Only these inbox paths (the sensor names the new ones); all inputs when unset."""
 
 
-def _table(rows: list[dict]) -> dg.MetadataValue:
+def markdown_table(rows: list[dict]) -> dg.MetadataValue:
     if not rows:
         return dg.MetadataValue.md("_none_")
     cols = list(rows[0])
@@ -99,14 +99,14 @@ def catalog_tables(context: dg.AssetExecutionContext, stored_objects: StoredBatc
     yield dg.MaterializeResult(asset_key="asset_versions", metadata={
         "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
         "bytes_in": s.bytes_in, "bytes_stored": s.bytes_stored, "dedup_ratio": round(s.dedup_ratio, 4),
-        "delta_version": versions_dt.version() if versions_dt else -1, "preview": _table(s.preview),
+        "delta_version": versions_dt.version() if versions_dt else -1, "preview": markdown_table(s.preview),
     })
     yield dg.MaterializeResult(asset_key="assets", metadata={
         "new_assets": s.new_assets, "inputs": s.inputs, "rejected": s.rejected,
         "delta_version": assets_dt.version() if assets_dt else -1,
     })
     yield dg.MaterializeResult(asset_key="ingest_errors", metadata={
-        "rejected": s.rejected, "errors": _table(s.errors), "quarantine": str(home.settings.quarantine_dir),
+        "rejected": s.rejected, "errors": markdown_table(s.errors), "quarantine": str(home.settings.quarantine_dir),
     })
     context.log.info(f"ingested {s.new_versions} versions ({s.new_assets} new assets), "
                      f"{s.deduplicated} deduplicated, {s.rejected} rejected")

@@ -1,0 +1,1 @@
+"""Embeddings: open_clip models, the batch embedding job, LanceDB tables and search."""

@@ -1,0 +1,214 @@
+"""The incremental batch embedding job.
+
+Only versions that the current model has not embedded yet are read. Blobs are streamed from the
+object store and decoded/preprocessed by DataLoader workers while the model runs on the previous
+batch; rows are appended to LanceDB in large batches, each an atomic commit keyed on
+(asset_id, version), so a crash mid-run loses at most the batch in flight and a re-run adds
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from asset_pipeline.embeddings.model import LoadedModel
+from asset_pipeline.embeddings.vectors import IndexReport, VectorStore, schema
+from asset_pipeline.failpoints import failpoint
+from asset_pipeline.sql import connect
+from asset_pipeline.store import ObjectStore
+from asset_pipeline.tables import Tables
+
+VISUAL = ("image", "video")
+EMBEDDABLE = ("image", "video", "prompt")
+VIDEO_FRAMES = 3
+
+
+@dataclass
+class EmbedSummary:
+    model: str
+    device: str
+    table: str
+    pending: int = 0
+    embedded: int = 0
+    images: int = 0         # images and video frames through the image tower
+    texts: int = 0
+    failed: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    status_updates: int = 0
+    index: IndexReport | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def pending_versions(tables: Tables, table: Any) -> list[dict]:
+    """Embeddable versions of live assets that `table` (one model's) does not hold yet."""
+    con = connect(tables, ["assets", "asset_versions"])
+    try:
+        con.register("embedded", VectorStore.embedded_keys(table))
+        return con.sql(f"""
+            select v.asset_id, v.version, v.sha256, v.type, v.format, v.prompt, v.tags, v.created_at,
+                   a.project, a.name, a.status
+            from asset_versions v join assets a on a.id = v.asset_id
+            anti join embedded e on e.asset_id = v.asset_id and e.version = v.version
+            where v.type in {EMBEDDABLE!r} and a.status <> 'deleted'
+            order by v.asset_id, v.version""").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+def video_frames(data: io.BufferedIOBase, count: int = VIDEO_FRAMES) -> list[Any]:
+    """Up to `count` evenly spaced keyframes (falls back to all frames for keyframe-poor clips)."""
+    import av
+
+    with av.open(data) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONKEY"
+        frames = [f.to_image() for f in container.decode(stream)]
+    if len(frames) < count:
+        data.seek(0)
+        with av.open(data) as container:
+            frames = [f.to_image() for f in container.decode(container.streams.video[0])]
+    if not frames:
+        raise ValueError("video has no decodable frames")
+    step = len(frames) / min(count, len(frames))
+    return [frames[int(i * step)] for i in range(min(count, len(frames)))]
+
+
+class VisualDataset:
+    """Map-style dataset: blob → PIL image(s) → preprocessed tensor [frames, C, H, W]."""
+
+    def __init__(self, items: list[dict], store: ObjectStore, preprocess: Any):
+        self.items, self.store, self.preprocess = items, store, preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        import torch
+        from PIL import Image
+
+        item = self.items[i]
+        try:
+            with self.store.open(item["sha256"]) as f:
+                data = io.BytesIO(f.read())
+            if item["type"] == "video":
+                images = video_frames(data)
+            else:
+                with Image.open(data) as img:
+                    images = [img.convert("RGB")]
+            return i, torch.stack([self.preprocess(im) for im in images]), None
+        except Exception as exc:  # one bad blob must not stop the batch
+            return i, None, f"{type(exc).__name__}: {exc}"
+
+
+def _collate(samples: list[tuple[int, Any, str | None]]) -> tuple[list[int], Any, list[int], list[tuple[int, str]]]:
+    import torch
+
+    ok = [(i, t) for i, t, err in samples if t is not None]
+    failed = [(i, err) for i, t, err in samples if t is None]
+    tensors = torch.cat([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], tensors, [t.shape[0] for _, t in ok], failed
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decoding workers must not fight the model for cores
+
+
+def _prompt_text(store: ObjectStore, item: dict) -> str:
+    """A prompt asset's text: the JSON's "prompt" field when there is one, else its sidecar prompt."""
+    try:
+        doc = json.loads(store.read_bytes(item["sha256"]))
+        if isinstance(doc, dict) and isinstance(doc.get("prompt"), str):
+            return doc["prompt"]
+    except (ValueError, FileNotFoundError):
+        pass
+    return item["prompt"] or ""
+
+
+def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, model: LoadedModel,
+                  batch_size: int = 64, num_workers: int = 2, append_rows: int = 4096) -> EmbedSummary:
+    import torch
+
+    table = vectors.open_or_create(model.model_id, model.dim)
+    summary = EmbedSummary(model.label, model.device, table.name)
+    summary.status_updates = sync_status(tables, table)
+    items = pending_versions(tables, table)
+    summary.pending = len(items)
+    now = datetime.now(UTC)
+    buffer: list[dict] = []
+    flushed = 0
+
+    def emit(item: dict, vector: list[float]) -> None:
+        nonlocal flushed
+        buffer.append({**{k: item[k] for k in ("asset_id", "version", "sha256", "name", "type", "project", "tags",
+                                               "prompt", "status", "created_at")},
+                       "vector": vector, "model_id": model.model_id, "embedded_at": now})
+        if len(buffer) >= append_rows:
+            summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
+            buffer.clear()
+            flushed += 1
+            failpoint("embed-batch")
+
+    start = time.perf_counter()
+    visual = [it for it in items if it["type"] in VISUAL]
+    if visual:
+        loader = torch.utils.data.DataLoader(
+            VisualDataset(visual, store, model.preprocess), batch_size=batch_size, num_workers=num_workers,
+            collate_fn=_collate, worker_init_fn=_worker_init, pin_memory=model.device.startswith("cuda"),
+            prefetch_factor=4 if num_workers else None, persistent_workers=False)
+        for indices, tensors, counts, failed in loader:
+            summary.failed += [{"asset_id": visual[i]["asset_id"], "version": visual[i]["version"], "error": e}
+                               for i, e in failed]
+            if tensors is None:
+                continue
+            embedded = model.encode_images(tensors)
+            summary.images += tensors.shape[0]
+            offset = 0
+            for i, n in zip(indices, counts):
+                vec = torch.nn.functional.normalize(embedded[offset:offset + n].mean(0), dim=-1)
+                offset += n
+                emit(visual[i], vec.tolist())
+    texts = [it for it in items if it["type"] == "prompt"]
+    for lo in range(0, len(texts), batch_size):
+        chunk = texts[lo:lo + batch_size]
+        for item, vec in zip(chunk, model.encode_texts([_prompt_text(store, it) for it in chunk])):
+            emit(item, vec.tolist())
+        summary.texts += len(chunk)
+    if buffer:
+        summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
+    summary.seconds = time.perf_counter() - start
+    summary.index = vectors.maintain(table)
+    return summary
+
+
+def sync_status(tables: Tables, table: Any) -> int:
+    """Copy asset status changes (archive, delete, restore) onto the embedding rows; rows of
+    deleted assets are removed so they can never be returned."""
+    con = connect(tables, ["assets"])
+    try:
+        con.register("rows", table.search().select(["asset_id", "status"]).limit(None).to_arrow())
+        changes = con.sql("""select distinct r.asset_id, a.status from rows r join assets a on a.id = r.asset_id
+                             where a.status is distinct from r.status""").fetchall()
+    finally:
+        con.close()
+    by_status: dict[str, list[str]] = {}
+    for asset_id, status in changes:
+        by_status.setdefault(status, []).append(asset_id)
+    for status, ids in by_status.items():
+        where = "asset_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+        if status == "deleted":
+            table.delete(where)
+        else:
+            table.update(where=where, values={"status": status})
+    return len(changes)

@@ -1,0 +1,106 @@
+"""Search over one model's LanceDB table: text→image, image→image, full-text over prompts, and
+hybrid (vector + full-text, reranked with reciprocal rank fusion)."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asset_pipeline.embeddings.model import LoadedModel
+from asset_pipeline.errors import AssetPipelineError
+
+FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
+RESULT_COLUMNS = ("asset_id", "version", "sha256", "name", "type", "project", "tags", "prompt", "status",
+                  "created_at")
+
+
+class SearchError(AssetPipelineError, ValueError):
+    """A search request that cannot be run as asked (bad filter, nothing to search with)."""
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, (datetime, date)):
+        return f"timestamp '{value.isoformat()}'" if isinstance(value, datetime) else f"date '{value.isoformat()}'"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _values(key: str, value: Any) -> list:
+    values = [value] if isinstance(value, (str, int)) else list(value)
+    if not values:
+        raise SearchError(f"filter {key!r} is an empty list")
+    return values
+
+
+def where_clause(filters: dict[str, Any] | None, include_inactive: bool = False) -> str | None:
+    """SQL for LanceDB from ``{project, type, tags, status, created_after, created_before, asset_id}``.
+    Archived and deleted assets are left out unless `status` asks for them or `include_inactive`."""
+    filters = dict(filters or {})
+    unknown = set(filters) - FILTER_KEYS
+    if unknown:
+        raise SearchError(f"unknown search filter(s) {sorted(unknown)}; known: {sorted(FILTER_KEYS)}")
+    parts = []
+    for key in ("project", "type", "status", "asset_id"):
+        if key in filters:
+            parts.append(f"{key} IN ({', '.join(_quote(v) for v in _values(key, filters[key]))})")
+    if "status" not in filters and not include_inactive:
+        parts.append("status = 'active'")
+    if "tags" in filters:
+        parts.append(f"array_has_any(tags, [{', '.join(_quote(v) for v in _values('tags', filters['tags']))}])")
+    for key, op in (("created_after", ">="), ("created_before", "<")):
+        if key in filters:
+            value = filters[key]
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            parts.append(f"created_at {op} {_quote(value)}")
+    return " AND ".join(parts) or None
+
+
+def image_vector(model: LoadedModel, image: Any) -> np.ndarray:
+    """Embedding of a path, raw bytes, or a PIL image."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        img = Image.open(image)
+    elif isinstance(image, (bytes, bytearray)):
+        img = Image.open(io.BytesIO(image))
+    else:
+        img = image
+    tensor = model.preprocess(img.convert("RGB")).unsqueeze(0)
+    return model.encode_images(tensor)[0].numpy()
+
+
+def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | None = None,
+               where: str | None = None, k: int = 10, model_label: str = "") -> list[dict]:
+    """Best first, one hit per asset (its best-scoring version)."""
+    if table is None or table.count_rows() == 0:
+        return []
+    fetch = max(k * 4, 40)  # several versions of an asset may match: over-fetch, then keep one each
+    if vector is not None and query:
+        q = table.search(query_type="hybrid").vector(vector.tolist()).text(query)
+        q = q.distance_type("cosine")
+        score_col = "_relevance_score"
+    elif vector is not None:
+        q = table.search(vector.tolist(), vector_column_name="vector").distance_type("cosine")
+        q = q.nprobes(32).refine_factor(4)
+        score_col = "_distance"
+    elif query:
+        q = table.search(query, query_type="fts")
+        score_col = "_score"
+    else:
+        raise SearchError("search needs text=, image= or query=")
+    if where:
+        q = q.where(where, prefilter=True)
+    rows = q.select([*RESULT_COLUMNS, score_col]).limit(fetch).to_arrow().to_pylist()
+    best: dict[str, dict] = {}
+    for row in rows:
+        score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])
+        hit = {c: row[c] for c in RESULT_COLUMNS} | {"score": score, "model": model_label}
+        if row["asset_id"] not in best or score > best[row["asset_id"]]["score"]:
+            best[row["asset_id"]] = hit
+    return sorted(best.values(), key=lambda h: -h["score"])[:k]

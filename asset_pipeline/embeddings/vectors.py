@@ -1,0 +1,115 @@
+"""LanceDB embedding tables: one table per model (a vector space never mixes models).
+
+Rows carry enough asset metadata (project, type, tags, prompt, status, created_at) that search
+filters without a join. Indexes: an ANN index (IVF-PQ, cosine) once a table passes
+`ann_threshold` rows, refreshed by `optimize()` as rows arrive and retrained when the table has
+doubled; a full-text index on prompts; scalar indexes on the filter columns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+ANN_THRESHOLD = 10_000
+
+
+def table_name(model_id: str) -> str:
+    import hashlib
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()[:48]
+    return f"clip_{slug}_{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
+
+
+def schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        ("vector", pa.list_(pa.float32(), dim)),
+        ("asset_id", pa.string()), ("version", pa.int32()), ("sha256", pa.string()),
+        ("name", pa.string()), ("type", pa.string()), ("project", pa.string()),
+        ("tags", pa.list_(pa.string())), ("prompt", pa.string()), ("status", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")), ("model_id", pa.string()),
+        ("embedded_at", pa.timestamp("us", tz="UTC")),
+    ])
+
+
+@dataclass
+class IndexReport:
+    rows: int
+    ann: str  # "none (below threshold)", "built", "refreshed", "retrained"
+    fts: bool
+    scalar: list[str]
+
+
+class VectorStore:
+    """The LanceDB database under ``<home>/lancedb``."""
+
+    def __init__(self, path: Path, ann_threshold: int = ANN_THRESHOLD):
+        import lancedb
+
+        self.path = Path(path)
+        self.db = lancedb.connect(str(self.path))
+        self.ann_threshold = ann_threshold
+
+    def open(self, model_id: str) -> Any | None:
+        name = table_name(model_id)
+        return self.db.open_table(name) if name in self.db.list_tables().tables else None
+
+    def open_or_create(self, model_id: str, dim: int) -> Any:
+        table = self.open(model_id)
+        if table is None:
+            table = self.db.create_table(table_name(model_id), schema=schema(dim), exist_ok=True)
+        return table
+
+    @staticmethod
+    def embedded_keys(table: Any) -> pa.Table:
+        """(asset_id, version) of every row, without reading the vectors."""
+        return table.search().select(["asset_id", "version"]).limit(None).to_arrow()
+
+    @staticmethod
+    def add(table: Any, rows: pa.Table) -> int:
+        """Insert rows whose (asset_id, version) is not there yet: a re-run after a crash that
+        landed part of a batch adds nothing twice."""
+        if rows.num_rows == 0:
+            return 0
+        result = table.merge_insert(["asset_id", "version"]).when_not_matched_insert_all().execute(rows)
+        return int(result.num_inserted_rows)
+
+    def maintain(self, table: Any) -> IndexReport:
+        """Create or refresh the indexes; cheap when nothing changed."""
+        from lancedb.index import FTS, Bitmap, BTree, IvfPq, LabelList
+
+        rows = table.count_rows()
+        existing = {idx.name: idx for idx in table.list_indices()}
+        ann = "none (below threshold)"
+        if rows >= self.ann_threshold:
+            vector_idx = existing.get("vector_idx")
+            indexed = (vector_idx.num_indexed_rows or 0) if vector_idx is not None else 0
+            if vector_idx is None or rows >= 2 * indexed:
+                dim = table.schema.field("vector").type.list_size
+                table.create_index("vector", replace=True, config=IvfPq(
+                    distance_type="cosine", num_partitions=max(1, int(math.sqrt(rows))),
+                    num_sub_vectors=_sub_vectors(dim)))
+                ann = "built" if vector_idx is None else "retrained"
+            else:
+                ann = "refreshed"
+        if rows:
+            for column, config in (("project", Bitmap()), ("type", Bitmap()), ("status", Bitmap()),
+                                   ("tags", LabelList()), ("created_at", BTree()), ("asset_id", BTree())):
+                if f"{column}_idx" not in existing:
+                    table.create_index(column, config=config)
+            if "prompt_idx" not in existing:
+                table.create_index("prompt", config=FTS())
+            table.optimize()  # folds new rows into every index and compacts small fragments
+        return IndexReport(rows, ann, rows > 0, ["project", "type", "status", "tags", "created_at", "asset_id"])
+
+
+def _sub_vectors(dim: int) -> int:
+    for n in (dim // 16, dim // 8, dim // 4, dim // 2, 1):
+        if n >= 1 and dim % n == 0:
+            return n
+    return 1
