@@ -150,10 +150,12 @@ class Catalog:
             vector = self._stored_vector(table, image) if self._is_asset_id(image) else s.image_vector(loaded, image)
         hits = s.run_search(table, vector=vector, query=query, where=where, k=k * 2, model_label=(
             loaded.label if loaded else spec.name))
-        if not include_inactive and not (filters or {}).get("status"):
-            # Statuses change between embedding runs: the assets table has the last word.
+        wanted = (filters or {}).get("status") or (None if include_inactive else "active")
+        if wanted:
+            # Rows learn of status changes at the next embedding run; the assets table has the last word.
+            wanted = {wanted} if isinstance(wanted, str) else set(wanted)
             live = self._statuses([h["asset_id"] for h in hits])
-            hits = [h | {"status": live.get(h["asset_id"])} for h in hits if live.get(h["asset_id"]) == "active"]
+            hits = [h | {"status": live.get(h["asset_id"])} for h in hits if live.get(h["asset_id"]) in wanted]
         return hits[:k]
 
     def _load_model(self, spec):

@@ -39,11 +39,13 @@ def run_job(settings: Settings, job_name: str, run_config: dict | None = None, p
                                                                   raise_on_error=False)
 
 
+def _metadata(result) -> dict[str, dict]:
+    return {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
 def _print_ingest(result) -> int:
-    metadata = {}
-    for event in result.get_asset_materialization_events():
-        m = event.materialization
-        metadata[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
+    metadata = _metadata(result)
     if not result.success:
         for event in result.all_events:
             if event.is_failure:
@@ -86,8 +88,7 @@ def _print_embed(result) -> int:
                     error = error.cause  # the project's error, not Dagster's wrapper
                 print(error.message.strip(), file=sys.stderr)
         return 1
-    meta = {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    meta = _metadata(result)
     e, n = meta.get("clip_embeddings", {}), meta.get("near_duplicates", {})
     print(f"embedded {e.get('rows_embedded', 0)} versions with {e.get('model')} on {e.get('device')} "
           f"({e.get('images_per_s', 0)} images/s); table {e.get('lancedb_table')} has {e.get('table_rows', 0)} rows, "

@@ -57,6 +57,12 @@ def ingested(catalog: Catalog, sample_counts: dict[str, int]) -> Catalog:
     return catalog
 
 
+def materialization_metadata(result) -> dict[str, dict]:
+    """{asset key: {metadata key: value}} of a Dagster execution result."""
+    return {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
 def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter (what a killed or concurrent process needs)."""
     full_env = {**os.environ, **(env or {})}

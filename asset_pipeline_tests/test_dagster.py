@@ -17,12 +17,7 @@ from asset_pipeline.samples import render_image
 from asset_pipeline.sensing import plan_ingest_requests
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
-from .conftest import REPO
-
-
-def _metadata(result) -> dict[str, dict]:
-    return {e.materialization.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+from .conftest import REPO, materialization_metadata
 
 
 def test_ingest_job_materializes_the_group_with_metadata_and_checks(settings, sample_counts) -> None:
@@ -30,7 +25,7 @@ def test_ingest_job_materializes_the_group_with_metadata_and_checks(settings, sa
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance)
         assert result.success
-        meta = _metadata(result)
+        meta = materialization_metadata(result)
         assert set(meta) == {"inbox_files", "stored_objects", "assets", "asset_versions", "ingest_errors"}
         assert meta["stored_objects"]["deduplicated"] == sample_counts["deduplicated"]
         assert meta["asset_versions"]["new_versions"] == sample_counts["versions"]

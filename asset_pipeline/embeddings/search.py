@@ -96,7 +96,9 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
         raise SearchError("search needs text=, image= or query=")
     if where:
         q = q.where(where, prefilter=True)
-    rows = q.select([*RESULT_COLUMNS, score_col]).limit(fetch).to_arrow().to_pylist()
+    # Hybrid adds its fused score itself; plain searches name theirs (LanceDB warns otherwise).
+    columns = list(RESULT_COLUMNS) if score_col == "_relevance_score" else [*RESULT_COLUMNS, score_col]
+    rows = q.select(columns).limit(fetch).to_arrow().to_pylist()
     best: dict[str, dict] = {}
     for row in rows:
         score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])

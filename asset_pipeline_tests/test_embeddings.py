@@ -1,0 +1,228 @@
+"""Embeddings with the tiny random-weight model: real open_clip code, real LanceDB."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from asset_pipeline import Catalog
+from asset_pipeline.definitions import build_definitions
+from asset_pipeline.embeddings.job import embed_pending, sync_status
+from asset_pipeline.embeddings.model import TINY_TEST, ModelUnavailable, load_model, parse_model
+from asset_pipeline.embeddings.search import SearchError, where_clause
+from asset_pipeline.embeddings.vectors import VectorStore, schema
+from asset_pipeline.identity import asset_id_for
+from asset_pipeline.samples import render_image
+
+from .conftest import materialization_metadata, run_python
+
+
+@pytest.fixture
+def offline_hub(monkeypatch) -> None:
+    """No network here: make huggingface_hub fail at once instead of retrying for 45 s."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setenv("ASSET_PIPELINE_CLIP_MODEL", TINY_TEST)
+    return load_model(parse_model(TINY_TEST))
+
+
+@pytest.fixture
+def embedded(ingested: Catalog, tiny) -> Catalog:
+    embed_pending(ingested.tables, ingested.home.store, VectorStore(ingested.home.settings.lancedb_dir), tiny,
+                  batch_size=4, num_workers=2)
+    return ingested
+
+
+def _rows(cat: Catalog, model_id: str = TINY_TEST) -> list[dict]:
+    table = VectorStore(cat.home.settings.lancedb_dir).open(model_id)
+    return table.search().limit(None).to_arrow().to_pylist()
+
+
+def test_vectors_have_the_model_dimension_and_unit_length(embedded: Catalog, tiny) -> None:
+    rows = _rows(embedded)
+    assert {r["type"] for r in rows} == {"image", "video", "prompt"}  # audio, models, npy are not embedded
+    assert len(rows) == 11  # 9 image versions, 1 video, 1 prompt
+    for r in rows:
+        v = np.asarray(r["vector"])
+        assert v.shape == (tiny.dim,) and abs(np.linalg.norm(v) - 1) < 1e-5
+        assert r["model_id"] == TINY_TEST and r["status"] == "active" and r["project"] in ("research", "marketing")
+
+
+def test_an_image_finds_itself_first(embedded: Catalog, settings) -> None:
+    forest = asset_id_for("research", "images/forest")
+    by_path = embedded.search(image=str(Path(settings.inbox) / "images/forest.png"), k=3)
+    assert by_path[0]["asset_id"] == forest and by_path[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    by_id = embedded.search(image=forest, k=3)
+    assert by_id[0]["asset_id"] == forest
+    by_bytes = embedded.search(image=(Path(settings.inbox) / "images/forest.png").read_bytes(), k=1)
+    assert by_bytes[0]["asset_id"] == forest
+    assert by_path[0]["model"] == "tiny-test (test model, random weights)"  # labelled wherever it appears
+
+
+def test_results_carry_the_contract_fields_and_filters_apply(embedded: Catalog) -> None:
+    hits = embedded.search(text="a sunset over the sea", k=20)
+    assert hits and all({"asset_id", "version", "score", "type", "prompt"} <= set(h) for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert len({h["asset_id"] for h in hits}) == len(hits)  # one hit per asset
+    assert {h["project"] for h in embedded.search(text="sunset", filters={"project": "marketing"})} == {"marketing"}
+    assert {h["type"] for h in embedded.search(text="x", filters={"type": ["video", "prompt"]})} == \
+        {"video", "prompt"}
+    tagged = embedded.search(text="x", filters={"tags": ["night", "icon"]})
+    assert {h["asset_id"] for h in tagged} == {asset_id_for("research", "images/city"),
+                                              asset_id_for("research", "images/icon")}
+    early = embedded.search(text="x", filters={"created_before": "2026-11-01T09:02:00+00:00"}, k=50)
+    assert {h["asset_id"] for h in early} == {asset_id_for("research", n) for n in ("images/sunset", "images/forest")}
+    with pytest.raises(SearchError, match="unknown search filter"):
+        embedded.search(text="x", filters={"colour": "red"})
+
+
+def test_full_text_and_hybrid_search(embedded: Catalog) -> None:
+    fts = embedded.search(query="rocket")
+    assert {h["asset_id"] for h in fts} == {asset_id_for("research", "images/hero"),
+                                           asset_id_for("research", "prompts/rocket")}
+    assert len(fts) == 2  # both versions of images/hero match, one hit per asset
+    hybrid = embedded.search(text="a red rocket", query="rocket", k=5)
+    assert hybrid and {h["asset_id"] for h in hybrid[:2]} == {h["asset_id"] for h in fts}
+
+
+def test_archived_and_deleted_assets_are_excluded_unless_asked(embedded: Catalog) -> None:
+    from deltalake import DeltaTable
+
+    forest = asset_id_for("research", "images/forest")
+    DeltaTable(embedded.tables.uri("assets")).update({"status": "'archived'"}, predicate=f"id = '{forest}'")
+    # Before the embedding rows learn about it, the assets table already has the last word...
+    assert forest not in {h["asset_id"] for h in embedded.search(text="forest", k=50)}
+    assert forest in {h["asset_id"] for h in embedded.search(text="forest", k=50, include_inactive=True)}
+    # ...and once the job syncs statuses onto the rows, status filters select it too.
+    table = VectorStore(embedded.home.settings.lancedb_dir).open(TINY_TEST)
+    assert sync_status(embedded.tables, table) == 1
+    archived = embedded.search(text="forest", filters={"status": "archived"})
+    assert [(h["asset_id"], h["status"]) for h in archived] == [(forest, "archived")]
+    DeltaTable(embedded.tables.uri("assets")).update({"status": "'deleted'"}, predicate=f"id = '{forest}'")
+    assert sync_status(embedded.tables, table) == 1
+    assert forest not in {r["asset_id"] for r in _rows(embedded)}  # deleted: its vectors are gone
+    assert where_clause(None) == "status = 'active'"
+
+
+def test_incremental_runs_embed_only_new_versions(embedded: Catalog, tiny, settings) -> None:
+    vs = VectorStore(embedded.home.settings.lancedb_dir)
+    again = embed_pending(embedded.tables, embedded.home.store, vs, tiny)
+    assert (again.pending, again.embedded) == (0, 0)
+    icon = asset_id_for("research", "images/icon")
+    embedded.create_version(icon, render_image(90, (64, 64)), "new colours")
+    more = embed_pending(embedded.tables, embedded.home.store, vs, tiny)
+    assert (more.pending, more.embedded, more.images) == (1, 1, 1)
+    assert len(_rows(embedded)) == 12
+
+
+def test_a_changed_model_re_embeds_into_its_own_table(embedded: Catalog, tiny, tmp_path: Path) -> None:
+    # A local checkpoint loaded through open_clip's own pretrained-path code, with other weights.
+    torch.manual_seed(123)
+    other = load_model(parse_model(TINY_TEST)).model
+    for p in other.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    ckpt = tmp_path / "tiny-other.pt"
+    torch.save(other.state_dict(), ckpt)
+    spec = parse_model(f"asset-pipeline-tiny-test:{ckpt}")
+    changed = load_model(spec)
+    assert changed.model_id != TINY_TEST and changed.model_id.startswith("asset-pipeline-tiny-test:sha256-")
+    vs = VectorStore(embedded.home.settings.lancedb_dir)
+    summary = embed_pending(embedded.tables, embedded.home.store, vs, changed)
+    assert summary.embedded == 11  # everything again, in the new model's table
+    old, new = _rows(embedded), _rows(embedded, changed.model_id)
+    assert len(old) == len(new) == 11
+    assert {r["model_id"] for r in new} == {changed.model_id}
+    a = next(r["vector"] for r in old if r["type"] == "prompt")
+    b = next(r["vector"] for r in new if r["type"] == "prompt")
+    assert not np.allclose(a, b)
+
+
+def test_missing_weights_fail_with_instructions(offline_hub) -> None:
+    with pytest.raises(ModelUnavailable, match="ASSET_PIPELINE_CLIP_MODEL"):
+        load_model(parse_model("ViT-B-32:laion2b_s34b_b79k"))
+    with pytest.raises(ModelUnavailable, match="does not exist"):
+        load_model(parse_model("ViT-B-32:/nowhere/weights.pt"))
+    with pytest.raises(ModelUnavailable, match="MODEL:PRETRAINED"):
+        parse_model("ViT-B-32")
+
+
+def test_crash_in_the_middle_of_a_batch_then_rerun_completes(ingested: Catalog, settings) -> None:
+    code = ("from asset_pipeline import Catalog, Settings\n"
+            "from asset_pipeline.embeddings.job import embed_pending, sync_status\n"
+            "from asset_pipeline.embeddings.model import load_model, parse_model\n"
+            "from asset_pipeline.embeddings.vectors import VectorStore\n"
+            f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
+            "embed_pending(c.tables, c.home.store, VectorStore(c.home.settings.lancedb_dir),\n"
+            "              load_model(parse_model('tiny-test')), batch_size=2, num_workers=0, append_rows=4)\n")
+    crashed = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": "embed-batch"})
+    assert crashed.returncode == 137, crashed.stderr
+    partial = _rows(ingested)
+    assert len(partial) == 4  # the first appended batch, complete; nothing half-written
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    rows = _rows(ingested)
+    assert len(rows) == 11 and len({(r["asset_id"], r["version"]) for r in rows}) == 11
+
+
+def test_ann_index_is_built_past_the_threshold_and_search_stays_exact_enough(tmp_path: Path) -> None:
+    vs = VectorStore(tmp_path / "lancedb", ann_threshold=1000)
+    table = vs.open_or_create("synthetic", 32)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1200, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [{"vector": v.tolist(), "asset_id": f"a_{i}", "version": 1, "sha256": "0" * 64, "name": f"n{i}",
+             "type": "image", "project": f"p{i % 3}", "tags": ["t"], "prompt": f"prompt {i}", "status": "active",
+             "created_at": None, "model_id": "synthetic", "embedded_at": None} for i, v in enumerate(vectors)]
+    VectorStore.add(table, pa.Table.from_pylist(rows[:900], schema=schema(32)))
+    assert vs.maintain(table).ann == "none (below threshold)"
+    VectorStore.add(table, pa.Table.from_pylist(rows[900:], schema=schema(32)))
+    assert vs.maintain(table).ann == "built"
+    names = {i.name for i in table.list_indices()}
+    assert {"vector_idx", "prompt_idx", "project_idx", "tags_idx", "status_idx"} <= names
+    assert vs.maintain(table).ann == "refreshed"
+    from asset_pipeline.embeddings.search import run_search
+
+    hits = run_search(table, vector=vectors[42], where="project = 'p0'", k=5)
+    assert hits[0]["asset_id"] == "a_42" and all(h["project"] == "p0" for h in hits)
+
+
+def test_embedding_job_through_dagster(ingested: Catalog, settings, monkeypatch) -> None:
+    monkeypatch.setenv("ASSET_PIPELINE_CLIP_MODEL", TINY_TEST)
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def("embed_job")
+    assert job.tags["asset_pipeline/compute"] == "gpu"
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+        assert result.success
+        meta = materialization_metadata(result)
+        emb = meta["clip_embeddings"]
+        assert emb["rows_embedded"] == 11 and emb["device"] == "cpu" and emb["images_per_s"] > 0
+        assert emb["model"] == "tiny-test (test model, random weights)"
+        assert meta["near_duplicates"]["pairs"] >= 3
+    pairs = Catalog(settings=settings).sql("select * from near_duplicates where similarity > 0.9999").to_pylist()
+    sunsets = {asset_id_for(p, n) for p, n in (("research", "images/sunset"), ("research", "images/sunset-copy"),
+                                               ("marketing", "marketing/sunset"))}
+    assert {frozenset((p["asset_a"], p["asset_b"])) for p in pairs} >= \
+        {frozenset((a, b)) for a in sunsets for b in sunsets if a < b}
+
+
+def test_missing_weights_fail_only_the_embedding_asset(settings, sample_counts, monkeypatch, offline_hub) -> None:
+    monkeypatch.setenv("ASSET_PIPELINE_CLIP_MODEL", "ViT-B-32:laion2b_s34b_b79k")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("ingest_job").execute_in_process(instance=instance).success
+        failed = defs.resolve_job_def("embed_job").execute_in_process(instance=instance, raise_on_error=False)
+        assert not failed.success
+        failure = next(e for e in failed.all_events if e.is_step_failure)
+        text = str(failure.step_failure_data.error.to_string())
+        assert "ModelUnavailable" in text and "ASSET_PIPELINE_CLIP_MODEL" in text
+    assert Catalog(settings=settings).sql("select count(*) n from assets").to_pylist() == [{"n": 13}]
