@@ -198,9 +198,13 @@ def store_items(
         if progress:
             progress(done[0], done[1])
 
+    withdrawn: set[str] = set()  # hashes whose claimant found its file changed mid-copy
+
     def finish(ex: Examined, asset_id: str, name: str, project: str) -> Accepted | None:
         written, valid = _put(ex, store, claim)
         if not valid:
+            with lock:
+                withdrawn.add(ex.sha256)
             return None
         return Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, written, asset_id, name, project)
 
@@ -228,6 +232,10 @@ def store_items(
             else:
                 batch.accepted.append(accepted)
             tick(item)
+    if withdrawn:  # inputs that relied on a withdrawn claimant's copy need the blob to be there
+        missing = {sha for sha in withdrawn if not store.exists(sha)}
+        batch.not_ready += [a.item.rel for a in batch.accepted if a.sha256 in missing]
+        batch.accepted = [a for a in batch.accepted if a.sha256 not in missing]
     batch.accepted.sort(key=lambda a: (a.sidecar.created_at or datetime.fromtimestamp(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
