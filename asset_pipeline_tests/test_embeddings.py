@@ -226,3 +226,15 @@ def test_missing_weights_fail_only_the_embedding_asset(settings, sample_counts, 
         text = str(failure.step_failure_data.error.to_string())
         assert "ModelUnavailable" in text and "ASSET_PIPELINE_CLIP_MODEL" in text
     assert Catalog(settings=settings).sql("select count(*) n from assets").to_pylist() == [{"n": 13}]
+
+
+def test_embed_sensor_follows_ingests_that_recorded_versions(settings, sample_counts) -> None:
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("embed_after_ingest")
+    with dg.instance_for_test() as instance:
+        ingest = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance)
+        with dg.build_sensor_context(instance=instance, definitions=defs) as ctx:
+            result = sensor(ctx)
+        requests = list(result) if not isinstance(result, dg.RunRequest) else [result]
+        assert [r.run_key for r in requests] == [f"embed-after-{ingest.run_id}"]
+        assert defs.resolve_job_def("embed_job").tags["asset_pipeline/compute"] == "gpu"
