@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +53,26 @@ class AssetContent:
                 yield chunk
 
 
+def _default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _flush_quietly(ref: weakref.ref) -> None:
+    buffer = ref()
+    if buffer is not None and buffer.pending:
+        try:
+            buffer.flush()
+        except Exception as exc:  # at exit there is no caller left to raise to
+            import sys
+
+            print(f"asset_pipeline: could not write {buffer.pending} usage events at exit: {exc}", file=sys.stderr)
+
+
 class Catalog:
     """Everything under one home. ``Catalog()`` opens ``$ASSET_PIPELINE_HOME`` (default ``./data``).
 
@@ -60,16 +82,39 @@ class Catalog:
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *, settings: Settings | None = None,
-                 s3_client: Any = None):
+                 s3_client: Any = None, user: str | None = None):
+        from asset_pipeline.usage.events import UsageBuffer
+
         self.home = Home(settings or Settings.from_env(home), s3_client=s3_client)
         self.tables = self.home.tables
         self.tables.ensure_all()
+        self.user = user or _default_user()
+        self._usage = UsageBuffer(self.tables)
+        # Buffered usage events become durable at exit too (Catalog.flush() does it at once).
+        atexit.register(_flush_quietly, weakref.ref(self._usage))
+
+    # --- usage -------------------------------------------------------------------------------
+    def record_usage(self, asset_id: str, action: str, user_id: str, context: dict | None = None,
+                     at: datetime | str | None = None) -> dict[str, Any]:
+        """Record a view, download, embed or transform. Buffered: `flush()` (or 10,000 events, or
+        exit) writes them to the day-partitioned `usage_events` table in one commit."""
+        return self._usage.record(asset_id, action, user_id, context, at)
+
+    def flush(self) -> int:
+        """Make buffered usage events durable now; returns how many were written."""
+        return self._usage.flush()
 
     # --- SQL ---------------------------------------------------------------------------------
     def sql(self, query: str, params: list | dict | None = None) -> pa.Table:
-        """Run DuckDB SQL over the views ``assets``, ``asset_versions``, ``ingest_errors``."""
+        """Run DuckDB SQL over the views of every Delta table (``assets``, ``asset_versions``,
+        ``ingest_errors``, ``usage_events``, …) and the usage reports (``daily_usage``,
+        ``popular_assets``, ``asset_usage_stats``, ``storage_by_project``) once built."""
+        from asset_pipeline.usage.reports import analytics_path, attach_reports
+
+        self._usage.flush()  # a query sees the caller's own events
         con = connect(self.tables)
         try:
+            attach_reports(con, analytics_path(self.home.settings.home))
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
@@ -98,8 +143,9 @@ class Catalog:
                 return row
         raise AssetNotFound(f"asset {asset_id!r} has no version {version} (versions 1..{versions[-1]['version']})")
 
-    def get(self, asset_id: str, version: int | None = None) -> AssetContent:
-        """Content and metadata of the current (or the given) version."""
+    def get(self, asset_id: str, version: int | None = None, user_id: str | None = None) -> AssetContent:
+        """Content and metadata of the current (or the given) version; records a download by
+        `user_id` (default: the catalog's user)."""
         asset = self.asset(asset_id)
         if asset["status"] == "archived":
             raise AssetUnavailable(f"asset {asset_id} is archived; restore it with Catalog.restore({asset_id!r})")
@@ -109,6 +155,7 @@ class Catalog:
         row = self.get_version(asset_id, version if version is not None else asset["current_version"])
         meta = {**row, "name": asset["name"], "project": asset["project"], "status": asset["status"],
                 "current_version": asset["current_version"]}
+        self._usage.record(asset_id, "download", user_id or self.user, at=None, version=row["version"])
         return AssetContent(asset_id, row["version"], row["sha256"], meta, self.home)
 
     def url(self, asset_id: str, version: int | None = None, expires_s: int | None = None) -> str:

@@ -7,15 +7,19 @@ ASSET_PIPELINE_STORE ('local' or s3://bucket/prefix), AWS_ENDPOINT_URL / AWS_REG
 from __future__ import annotations
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
-from asset_pipeline.dagster_defs.assets import embeddings, ingest
+from asset_pipeline.dagster_defs.assets import embeddings, ingest, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
-from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor
+from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
 from asset_pipeline.embeddings.model import DEFAULT_MODEL
 from asset_pipeline.settings import Settings
+from asset_pipeline.usage.dbt_project import dbt_executable
 
 INGEST_JOB = "ingest_job"
 EMBED_JOB = "embed_job"
+USAGE_JOB = "usage_job"
+USAGE_INTAKE_JOB = "usage_intake_job"
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
@@ -26,13 +30,22 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
     embed_job = dg.define_asset_job(EMBED_JOB, selection=dg.AssetSelection.groups(embeddings.GROUP),
                                     tags=embeddings.GPU_TAGS,
                                     description="Embed new versions with open_clip (batch; GPU when present).")
+    usage_job = dg.define_asset_job(USAGE_JOB, selection=dg.AssetSelection.groups(usage.GROUP),
+                                    partitions_def=usage.DAILY,
+                                    description="Usage reports (dbt) and per-asset stats for a day or a range.")
+    usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules([ingest]), *dg.load_assets_from_modules([embeddings])],
-        jobs=[ingest_job, embed_job],
-        sensors=[build_inbox_sensor(ingest_job), build_embed_sensor(embed_job)],
+        assets=[*dg.load_assets_from_modules([ingest]), *dg.load_assets_from_modules([embeddings]),
+                *dg.load_assets_from_modules([usage])],
+        jobs=[ingest_job, embed_job, usage_job, usage_intake_job],
+        schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily")],
+        sensors=[build_inbox_sensor(ingest_job), build_embed_sensor(embed_job),
+                 build_usage_inbox_sensor(usage_intake_job)],
         resources={
             "pipeline": PipelineHome.from_settings(settings, progress=progress),
             "embedder": ClipEmbedder(model=clip_model),
+            "dbt": DbtCliResource(project_dir=str(usage.DBT_DIR), profiles_dir=str(usage.DBT_DIR),
+                                  dbt_executable=dbt_executable()),
         },
     )
 

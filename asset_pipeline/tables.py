@@ -57,12 +57,28 @@ NEAR_DUPLICATES = pa.schema([
     ("similarity", pa.float64()), ("model_id", pa.string()), ("computed_at", TS),
 ])
 
+USAGE_EVENTS = pa.schema([
+    ("event_id", pa.string()), ("asset_id", pa.string()), ("version", pa.int32()), ("action", pa.string()),
+    ("user_id", pa.string()), ("context", pa.string()), ("collection_id", pa.string()), ("at", TS),
+    ("day", pa.date32()), ("source", pa.string()), ("recorded_at", TS),
+])
+
+USAGE_ERRORS = pa.schema([
+    ("error_id", pa.string()), ("source", pa.string()), ("line", pa.int64()), ("field", pa.string()),
+    ("reason", pa.string()), ("raw", pa.string()), ("recorded_at", TS),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
     "ingest_errors": INGEST_ERRORS,
     "near_duplicates": NEAR_DUPLICATES,
+    "usage_events": USAGE_EVENTS,
+    "usage_errors": USAGE_ERRORS,
 }
+
+# Delta partition columns: a daily report reads one day's files, not all of them.
+PARTITIONS: dict[str, list[str]] = {"usage_events": ["day"]}
 
 _RETRIES = 8
 
@@ -115,7 +131,9 @@ class Tables:
         if not files:
             return f"(select * from {_empty_view(name)})"
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        return f"read_parquet([{listing}], union_by_name = true)"
+        # Partition values live in the paths (day=2026-11-24/...), not in the files.
+        hive = ", hive_partitioning = true" if name in PARTITIONS else ", hive_partitioning = false"
+        return f"read_parquet([{listing}], union_by_name = true{hive})"
 
     def read(self, name: str, where: str | None = None, params: list | None = None,
              columns: Sequence[str] | None = None) -> pa.Table:
@@ -145,7 +163,8 @@ class Tables:
         """Append all rows in one commit. Appends never conflict with each other in Delta."""
         data = self.conform(name, rows)
         if data.num_rows:
-            with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append"))
+            with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append",
+                                                        partition_by=PARTITIONS.get(name)))
         return data.num_rows
 
     def replace(self, name: str, rows: list[dict] | pa.Table) -> int:
@@ -178,7 +197,8 @@ class Tables:
         for name, schema in SCHEMAS.items():
             if not self.exists(name):
                 try:
-                    write_deltalake(self.uri(name), schema.empty_table(), mode="append")
+                    write_deltalake(self.uri(name), schema.empty_table(), mode="append",
+                                    partition_by=PARTITIONS.get(name))
                 except (CommitFailedError, DeltaError):
                     if not self.exists(name):
                         raise

@@ -47,3 +47,20 @@ def build_embed_sensor(job: "dg.JobDefinition | object") -> dg.SensorDefinition:
         return dg.RunRequest(run_key=f"embed-after-{asset_event.run_id}")
 
     return embed_after_ingest
+
+
+def build_usage_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 60) -> dg.SensorDefinition:
+    @dg.sensor(job=job, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Starts a usage-intake run when JSONL/Parquet event files land in <home>/usage_inbox.")
+    def usage_inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineHome):
+        from asset_pipeline.usage.intake import pending_files
+
+        files = pending_files(pipeline.settings().home / "usage_inbox")
+        if not files:
+            return dg.SkipReason("no usage files waiting")
+        stamp = "\n".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        import hashlib
+
+        return dg.RunRequest(run_key="usage-" + hashlib.sha256(stamp.encode()).hexdigest()[:32])
+
+    return usage_inbox_sensor

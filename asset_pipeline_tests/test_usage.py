@@ -1,0 +1,175 @@
+"""Usage events, the dbt reports as daily partitions through dagster-dbt, and the per-asset stats."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from asset_pipeline import AssetNotFound, Catalog
+from asset_pipeline.definitions import build_definitions
+from asset_pipeline.identity import asset_id_for
+from asset_pipeline.usage.events import InvalidEvent
+
+from .conftest import materialization_metadata
+
+DAY = "2026-11-20"
+SUNSET = asset_id_for("research", "images/sunset")
+FOREST = asset_id_for("research", "images/forest")
+ICON = asset_id_for("research", "images/icon")
+
+
+def _at(day: str, hour: int = 12) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
+@pytest.fixture
+def with_events(ingested: Catalog) -> Catalog:
+    """Known usage: on DAY 3 downloads of sunset (2 users), 1 view of forest; the day before, 1
+    download of icon; the day after, 1 transform of sunset."""
+    for user in ("ann", "bob", "ann"):
+        ingested.record_usage(SUNSET, "download", user, at=_at(DAY))
+    ingested.record_usage(FOREST, "view", "bob", context={"page": "gallery"}, at=_at(DAY, 18))
+    before = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()
+    after = (date.fromisoformat(DAY) + timedelta(days=1)).isoformat()
+    ingested.record_usage(ICON, "download", "cid", at=_at(before))
+    ingested.record_usage(SUNSET, "transform", "dan", at=_at(after))
+    assert ingested.flush() == 6
+    return ingested
+
+
+def test_events_land_in_their_day_partition_in_one_commit(with_events: Catalog) -> None:
+    dt = DeltaTable(with_events.tables.uri("usage_events"))
+    assert {p["day"] for p in dt.partitions()} == {"2026-11-19", "2026-11-20", "2026-11-21"}
+    assert dt.version() == 1  # created empty, then one commit for all six events
+    rows = with_events.sql("select day, count(*) n from usage_events group by day order by day").to_pylist()
+    assert [(r["day"].isoformat(), r["n"]) for r in rows] == [("2026-11-19", 1), ("2026-11-20", 4),
+                                                             ("2026-11-21", 1)]
+    ctx = with_events.sql("select context from usage_events where action = 'view'").column(0)[0].as_py()
+    assert json.loads(ctx) == {"page": "gallery"}
+
+
+def test_bad_events_are_refused_with_the_field(ingested: Catalog) -> None:
+    with pytest.raises(InvalidEvent, match="'action' must be one of") as info:
+        ingested.record_usage(SUNSET, "like", "ann")
+    assert info.value.field == "action"
+    with pytest.raises(InvalidEvent, match="user_id"):
+        ingested.record_usage(SUNSET, "view", "")
+    with pytest.raises(AssetNotFound, match="no asset with id 'a_missing'"):
+        ingested.record_usage("a_missing", "view", "ann")
+    assert ingested.flush() == 0
+
+
+def test_get_records_a_download(ingested: Catalog) -> None:
+    ingested.get(SUNSET, user_id="eve")
+    rows = ingested.sql("select asset_id, action, user_id, version from usage_events").to_pylist()
+    assert rows == [{"asset_id": SUNSET, "action": "download", "user_id": "eve", "version": 1}]
+
+
+def test_buffered_events_are_written_at_exit(settings, sample_counts, tmp_path: Path) -> None:
+    from .conftest import run_python
+
+    Catalog(settings=settings).ingest()
+    proc = run_python(f"from asset_pipeline import Catalog, Settings\n"
+                      f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
+                      f"c.record_usage({SUNSET!r}, 'view', 'zed')\n")
+    assert proc.returncode == 0, proc.stderr
+    assert Catalog(settings=settings).sql("select user_id from usage_events").to_pylist() == [{"user_id": "zed"}]
+
+
+def _run_usage(defs, instance, partition: str | None = None, start: str | None = None, end: str | None = None):
+    job = defs.resolve_job_def("usage_job")
+    tags = ({"dagster/partition": partition} if partition else
+            {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+    return job.execute_in_process(instance=instance, tags=tags)
+
+
+def test_partition_run_reports_exact_counts_and_dbt_tests_pass(with_events: Catalog, settings) -> None:
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = _run_usage(defs, instance, partition=DAY)
+        assert result.success
+        meta = materialization_metadata(result)
+        assert meta["daily_usage"]["events"] == 4
+        assert "download" in meta["daily_usage"]["by_action"]
+        assert SUNSET in meta["popular_assets"]["top"]
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks)
+        assert {c.asset_key.to_user_string() for c in checks} >= {"daily_usage", "popular_assets", "asset_usage_stats"}
+    daily = with_events.sql(f"select action, events, distinct_assets, distinct_users from daily_usage "
+                            f"where day = '{DAY}' order by action").to_pylist()
+    assert daily == [{"action": "download", "events": 3, "distinct_assets": 1, "distinct_users": 2},
+                     {"action": "view", "events": 1, "distinct_assets": 1, "distinct_users": 1}]
+    popular = with_events.sql(f"select asset_id, downloads, rank from popular_assets where day = '{DAY}' "
+                              "order by rank").to_pylist()
+    assert popular[:2] == [{"asset_id": SUNSET, "downloads": 3, "rank": 1},
+                           {"asset_id": ICON, "downloads": 1, "rank": 2}]
+    stats = {r["asset_id"]: r for r in with_events.sql("select * from asset_usage_stats").to_pylist()}
+    assert stats[SUNSET]["downloads"] == 3 and stats[SUNSET]["transforms"] == 0  # the 21st is after the day
+    storage = {(r["project"], r["type"]): r for r in with_events.sql("select * from storage_by_project").to_pylist()}
+    research = storage[("research", "image")]
+    assert research["logical_bytes"] - research["stored_bytes"] == research["bytes_saved_by_dedup"] > 0
+    # the refresh copied the stats into `assets`
+    sunset = with_events.asset(SUNSET)
+    assert sunset["download_count"] == 3 and sunset["last_accessed"] == _at(DAY)
+
+
+def test_a_partition_run_is_repeatable(with_events: Catalog, settings) -> None:
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        assert _run_usage(defs, instance, partition=DAY).success
+        assert _run_usage(defs, instance, partition=DAY).success
+    assert with_events.sql(f"select sum(events) n from daily_usage where day = '{DAY}'").to_pylist() == [{"n": 4}]
+
+
+def test_backfill_over_a_range_and_the_schedule_builds_yesterday(with_events: Catalog, settings) -> None:
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = _run_usage(defs, instance, start="2026-11-19", end="2026-11-21")
+        assert result.success
+        days = with_events.sql("select distinct day from daily_usage order by day").to_pylist()
+        assert [d["day"].isoformat() for d in days] == ["2026-11-19", "2026-11-20", "2026-11-21"]
+        per_day = with_events.sql("select distinct day from popular_assets order by day").to_pylist()
+        assert [d["day"].isoformat() for d in per_day] == ["2026-11-19", "2026-11-20", "2026-11-21"]
+        materialized = instance.get_materialized_partitions(dg.AssetKey("daily_usage"))
+        assert {"2026-11-19", "2026-11-20", "2026-11-21"} <= materialized
+
+        schedule = defs.resolve_schedule_def("usage_daily")
+        tick = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick) as ctx:
+            requests = list(schedule.evaluate_tick(ctx).run_requests)
+        assert [r.partition_key for r in requests] == ["2026-11-24"]
+
+
+def test_malformed_event_file_is_reported_and_good_rows_land(ingested: Catalog, settings) -> None:
+    inbox = settings.home / "usage_inbox"
+    inbox.mkdir(parents=True)
+    lines = [
+        json.dumps({"asset_id": SUNSET, "action": "view", "user_id": "ann", "at": "2026-11-20T10:00:00Z"}),
+        "{ this is not json",
+        json.dumps({"asset_id": SUNSET, "action": "explode", "user_id": "ann"}),
+        json.dumps({"asset_id": "a_nope", "action": "view", "user_id": "ann"}),
+        json.dumps({"asset_id": FOREST, "action": "download", "user_id": "bob", "at": "2026-11-21T10:00:00Z"}),
+    ]
+    (inbox / "app-2026-11-21.jsonl").write_text("\n".join(lines) + "\n")
+    pq.write_table(pa.Table.from_pylist([{"asset_id": ICON, "action": "embed", "user_id": "svc",
+                                          "at": "2026-11-22T00:00:00Z"}]), inbox / "batch.parquet")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, definitions=defs,
+                                     resources={"pipeline": defs.resources["pipeline"]}) as ctx:
+            request = defs.resolve_sensor_def("usage_inbox_sensor")(ctx)
+        assert isinstance(request, dg.RunRequest) and request.run_key.startswith("usage-")
+        result = defs.resolve_job_def("usage_intake_job").execute_in_process(instance=instance)
+        meta = materialization_metadata(result)["usage_events"]
+    assert (meta["files"], meta["events"], meta["bad_rows"], meta["unknown_assets"]) == (2, 3, 3, 1)
+    errors = ingested.sql("select source, line, field from usage_errors order by line").to_pylist()
+    assert errors == [{"source": "app-2026-11-21.jsonl", "line": 2, "field": "row"},
+                      {"source": "app-2026-11-21.jsonl", "line": 3, "field": "action"},
+                      {"source": "app-2026-11-21.jsonl", "line": 4, "field": "asset_id"}]
+    assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 3}]
+    assert not list(inbox.glob("*.jsonl")) and (inbox / ".done" / "app-2026-11-21.jsonl").exists()
