@@ -120,7 +120,44 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     if status:
         return status
     _quickstart_model()
-    return _print_embed(run_job(settings, "embed_job"))
+    status = _print_embed(run_job(settings, "embed_job"))
+    if status:
+        return status
+    return _print_usage(settings, _yesterday())
+
+
+def _yesterday() -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+
+
+def _print_usage(settings: Settings, day_from: str, day_to: str | None = None) -> int:
+    """Usage intake (log files), then the reports for a day or a range, through Dagster."""
+    intake = run_job(settings, "usage_intake_job")
+    events = _metadata(intake).get("usage_events", {})
+    tags = ({"dagster/partition": day_from} if not day_to or day_to == day_from else
+            {"dagster/asset_partition_range_start": day_from, "dagster/asset_partition_range_end": day_to})
+    from asset_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with dagster_instance(settings) as instance:
+        result = defs.resolve_job_def("usage_job").execute_in_process(
+            instance=instance, tags=tags, run_config=config, raise_on_error=False)
+    if not intake.success or not result.success:
+        return _print_embed(result if intake.success else intake)  # prints the failure
+    meta = _metadata(result)
+    checks = result.get_asset_check_evaluations()
+    print(f"usage: {events.get('events', 0)} events from {events.get('files', 0)} log files "
+          f"({events.get('bad_rows', 0)} bad rows); reports for {day_from}{'…' + day_to if day_to else ''}: "
+          f"{meta.get('daily_usage', {}).get('events', 0)} events that day; dbt tests "
+          f"{sum(c.passed for c in checks)}/{len(checks)} passed")
+    return 0 if all(c.passed for c in checks) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _print_usage(Settings.from_env(), args.day or _yesterday(), args.to)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -206,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", action="append")
     p.add_argument("-k", type=int, default=10)
     p.set_defaults(fn=cmd_search)
+    p = sub.add_parser("report", help="ingest usage log files, then build the usage reports for a day or range")
+    p.add_argument("--day", help="YYYY-MM-DD (default: yesterday)")
+    p.add_argument("--to", help="last day of a range (a backfill)")
+    p.set_defaults(fn=cmd_report)
     p = sub.add_parser("sql", help="run DuckDB SQL over the tables")
     p.add_argument("query")
     p.add_argument("--json", action="store_true")

@@ -94,7 +94,7 @@ def refresh_asset_usage(tables: Tables, path: Path) -> int:
 
     con = _connect(path, read_only=True)
     try:
-        stats = con.execute("select asset_id as id, downloads as download_count, last_accessed "
+        stats = con.sql("select asset_id as id, downloads as download_count, last_accessed "
                             "from asset_usage_stats").to_arrow_table()
     finally:
         con.close()
