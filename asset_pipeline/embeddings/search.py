@@ -75,6 +75,19 @@ def image_vector(model: LoadedModel, image: Any) -> np.ndarray:
     return model.encode_images(tensor)[0].numpy()
 
 
+# Query-time settings for the IVF-HNSW-SQ index: partitions probed, HNSW beam width, and how many
+# candidates per hit are re-ranked on the full vectors (bench/search.py measures them).
+ANN_NPROBES, ANN_EF, ANN_REFINE = 8, 100, 5
+
+
+def vector_query(table: Any, vector: Any, limit: int) -> Any:
+    """A cosine top-`limit` query that uses the ANN index when the table has one (exact otherwise).
+    HNSW's beam must cover every candidate the refine step re-ranks."""
+    values = vector.tolist() if hasattr(vector, "tolist") else list(vector)
+    return (table.search(values, vector_column_name="vector").distance_type("cosine")
+            .nprobes(ANN_NPROBES).ef(max(ANN_EF, limit * ANN_REFINE)).refine_factor(ANN_REFINE).limit(limit))
+
+
 def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | None = None,
                where: str | None = None, k: int = 10, model_label: str = "") -> list[dict]:
     """Best first, one hit per asset (its best-scoring version)."""
@@ -86,8 +99,7 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
         q = q.distance_type("cosine")
         score_col = "_relevance_score"
     elif vector is not None:
-        q = table.search(vector.tolist(), vector_column_name="vector").distance_type("cosine")
-        q = q.nprobes(32).refine_factor(4)
+        q = vector_query(table, vector, fetch)
         score_col = "_distance"
     elif query:
         q = table.search(query, query_type="fts")
