@@ -4,6 +4,7 @@ Notebook entry point: :class:`Catalog`.
 """
 
 from asset_pipeline.catalog import AssetContent, Catalog
+from asset_pipeline.collections import CollectionNotFound, PermissionDenied
 from asset_pipeline.errors import (
     AssetNotFound,
     AssetPipelineError,
@@ -15,5 +16,5 @@ from asset_pipeline.settings import Settings
 
 __all__ = [
     "Catalog", "AssetContent", "Settings", "AssetPipelineError", "AssetNotFound", "AssetUnavailable",
-    "InputRejected", "ObjectMissing",
+    "InputRejected", "ObjectMissing", "PermissionDenied", "CollectionNotFound",
 ]

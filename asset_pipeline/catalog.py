@@ -93,12 +93,51 @@ class Catalog:
         # Buffered usage events become durable at exit too (Catalog.flush() does it at once).
         atexit.register(_flush_quietly, weakref.ref(self._usage))
 
+    # --- collections -------------------------------------------------------------------------
+    @property
+    def collections(self):
+        from asset_pipeline.collections import Collections
+
+        return Collections(self.tables)
+
+    def create_collection(self, name: str, owner: str, description: str = "") -> str:
+        """A new collection owned (and administered) by `owner`; returns its id."""
+        return self.collections.create(name, owner, description)
+
+    def add_to_collection(self, collection_id: str, asset_id: str, user: str) -> bool:
+        """Needs edit. False when the asset was already in it."""
+        return self.collections.add(collection_id, asset_id, user)
+
+    def remove_from_collection(self, collection_id: str, asset_id: str, user: str) -> bool:
+        """Needs edit. False when the asset was not in it."""
+        return self.collections.remove(collection_id, asset_id, user)
+
+    def share(self, collection_id: str, user_id: str, permission: str, by: str) -> None:
+        """Grant (or change) `user_id`'s permission: view, edit or admin. Needs admin."""
+        self.collections.share(collection_id, user_id, permission, by)
+
+    def unshare(self, collection_id: str, user_id: str, by: str) -> bool:
+        """Revoke `user_id`'s share. Needs admin."""
+        return self.collections.unshare(collection_id, user_id, by)
+
+    def delete_collection(self, collection_id: str, user: str) -> None:
+        """Delete the collection (its assets stay in the catalog). Needs admin."""
+        self.collections.delete(collection_id, user)
+
+    def collection_assets(self, collection_id: str, user: str) -> list[dict[str, Any]]:
+        """The collection's live assets with metadata (deleted assets left out). Needs view."""
+        return self.collections.assets(collection_id, user)
+
+    def collections_for(self, user: str) -> list[dict[str, Any]]:
+        """Collections `user` owns or has been shared, each with the user's permission."""
+        return self.collections.visible_to(user)
+
     # --- usage -------------------------------------------------------------------------------
     def record_usage(self, asset_id: str, action: str, user_id: str, context: dict | None = None,
-                     at: datetime | str | None = None) -> dict[str, Any]:
-        """Record a view, download, embed or transform. Buffered: `flush()` (or 10,000 events, or
-        exit) writes them to the day-partitioned `usage_events` table in one commit."""
-        return self._usage.record(asset_id, action, user_id, context, at)
+                     at: datetime | str | None = None, collection_id: str | None = None) -> dict[str, Any]:
+        """Record a view, download, embed or transform (through a collection, if given). Buffered:
+        `flush()` (or 10,000 events, or exit) writes them to `usage_events` in one commit."""
+        return self._usage.record(asset_id, action, user_id, context, at, collection_id=collection_id)
 
     def flush(self) -> int:
         """Make buffered usage events durable now; returns how many were written."""
@@ -143,9 +182,17 @@ class Catalog:
                 return row
         raise AssetNotFound(f"asset {asset_id!r} has no version {version} (versions 1..{versions[-1]['version']})")
 
-    def get(self, asset_id: str, version: int | None = None, user_id: str | None = None) -> AssetContent:
+    def get(self, asset_id: str, version: int | None = None, user_id: str | None = None,
+            collection_id: str | None = None) -> AssetContent:
         """Content and metadata of the current (or the given) version; records a download by
-        `user_id` (default: the catalog's user)."""
+        `user_id` (default: the catalog's user). Through `collection_id`, the user needs view on
+        that collection and the asset must be in it."""
+        if collection_id is not None:
+            from asset_pipeline.collections import PermissionDenied
+
+            self.collections.require(collection_id, user_id or self.user, "view", "get assets from")
+            if not self.collections.contains(collection_id, asset_id):
+                raise PermissionDenied(f"asset {asset_id} is not in collection {collection_id}")
         asset = self.asset(asset_id)
         if asset["status"] == "archived":
             raise AssetUnavailable(f"asset {asset_id} is archived; restore it with Catalog.restore({asset_id!r})")
@@ -155,7 +202,8 @@ class Catalog:
         row = self.get_version(asset_id, version if version is not None else asset["current_version"])
         meta = {**row, "name": asset["name"], "project": asset["project"], "status": asset["status"],
                 "current_version": asset["current_version"]}
-        self._usage.record(asset_id, "download", user_id or self.user, at=None, version=row["version"])
+        self._usage.record(asset_id, "download", user_id or self.user, at=None, version=row["version"],
+                           collection_id=collection_id)
         return AssetContent(asset_id, row["version"], row["sha256"], meta, self.home)
 
     def url(self, asset_id: str, version: int | None = None, expires_s: int | None = None) -> str:
@@ -166,7 +214,7 @@ class Catalog:
     # --- search ------------------------------------------------------------------------------
     def search(self, text: str | None = None, image: Any = None, query: str | None = None,
                filters: dict[str, Any] | None = None, k: int = 10, include_inactive: bool = False,
-               model: str | None = None) -> list[dict[str, Any]]:
+               model: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
         """Find assets by what they look like or by what was asked for; best first.
 
         text: words → images/videos/prompts (CLIP text tower). image: a path, bytes, PIL image or an
@@ -176,6 +224,7 @@ class Catalog:
         Archived and deleted assets are left out unless `include_inactive` or a status filter.
         Each hit: asset_id, version, score, type, prompt, name, project, tags, status, created_at,
         model (the test model is labelled as such). `model` defaults to $ASSET_PIPELINE_CLIP_MODEL.
+        With `user`, only assets that user may see (in collections shared with them, or their own).
         """
         from asset_pipeline.embeddings import search as s
         from asset_pipeline.embeddings.model import parse_model
@@ -185,6 +234,11 @@ class Catalog:
             raise s.SearchError("give text= or image=, not both (add query= for a hybrid search)")
         if text is None and image is None and not query:
             raise s.SearchError("search needs text=, image= or query=")
+        if user is not None:
+            visible = sorted(self.collections.visible_asset_ids(user))
+            if not visible:
+                return []
+            filters = {**(filters or {}), "asset_id": visible}
         where = s.where_clause(filters, include_inactive)
         spec = parse_model(model)
         loaded = self._load_model(spec) if text is not None or image is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from asset_pipeline.dagster_defs.assets import embeddings, ingest, usage
+from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
 from asset_pipeline.embeddings.model import DEFAULT_MODEL
@@ -36,7 +36,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
     usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules([ingest]), *dg.load_assets_from_modules([embeddings]),
-                *dg.load_assets_from_modules([usage])],
+                *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections])],
         jobs=[ingest_job, embed_job, usage_job, usage_intake_job],
         schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily")],
         sensors=[build_inbox_sensor(ingest_job), build_embed_sensor(embed_job),

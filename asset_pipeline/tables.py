@@ -68,6 +68,25 @@ USAGE_ERRORS = pa.schema([
     ("reason", pa.string()), ("raw", pa.string()), ("recorded_at", TS),
 ])
 
+COLLECTIONS = pa.schema([
+    ("id", pa.string()), ("name", pa.string()), ("description", pa.string()), ("owner", pa.string()),
+    ("created_at", TS),
+])
+
+COLLECTION_ASSETS = pa.schema([
+    ("collection_id", pa.string()), ("asset_id", pa.string()), ("added_by", pa.string()), ("added_at", TS),
+])
+
+COLLECTION_SHARES = pa.schema([
+    ("collection_id", pa.string()), ("user_id", pa.string()), ("permission", pa.string()),
+    ("granted_by", pa.string()), ("granted_at", TS),
+])
+
+COLLECTION_STATS = pa.schema([
+    ("collection_id", pa.string()), ("name", pa.string()), ("owner", pa.string()), ("assets", pa.int64()),
+    ("live_assets", pa.int64()), ("bytes", pa.int64()), ("shares", pa.int64()), ("computed_at", TS),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
@@ -75,6 +94,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "near_duplicates": NEAR_DUPLICATES,
     "usage_events": USAGE_EVENTS,
     "usage_errors": USAGE_ERRORS,
+    "collections": COLLECTIONS,
+    "collection_assets": COLLECTION_ASSETS,
+    "collection_shares": COLLECTION_SHARES,
+    "collection_stats": COLLECTION_STATS,
 }
 
 # Delta partition columns: a daily report reads one day's files, not all of them.
@@ -166,6 +189,23 @@ class Tables:
             with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append",
                                                         partition_by=PARTITIONS.get(name)))
         return data.num_rows
+
+    def delete_matching(self, name: str, rows: list[dict], keys: Sequence[str]) -> int:
+        """Delete the rows whose `keys` equal one of `rows` (a merge: no SQL literals are built
+        from user-supplied values)."""
+        dt = self.open(name)
+        if dt is None or not rows:
+            return 0
+        source = pa.Table.from_pylist([{k: r[k] for k in keys} for r in rows],
+                                      schema=pa.schema([SCHEMAS[name].field(k) for k in keys]))
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+
+        def attempt() -> int:
+            result = (self.open(name).merge(source, predicate, source_alias="s", target_alias="t")
+                      .when_matched_delete().execute())
+            return int(result.get("num_target_rows_deleted", 0))
+
+        return with_commit_retries(attempt)
 
     def replace(self, name: str, rows: list[dict] | pa.Table) -> int:
         """Overwrite a derived table with a new snapshot (one commit; old files stay for time travel)."""

@@ -72,9 +72,9 @@ def report_numbers(path: Path, day: str) -> dict:
                             "where day = ?::date order by action", [day]).fetchall()
         popular = con.execute("select asset_id, downloads, events from popular_assets where day = ?::date "
                               "order by rank limit 10", [day]).fetchall()
-        storage = con.execute("select sum(logical_bytes), sum(stored_bytes), sum(bytes_saved_by_dedup) "
-                              "from storage_by_project").fetchall()[0]
-        stats = con.execute("select count(*), sum(downloads) from asset_usage_stats").fetchall()[0]
+        storage = con.execute("select cast(sum(logical_bytes) as bigint), cast(sum(stored_bytes) as bigint), "
+                              "cast(sum(bytes_saved_by_dedup) as bigint) from storage_by_project").fetchall()[0]
+        stats = con.execute("select count(*), cast(sum(downloads) as bigint) from asset_usage_stats").fetchall()[0]
     finally:
         con.close()
     return {

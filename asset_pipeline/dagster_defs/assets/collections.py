@@ -1,0 +1,22 @@
+"""Group `collections`: assets and bytes per collection, for the UI and for SQL."""
+
+import dagster as dg
+
+from asset_pipeline.collections import Collections
+from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.resources import PipelineHome
+
+GROUP = "collections"
+
+
+@dg.asset(group_name=GROUP, deps=["assets"], kinds={"deltalake"})
+def collection_stats(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
+    """One row per collection: assets (live and all), bytes of live assets, number of shares."""
+    home = pipeline.open()
+    rows = Collections(home.tables).stats()
+    home.tables.replace("collection_stats", rows)
+    return dg.MaterializeResult(metadata={
+        "collections": len(rows), "bytes": sum(r["bytes"] for r in rows),
+        "largest": markdown_table([{k: r[k] for k in ("name", "owner", "live_assets", "bytes", "shares")}
+                                   for r in sorted(rows, key=lambda r: -r["bytes"])[:20]]),
+    })
