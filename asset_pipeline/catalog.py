@@ -93,6 +93,35 @@ class Catalog:
         # Buffered usage events become durable at exit too (Catalog.flush() does it at once).
         atexit.register(_flush_quietly, weakref.ref(self._usage))
 
+    # --- lifecycle ---------------------------------------------------------------------------
+    def lifecycle(self, storage_class: str | None = None):
+        from asset_pipeline.lifecycle.actions import Lifecycle
+
+        return Lifecycle(self.tables, self.home.store, self.home.archive_store(storage_class),
+                         self.home.settings.lancedb_dir)
+
+    def _retention(self):
+        from asset_pipeline.lifecycle.policies import load_config
+
+        return load_config(self.home.settings.retention_file)
+
+    def archive(self, asset_id: str) -> None:
+        """Move the asset's blobs to the archive store; `get` then says it is archived."""
+        self.lifecycle(self._retention().archive_storage_class).archive(asset_id, by=self.user)
+
+    def restore(self, asset_id: str) -> None:
+        """Bring an archived asset's blobs back and make it active again."""
+        self.lifecycle().restore(asset_id, by=self.user)
+
+    def delete(self, asset_id: str) -> None:
+        """Soft delete: gone from search and listings; undeletable until the grace period ends,
+        after which a sweep removes blobs no other live version references."""
+        self.lifecycle().delete(asset_id, by=self.user)
+
+    def undelete(self, asset_id: str) -> None:
+        """Undo a soft delete within the grace period."""
+        self.lifecycle().undelete(asset_id, self._retention().grace_period_days, by=self.user)
+
     # --- collections -------------------------------------------------------------------------
     @property
     def collections(self):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, usage
+from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
 from asset_pipeline.embeddings.model import DEFAULT_MODEL
@@ -20,6 +20,7 @@ INGEST_JOB = "ingest_job"
 EMBED_JOB = "embed_job"
 USAGE_JOB = "usage_job"
 USAGE_INTAKE_JOB = "usage_intake_job"
+LIFECYCLE_JOB = "lifecycle_job"
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
@@ -34,11 +35,16 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
                                     partitions_def=usage.DAILY,
                                     description="Usage reports (dbt) and per-asset stats for a day or a range.")
     usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
+    lifecycle_job = dg.define_asset_job(LIFECYCLE_JOB, selection=dg.AssetSelection.groups(lifecycle.GROUP),
+                                        partitions_def=lifecycle.DAILY,
+                                        description="Retention sweep (archive, delete, hard delete) and upkeep.")
     return dg.Definitions(
         assets=[*dg.load_assets_from_modules([ingest]), *dg.load_assets_from_modules([embeddings]),
-                *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections])],
-        jobs=[ingest_job, embed_job, usage_job, usage_intake_job],
-        schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily")],
+                *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
+                *dg.load_assets_from_modules([lifecycle])],
+        jobs=[ingest_job, embed_job, usage_job, usage_intake_job, lifecycle_job],
+        schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily"),
+                   dg.build_schedule_from_partitioned_job(lifecycle_job, hour_of_day=3, name="lifecycle_daily")],
         sensors=[build_inbox_sensor(ingest_job), build_embed_sensor(embed_job),
                  build_usage_inbox_sensor(usage_intake_job)],
         resources={

@@ -42,6 +42,19 @@ class Home:
             raise ValueError(f"store must be 'local' or an s3:// URI, got {s.store!r}")
         return LocalObjectStore(s.home, durable=s.durable)
 
+    def archive_store(self, storage_class: str | None = None) -> ObjectStore:
+        """The second object store that archived blobs move to (colder storage class on S3)."""
+        s = self.settings
+        if s.archive.startswith("s3://"):
+            from asset_pipeline.settings import _split_s3
+
+            bucket, prefix = _split_s3(s.archive)
+            return S3ObjectStore(self.s3_client, bucket, prefix, s.multipart_threshold_bytes, s.presign_expiry_s,
+                                 storage_class=storage_class)
+        if s.archive != "local":
+            raise ValueError(f"archive must be 'local' or an s3:// URI, got {s.archive!r}")
+        return LocalObjectStore(s.archive_dir, durable=s.durable)
+
     def spool_dir(self, run_id: str) -> Path:
         return self.settings.home / "spool" / run_id
 

@@ -33,6 +33,7 @@ class Settings:
     home: Path
     inbox: str
     store: str = "local"
+    archive: str = "local"  # "local" (<home>/archive) or s3://bucket/prefix
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     presign_expiry_s: int = 3600
@@ -49,6 +50,7 @@ class Settings:
             home=home_path,
             inbox=inbox,
             store=os.environ.get("ASSET_PIPELINE_STORE", "local"),
+            archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         )
@@ -84,3 +86,11 @@ class Settings:
 
     def store_s3(self) -> tuple[str, str]:
         return _split_s3(self.store)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def retention_file(self) -> Path:
+        return self.home / "retention.yaml"

@@ -87,6 +87,12 @@ COLLECTION_STATS = pa.schema([
     ("live_assets", pa.int64()), ("bytes", pa.int64()), ("shares", pa.int64()), ("computed_at", TS),
 ])
 
+LIFECYCLE_ACTIONS = pa.schema([
+    ("action_id", pa.string()), ("acted_at", TS), ("partition_key", pa.string()), ("policy", pa.string()),
+    ("action", pa.string()), ("asset_id", pa.string()), ("version", pa.int32()), ("sha256", pa.string()),
+    ("bytes", pa.int64()), ("dry_run", pa.bool_()), ("run_id", pa.string()), ("by", pa.string()),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
@@ -98,6 +104,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "collection_assets": COLLECTION_ASSETS,
     "collection_shares": COLLECTION_SHARES,
     "collection_stats": COLLECTION_STATS,
+    "lifecycle_actions": LIFECYCLE_ACTIONS,
 }
 
 # Delta partition columns: a daily report reads one day's files, not all of them.
@@ -168,7 +175,7 @@ class Tables:
             return schema.empty_table()
         con = duckdb.connect()
         try:
-            query = f"select {', '.join(schema.names)} from {self.scan_sql(name)}"
+            query = f"select {', '.join(chr(34) + n + chr(34) for n in schema.names)} from {self.scan_sql(name)}"
             if where:
                 query += f" where {where}"
             result = con.sql(query, params=params or None).to_arrow_table()

@@ -33,11 +33,13 @@ class S3ObjectStore(ObjectStore):
         prefix: str = "",
         multipart_threshold_bytes: int = 64 * 1024 * 1024,
         presign_expiry_s: int = 3600,
+        storage_class: str | None = None,
     ):
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.presign_expiry_s = presign_expiry_s
+        self.storage_class = storage_class  # e.g. GLACIER_IR or DEEP_ARCHIVE for an archive store
         from boto3.s3.transfer import TransferConfig
 
         self.transfer = TransferConfig(
@@ -72,7 +74,8 @@ class S3ObjectStore(ObjectStore):
         failpoint("blob-write")
         self.client.upload_file(
             str(path), self.bucket, self.key(sha256), Config=self.transfer,
-            ExtraArgs={"Metadata": {"sha256": sha256}},
+            ExtraArgs={"Metadata": {"sha256": sha256},
+                       **({"StorageClass": self.storage_class} if self.storage_class else {})},
         )
         return True
 

@@ -1,0 +1,1 @@
+"""Lifecycle: retention policies, archive/restore, soft and hard delete, table upkeep, audit."""

@@ -1,0 +1,161 @@
+"""Retention policies: declared in YAML (``<home>/retention.yaml``) or Dagster run config, and
+validated as a whole before anything is touched.
+
+```yaml
+grace_period_days: 30          # soft delete → hard delete (0 allowed)
+dry_run: false                 # true: only report what would happen
+policies:
+  - name: archive-stale-renders
+    action: archive            # archive | delete (soft)
+    select:
+      unused_for_days: 90      # no download/view since (or since creation when never used)
+      older_than_days: 30      # created before
+      project: research        # a name or a list
+      type: [image, video]
+      tags: [draft]            # any of
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.formats import ASSET_TYPES
+
+ACTIONS = ("archive", "delete")
+SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status"}
+
+
+class PolicyError(AssetPipelineError, ValueError):
+    """The retention configuration is invalid; the message names the policy and the field."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    action: str
+    older_than_days: int | None = None
+    unused_for_days: int | None = None
+    project: tuple[str, ...] = ()
+    type: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    status: str = "active"
+
+    def where(self, as_of: datetime) -> tuple[str, list]:
+        """A DuckDB predicate over `assets` and its parameters."""
+        parts, params = ["status = ?"], [self.status]
+        if self.older_than_days is not None:
+            parts.append("created_at < ?")
+            params.append(as_of - timedelta(days=self.older_than_days))
+        if self.unused_for_days is not None:
+            parts.append("coalesce(last_accessed, created_at) < ?")
+            params.append(as_of - timedelta(days=self.unused_for_days))
+        for column, values in (("project", self.project), ("type", self.type)):
+            if values:
+                parts.append(f"{column} in (select unnest(?))")
+                params.append(list(values))
+        if self.tags:
+            parts.append("list_has_any(tags, ?)")
+            params.append(list(self.tags))
+        return " and ".join(parts), params
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    policies: tuple[Policy, ...] = ()
+    grace_period_days: float = 30
+    dry_run: bool = False
+    archive_storage_class: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise PolicyError(f"{where} must be a name or a non-empty list of names, got {value!r}")
+    return tuple(values)
+
+
+def _days(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(f"{where} must be a whole number of days ≥ 0, got {value!r}")
+    return value
+
+
+def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
+    """Validate everything first: one bad policy stops the sweep before it touches anything."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{source}: expected a mapping with 'policies', got {type(doc).__name__}")
+    unknown = set(doc) - {"policies", "grace_period_days", "dry_run", "archive_storage_class"}
+    if unknown:
+        raise PolicyError(f"{source}: unknown key(s) {sorted(unknown)}")
+    grace = doc.get("grace_period_days", 30)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise PolicyError(f"{source}: grace_period_days must be a number ≥ 0, got {grace!r}")
+    if not isinstance(doc.get("dry_run", False), bool):
+        raise PolicyError(f"{source}: dry_run must be true or false")
+    raw = doc.get("policies", []) or []
+    if not isinstance(raw, list):
+        raise PolicyError(f"{source}: policies must be a list")
+    policies, seen = [], set()
+    for i, p in enumerate(raw):
+        where = f"{source}: policy #{i + 1}"
+        if not isinstance(p, dict):
+            raise PolicyError(f"{where} must be a mapping")
+        name = p.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise PolicyError(f"{where}: 'name' is required")
+        where = f"{source}: policy {name!r}"
+        if name in seen:
+            raise PolicyError(f"{where}: duplicate name")
+        seen.add(name)
+        if set(p) - {"name", "action", "select"}:
+            raise PolicyError(f"{where}: unknown key(s) {sorted(set(p) - {'name', 'action', 'select'})}")
+        action = p.get("action")
+        if action not in ACTIONS:
+            raise PolicyError(f"{where}: 'action' must be one of {', '.join(ACTIONS)}, got {action!r}")
+        select = p.get("select") or {}
+        if not isinstance(select, dict) or not select:
+            raise PolicyError(f"{where}: 'select' needs at least one criterion ({', '.join(sorted(SELECT_KEYS))})")
+        if set(select) - SELECT_KEYS:
+            raise PolicyError(f"{where}: unknown select key(s) {sorted(set(select) - SELECT_KEYS)}")
+        types = _names(select["type"], f"{where}: select.type") if "type" in select else ()
+        if set(types) - set(ASSET_TYPES):
+            raise PolicyError(f"{where}: select.type {sorted(set(types) - set(ASSET_TYPES))} is not one of "
+                              f"{', '.join(ASSET_TYPES)}")
+        status = select.get("status", "active")
+        if status not in ("active", "archived"):
+            raise PolicyError(f"{where}: select.status must be active or archived, got {status!r}")
+        if action == "archive" and status == "archived":
+            raise PolicyError(f"{where}: archiving already archived assets does nothing")
+        policies.append(Policy(
+            name=name, action=action,
+            older_than_days=_days(select["older_than_days"], f"{where}: select.older_than_days")
+            if "older_than_days" in select else None,
+            unused_for_days=_days(select["unused_for_days"], f"{where}: select.unused_for_days")
+            if "unused_for_days" in select else None,
+            project=_names(select["project"], f"{where}: select.project") if "project" in select else (),
+            type=types, tags=_names(select["tags"], f"{where}: select.tags") if "tags" in select else (),
+            status=status,
+        ))
+    return RetentionConfig(tuple(policies), float(grace), bool(doc.get("dry_run", False)),
+                           doc.get("archive_storage_class"))
+
+
+def load_config(path: Path) -> RetentionConfig:
+    """``<home>/retention.yaml``; a missing file means no policies (and a 30-day grace period)."""
+    import yaml
+
+    if not path.exists():
+        return RetentionConfig()
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(doc, str(path))
