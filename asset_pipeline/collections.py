@@ -69,11 +69,11 @@ class Collections:
         _user(user)
         con = connect(self.tables, ["collections", "collection_shares"])
         try:
-            rows = con.execute("""
+            rows = con.sql("""
                 select c.*, case when c.owner = $u then 'admin' else s.permission end as permission
                 from collections c left join collection_shares s on s.collection_id = c.id and s.user_id = $u
                 where c.owner = $u or s.user_id is not null
-                order by c.created_at, c.id""", {"u": user}).to_arrow_table().to_pylist()
+                order by c.created_at, c.id""", params={"u": user}).to_arrow_table().to_pylist()
         finally:
             con.close()
         return rows
@@ -83,10 +83,10 @@ class Collections:
         self.require(collection_id, user, "view", "list")
         con = connect(self.tables, ["assets", "collection_assets"])
         try:
-            return con.execute("""
+            return con.sql("""
                 select a.*, ca.added_by, ca.added_at from collection_assets ca join assets a on a.id = ca.asset_id
                 where ca.collection_id = ? and a.status <> 'deleted' order by ca.added_at, a.id""",
-                               [collection_id]).to_arrow_table().to_pylist()
+                           params=[collection_id]).to_arrow_table().to_pylist()
         finally:
             con.close()
 

@@ -57,9 +57,9 @@ class Lifecycle:
     def _versions(self, where: str, params: list) -> list[dict]:
         con = connect(self.tables, ["assets", "asset_versions"])
         try:
-            return con.execute(f"""select a.id as asset_id, a.status, a.deleted_at, v.version, v.sha256, v.size_bytes
-                                   from assets a join asset_versions v on v.asset_id = a.id where {where}
-                                   order by a.id, v.version""", params).to_arrow_table().to_pylist()
+            return con.sql(f"""select a.id as asset_id, a.status, a.deleted_at, v.version, v.sha256, v.size_bytes
+                               from assets a join asset_versions v on v.asset_id = a.id where {where}
+                               order by a.id, v.version""", params=params or None).to_arrow_table().to_pylist()
         finally:
             con.close()
 
