@@ -208,31 +208,29 @@ class Lifecycle:
                 hot_needed.add(v["sha256"])
         moves, problems = [], []
         now = datetime.now(UTC)
-        for sha in sorted(archive_needed):  # copy first...
-            if not self.archive_store.exists(sha):
+        # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do).
+        present = {id(self.hot_store): set(self.hot_store.iter_hashes()),
+                   id(self.archive_store): set(self.archive_store.iter_hashes())}
+        wanted = ((archive_needed, self.hot_store, self.archive_store, "blob_archived"),
+                  (hot_needed, self.archive_store, self.hot_store, "blob_restored"))
+        for needed, src, dst, kind in wanted:  # copy first...
+            for sha in sorted(needed - present[id(dst)]):
                 try:
-                    self._copy(sha, self.hot_store, self.archive_store)
-                    moves.append(("blob_archived", sha))
-                except ObjectMissing as exc:
-                    problems.append(str(exc))
-        for sha in sorted(hot_needed):
-            if not self.hot_store.exists(sha):
-                try:
-                    self._copy(sha, self.archive_store, self.hot_store)
-                    moves.append(("blob_restored", sha))
+                    self._copy(sha, src, dst)
+                    present[id(dst)].add(sha)
+                    moves.append((kind, sha))
                 except ObjectMissing as exc:
                     problems.append(str(exc))
         failpoint("lifecycle-reconcile")
-        for sha in sorted(referenced - hot_needed):  # ...then delete what no one needs there
-            if sha in archive_needed and not self.archive_store.exists(sha):
-                continue
-            if self.hot_store.delete(sha):
-                moves.append(("blob_freed_hot", sha))
-        for sha in sorted(referenced - archive_needed):
-            if sha in hot_needed and not self.hot_store.exists(sha):
-                continue
-            if self.archive_store.delete(sha):
-                moves.append(("blob_freed_archive", sha))
+        unwanted = ((hot_needed, self.hot_store, archive_needed, self.archive_store, "blob_freed_hot"),
+                    (archive_needed, self.archive_store, hot_needed, self.hot_store, "blob_freed_archive"))
+        for needed, store, needed_elsewhere, elsewhere, kind in unwanted:  # ...then delete what no one needs
+            for sha in sorted((referenced - needed) & present[id(store)]):
+                if sha in needed_elsewhere and sha not in present[id(elsewhere)]:
+                    continue  # its only copy
+                if store.delete(sha):
+                    present[id(store)].discard(sha)
+                    moves.append((kind, sha))
         rows = [{"action_id": action_id(now.isoformat(), kind, sha), "acted_at": now,
                  "partition_key": now.date().isoformat(), "policy": "refcount", "action": kind, "asset_id": None,
                  "version": None, "sha256": sha, "bytes": sizes.get(sha, 0), "dry_run": False,
