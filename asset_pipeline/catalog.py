@@ -1,8 +1,8 @@
-"""`Catalog`: the Python API for notebooks and scripts — get content, versions and SQL."""
+"""`Catalog`: the Python API for notebooks and scripts — content and versions, SQL, search,
+usage, lifecycle and collections over one home."""
 
 from __future__ import annotations
 
-import atexit
 import os
 import tempfile
 import weakref
@@ -62,9 +62,8 @@ def _default_user() -> str:
         return "unknown"
 
 
-def _flush_quietly(ref: weakref.ref) -> None:
-    buffer = ref()
-    if buffer is not None and buffer.pending:
+def _flush_quietly(buffer) -> None:
+    if buffer.pending:
         try:
             buffer.flush()
         except Exception as exc:  # at exit there is no caller left to raise to
@@ -90,8 +89,9 @@ class Catalog:
         self.tables.ensure_all()
         self.user = user or _default_user()
         self._usage = UsageBuffer(self.tables)
-        # Buffered usage events become durable at exit too (Catalog.flush() does it at once).
-        atexit.register(_flush_quietly, weakref.ref(self._usage))
+        # Buffered usage events become durable when the catalog is collected or the interpreter
+        # exits, whichever comes first (Catalog.flush() does it at once).
+        weakref.finalize(self, _flush_quietly, self._usage)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def lifecycle(self, storage_class: str | None = None):
