@@ -77,7 +77,7 @@ def image_vector(model: LoadedModel, image: Any) -> np.ndarray:
 
 # Query-time settings for the IVF-HNSW-SQ index: partitions probed, HNSW beam width, and how many
 # candidates per hit are re-ranked on the full vectors (bench/search.py measures them).
-ANN_NPROBES, ANN_EF, ANN_REFINE = 8, 100, 5
+ANN_NPROBES, ANN_EF, ANN_REFINE = 12, 100, 5
 
 
 def vector_query(table: Any, vector: Any, limit: int) -> Any:
