@@ -20,7 +20,8 @@ class UpkeepReport:
 
 def upkeep(tables: Tables, vectors_dir: Path | None, retention_hours: int = 168) -> list[UpkeepReport]:
     """Delta optimize.compact + vacuum (keeping `retention_hours` of time travel) for every table,
-    then LanceDB optimize (compaction, index refresh, old versions past the same retention)."""
+    then for LanceDB: old versions past the same retention removed, and compaction and index
+    refresh as `VectorStore.maintain` decides (it never compacts under a live vector index)."""
     reports = []
     for name in SCHEMAS:
         dt = tables.open(name)
@@ -32,11 +33,12 @@ def upkeep(tables: Tables, vectors_dir: Path | None, retention_hours: int = 168)
                             dry_run=False)
         reports.append(UpkeepReport(name, before, len(tables.open(name).file_uris()), len(removed)))
     if vectors_dir is not None and Path(vectors_dir).exists():
-        import lancedb
+        from asset_pipeline.embeddings.vectors import VectorStore
 
-        db = lancedb.connect(str(vectors_dir))
-        for name in db.list_tables().tables:
-            table = db.open_table(name)
-            table.optimize(cleanup_older_than=timedelta(hours=retention_hours))
+        store = VectorStore(Path(vectors_dir))
+        for name in store.db.list_tables().tables:
+            table = store.db.open_table(name)
+            store.maintain(table)
+            table.cleanup_old_versions(older_than=timedelta(hours=retention_hours))
             reports.append(UpkeepReport(f"lancedb/{name}", 0, 0, 0))
     return reports
