@@ -349,27 +349,9 @@ def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datet
         con.close()
     versions = _versions_of(tables, lagging)
     rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items() if h]
-    if rows:
-        _upsert_assets(tables, rows)
+    if rows:  # status and usage columns belong to lifecycle and usage: only these follow the version
+        tables.merge("assets", rows, keys=("id",), columns=VERSION_FOLLOWING)
     return len(rows)
-
-
-def _upsert_assets(tables: Tables, rows: list[dict]) -> None:
-    from asset_pipeline.tables import with_commit_retries
-
-    data = tables.conform("assets", rows)
-
-    def attempt() -> None:
-        dt = tables.open("assets")
-        if dt is None:
-            tables.append("assets", data)
-            return
-        (dt.merge(data, "t.id = s.id", source_alias="s", target_alias="t")
-         .when_matched_update({c: f"s.{c}" for c in VERSION_FOLLOWING})
-         .when_not_matched_insert_all()
-         .execute())
-
-    with_commit_retries(attempt)
 
 
 def error_id_for(item: InboxItem, reason: str) -> str:

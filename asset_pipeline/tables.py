@@ -150,14 +150,14 @@ class Tables:
         dt = self.open(name)
         return [] if dt is None else [unquote(u.removeprefix("file://")) for u in dt.file_uris()]
 
-    def scan_sql(self, name: str) -> str:
+    def scan_sql(self, name: str, files: list[str] | None = None) -> str:
         """A DuckDB table expression for the current snapshot.
 
         DuckDB reads the Parquet files named by the Delta log directly. (deltalake's own
         ``to_pyarrow_dataset`` is avoided: in deltalake 1.6 it aborts the interpreter at exit now
         and then, and pyarrow cannot push filters into files that mix string and string_view.)
         """
-        files = self.files(name)
+        files = self.files(name) if files is None else files
         if not files:
             return f"(select * from {_empty_view(name)})"
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -171,11 +171,12 @@ class Tables:
         schema = SCHEMAS[name]
         if columns:
             schema = pa.schema([schema.field(c) for c in columns])
-        if not self.files(name):
+        files = self.files(name)
+        if not files:
             return schema.empty_table()
         con = duckdb.connect()
         try:
-            query = f"select {', '.join(chr(34) + n + chr(34) for n in schema.names)} from {self.scan_sql(name)}"
+            query = f"select {', '.join(chr(34) + n + chr(34) for n in schema.names)} from {self.scan_sql(name, files)}"
             if where:
                 query += f" where {where}"
             result = con.sql(query, params=params or None).to_arrow_table()
@@ -183,8 +184,11 @@ class Tables:
             con.close()
         return result.cast(schema)
 
-    def conform(self, name: str, rows: list[dict] | pa.Table) -> pa.Table:
+    def conform(self, name: str, rows: list[dict] | pa.Table, columns: Sequence[str] | None = None) -> pa.Table:
+        """Rows cast to the table's schema (or to just `columns` of it, for a partial update)."""
         schema = SCHEMAS[name]
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
         if isinstance(rows, pa.Table):
             return rows.select(schema.names).cast(schema)
         return pa.Table.from_pylist(rows, schema=schema)
@@ -220,9 +224,14 @@ class Tables:
         with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="overwrite"))
         return data.num_rows
 
-    def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True) -> dict:
-        """Upsert (or, with ``update=False``, insert-if-absent) rows by `keys` in one commit."""
-        data = self.conform(name, rows)
+    def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True,
+              columns: Sequence[str] | None = None, insert: bool = True, changed: str | None = None) -> dict:
+        """One commit that upserts rows by `keys`.
+
+        update=False: insert-if-absent. columns: update only these columns of matched rows (the
+        rest belongs to other processes). insert=False: update only; `rows` may then carry just
+        `keys` + `columns`. changed: a predicate over t./s. so unchanged rows are not rewritten."""
+        data = self.conform(name, rows, None if insert else [*keys, *(columns or [])])
         if not data.num_rows:
             return {}
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
@@ -230,12 +239,18 @@ class Tables:
         def attempt() -> dict:
             dt = self.open(name)
             if dt is None:
-                write_deltalake(self.uri(name), data, mode="append")
+                if not insert:
+                    return {}
+                write_deltalake(self.uri(name), data, mode="append", partition_by=PARTITIONS.get(name))
                 return {"num_target_rows_inserted": data.num_rows}
             merger = dt.merge(data, predicate, source_alias="s", target_alias="t")
-            if update:
-                merger = merger.when_matched_update_all()
-            return merger.when_not_matched_insert_all().execute()
+            if columns is not None:
+                merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
+            elif update:
+                merger = merger.when_matched_update_all(predicate=changed)
+            if insert:
+                merger = merger.when_not_matched_insert_all()
+            return merger.execute()
 
         return with_commit_retries(attempt)
 

@@ -20,7 +20,7 @@ from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.policies import Policy
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
-from asset_pipeline.tables import Tables, with_commit_retries
+from asset_pipeline.tables import Tables
 
 
 class LifecycleError(AssetPipelineError):
@@ -73,20 +73,10 @@ class Lifecycle:
         return int(result.get("num_target_rows_inserted", 0)) if rows else 0
 
     def _set_status(self, ids: list[str], status: str, deleted_at: datetime | None) -> None:
-        if not ids:
-            return
-        import pyarrow as pa
-
-        source = pa.table({"id": pa.array(ids), "status": pa.array([status] * len(ids)),
-                           "deleted_at": pa.array([deleted_at] * len(ids), pa.timestamp("us", tz="UTC")),
-                           "updated_at": pa.array([datetime.now(UTC)] * len(ids), pa.timestamp("us", tz="UTC"))})
-
-        def attempt() -> None:
-            (self.tables.open("assets").merge(source, "t.id = s.id", source_alias="s", target_alias="t")
-             .when_matched_update({"status": "s.status", "deleted_at": "s.deleted_at", "updated_at": "s.updated_at"})
-             .execute())
-
-        with_commit_retries(attempt)
+        now = datetime.now(UTC)
+        self.tables.merge("assets", [{"id": i, "status": status, "deleted_at": deleted_at, "updated_at": now}
+                                     for i in ids],
+                          keys=("id",), columns=("status", "deleted_at", "updated_at"), insert=False)
 
     def _rows(self, action: str, ids: list[str], policy: str, partition: str, run_id: str, by: str,
               dry_run: bool, now: datetime, bytes_of=None) -> list[dict]:

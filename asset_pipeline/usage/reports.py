@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from asset_pipeline.errors import AssetPipelineError
-from asset_pipeline.tables import SCHEMAS, Tables, with_commit_retries
+from asset_pipeline.tables import SCHEMAS, Tables
 
 ANALYTICS_FILE = "analytics.duckdb"
 REPORTS = ("daily_usage", "popular_assets", "asset_usage_stats", "storage_by_project")
@@ -90,24 +90,15 @@ def report_numbers(path: Path, day: str) -> dict:
 def refresh_asset_usage(tables: Tables, path: Path) -> int:
     """Copy download_count and last_accessed from `asset_usage_stats` into `assets` (one merge,
     only rows that changed), so the retention sweep can select unused assets."""
-    import pyarrow as pa
-
     con = _connect(path, read_only=True)
     try:
         stats = con.sql("select asset_id as id, downloads as download_count, last_accessed "
                             "from asset_usage_stats").to_arrow_table()
     finally:
         con.close()
-    if stats.num_rows == 0 or not tables.exists("assets"):
+    if stats.num_rows == 0:
         return 0
-    stats = stats.cast(pa.schema([("id", pa.string()), ("download_count", pa.int64()),
-                                  ("last_accessed", pa.timestamp("us", tz="UTC"))]))
-    def attempt() -> int:
-        result = (tables.open("assets").merge(stats, "t.id = s.id", source_alias="s", target_alias="t")
-                  .when_matched_update({"download_count": "s.download_count", "last_accessed": "s.last_accessed"},
-                                       predicate="t.download_count IS NULL OR t.download_count <> s.download_count"
-                                                 " OR t.last_accessed IS NULL OR t.last_accessed <> s.last_accessed")
-                  .execute())
-        return int(result.get("num_target_rows_updated", 0))
-
-    return with_commit_retries(attempt)
+    result = tables.merge("assets", stats, keys=("id",), columns=("download_count", "last_accessed"), insert=False,
+                          changed="t.download_count IS NULL OR t.download_count <> s.download_count"
+                                  " OR t.last_accessed IS NULL OR t.last_accessed <> s.last_accessed")
+    return int(result.get("num_target_rows_updated", 0))
