@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from asset_pipeline.embeddings.model import LoadedModel
-from asset_pipeline.embeddings.vectors import IndexReport, VectorStore, schema
+from asset_pipeline.embeddings.vectors import IndexReport, VectorStore, asset_ids_in, schema
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
@@ -206,7 +206,7 @@ def sync_status(tables: Tables, table: Any) -> int:
     for asset_id, status in changes:
         by_status.setdefault(status, []).append(asset_id)
     for status, ids in by_status.items():
-        where = "asset_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+        where = asset_ids_in(ids)
         if status == "deleted":
             table.delete(where)
         else:

@@ -29,6 +29,11 @@ def table_name(model_id: str) -> str:
     return f"clip_{slug}_{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
 
 
+def asset_ids_in(ids: list[str]) -> str:
+    """A LanceDB filter selecting rows of these assets (values quoted, never trusted)."""
+    return "asset_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+
+
 def schema(dim: int) -> pa.Schema:
     return pa.schema([
         ("vector", pa.list_(pa.float32(), dim)),
@@ -57,6 +62,12 @@ class VectorStore:
         self.path = Path(path)
         self.db = lancedb.connect(str(self.path))
         self.ann_threshold = ann_threshold
+
+    def delete_assets(self, ids: list[str]) -> None:
+        """Remove these assets' rows from every model's table (a hard delete)."""
+        if ids:
+            for name in self.db.list_tables().tables:
+                self.db.open_table(name).delete(asset_ids_in(ids))
 
     def open(self, model_id: str) -> Any | None:
         name = table_name(model_id)

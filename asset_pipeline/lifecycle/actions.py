@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
@@ -231,14 +232,10 @@ class Lifecycle:
         return rows
 
     def _drop_embeddings(self, ids: list[str]) -> None:
-        if self.vectors_dir is None or not ids:
-            return
-        import lancedb
+        if self.vectors_dir is not None and Path(self.vectors_dir).exists():
+            from asset_pipeline.embeddings.vectors import VectorStore
 
-        db = lancedb.connect(str(self.vectors_dir))
-        where = "asset_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
-        for name in db.list_tables().tables:
-            db.open_table(name).delete(where)
+            VectorStore(Path(self.vectors_dir)).delete_assets(ids)
 
     def _asset(self, asset_id: str) -> dict:
         rows = self.tables.read("assets", where="id = ?", params=[asset_id]).to_pylist()

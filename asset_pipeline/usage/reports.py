@@ -19,16 +19,20 @@ def analytics_path(home: Path) -> Path:
     return Path(home) / ANALYTICS_FILE
 
 
-def _connect(path: Path, read_only: bool = False, attempts: int = 50) -> duckdb.DuckDBPyConnection:
-    """DuckDB lets one process write a file at a time: wait out a running dbt build."""
+def _when_unlocked(path: Path, open_it, attempts: int = 50):
+    """DuckDB lets one process write a file at a time: wait out a running dbt build (10 s)."""
     for i in range(attempts):
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return open_it()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or i == attempts - 1:
                 raise AssetPipelineError(f"{path} is busy (a report build holds it): {exc}") from exc
             time.sleep(0.2)
     raise AssertionError("unreachable")
+
+
+def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return _when_unlocked(path, lambda: duckdb.connect(str(path), read_only=read_only))
 
 
 def refresh_sources(tables: Tables, path: Path) -> None:
@@ -47,14 +51,8 @@ def attach_reports(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     """Expose the dbt models that exist in the analytics file as views on `con` (read-only)."""
     if not path.exists():
         return []
-    for i in range(50):
-        try:
-            con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as analytics (read_only)")
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or i == 49:
-                raise AssetPipelineError(f"{path} is busy (a report build holds it): {exc}") from exc
-            time.sleep(0.2)
+    quoted = str(path).replace("'", "''")
+    _when_unlocked(path, lambda: con.execute(f"attach '{quoted}' as analytics (read_only)"))
     present = {r[0] for r in con.execute(
         "select table_name from information_schema.tables where table_catalog = 'analytics' "
         "and table_schema = 'main'").fetchall()}
