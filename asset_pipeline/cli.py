@@ -28,15 +28,17 @@ def dagster_instance(settings: Settings):
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
 
 
-def run_job(settings: Settings, job_name: str, run_config: dict | None = None, progress: bool = False):
-    """Execute a job of the project's Definitions in this process, on a real Dagster instance."""
+def run_job(settings: Settings, job_name: str, run_config: dict | None = None, progress: bool = False,
+            tags: dict | None = None):
+    """Execute a job of the project's Definitions in this process, on a real Dagster instance
+    (`tags` selects partitions: dagster/partition or a dagster/asset_partition_range_*)."""
     from asset_pipeline.definitions import build_definitions
 
     defs = build_definitions(settings, progress=progress)
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
     with dagster_instance(settings) as instance:
         return defs.resolve_job_def(job_name).execute_in_process(run_config=config, instance=instance,
-                                                                  raise_on_error=False)
+                                                                  raise_on_error=False, tags=tags)
 
 
 def _metadata(result) -> dict[str, dict]:
@@ -138,13 +140,7 @@ def _print_usage(settings: Settings, day_from: str, day_to: str | None = None) -
     events = _metadata(intake).get("usage_events", {})
     tags = ({"dagster/partition": day_from} if not day_to or day_to == day_from else
             {"dagster/asset_partition_range_start": day_from, "dagster/asset_partition_range_end": day_to})
-    from asset_pipeline.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dagster_instance(settings) as instance:
-        result = defs.resolve_job_def("usage_job").execute_in_process(
-            instance=instance, tags=tags, run_config=config, raise_on_error=False)
+    result = run_job(settings, "usage_job", tags=tags)
     if not intake.success or not result.success:
         return _print_embed(result if intake.success else intake)  # prints the failure
     meta = _metadata(result)
