@@ -1,30 +1,46 @@
-"""The CPU-heavy half of an ingest — parse the sidecar, detect and validate the format, hash —
-kept in a module with light imports so it can run in worker processes.
+"""The per-file half of an ingest — parse the sidecar, resolve the asset, hash, detect and
+validate the format, and (where the store allows it) write the blob — kept in a module with
+light imports so it runs in worker processes.
 
 Per-file Python work (Pillow's chunk walk, JSON, stat) holds the GIL; with thousands of small
-files, threads stall on it while processes scale with the cores (measured here: 2 threads
-850 MB/s, 2 processes 1,600 MB/s over 5,000 images + 5 large models)."""
+files, threads stall on it while processes scale with the cores. A file of up to `WHOLE_READ_MAX`
+is read once: the same bytes are hashed, checked and written, so the disk and page cache see one
+read instead of three, and the blob is exactly the bytes that were hashed. Larger files stream
+(memory stays flat for a 100 GB model)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
-from asset_pipeline.formats import FormatInfo, inspect_file
-from asset_pipeline.hashing import hash_file
+from asset_pipeline.formats import FormatInfo, Source, inspect_file
+from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem
 from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.store import ObjectStore
 
-# "asset_id:sha256" pairs that are already versions; set in each worker by `init_worker`.
-_known_versions: frozenset[str] = frozenset()
+WHOLE_READ_MAX = 16 * 1024 * 1024
 
 
-def init_worker(known_versions: frozenset[str]) -> None:
-    """Pool initializer (forked workers receive the set without pickling)."""
-    global _known_versions
-    _known_versions = known_versions
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every worker needs to know about the state before the run (forked, not pickled)."""
+
+    known_assets: dict[str, tuple[str, str]]  # existing asset id → (name, project)
+    known_versions: frozenset[str]            # "asset_id:sha256" pairs that already are versions
+    store: ObjectStore | None                 # set: workers write blobs themselves
+
+
+_context = WorkerContext({}, frozenset(), None)
+
+
+def init_worker(context: WorkerContext) -> None:
+    """Pool initializer."""
+    global _context
+    _context = context
 
 
 @dataclass
@@ -35,6 +51,11 @@ class Examined:
     sha256: str
     size: int
     stat_before: tuple[int, int]  # (size, mtime_ns) before the content was read
+    asset_id: str
+    name: str
+    project: str
+    written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
+    intact: bool = True           # False: the file changed while it was read or copied
 
 
 @dataclass
@@ -51,6 +72,48 @@ class NotReady:
     item: InboxItem
 
 
+def resolve_identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str]]) -> tuple[str, str, str]:
+    """(asset_id, name, project): the asset the sidecar names, or the one its project and name make."""
+    if sidecar.asset_id:
+        if sidecar.asset_id not in known:
+            raise InputRejected(f"sidecar names asset_id '{sidecar.asset_id}', which does not exist", "asset_id")
+        name, project = known[sidecar.asset_id]
+        if sidecar.project != project:
+            raise InputRejected(
+                f"sidecar project '{sidecar.project}' differs from asset {sidecar.asset_id}'s project '{project}'",
+                "project")
+        return sidecar.asset_id, name, project
+    name = sidecar.name or default_name(rel)
+    return asset_id_for(sidecar.project, name), name, sidecar.project
+
+
+def _unchanged(ex: Examined) -> bool:
+    try:
+        after = os.stat(ex.item.path)
+    except FileNotFoundError:
+        return False
+    return (after.st_size, after.st_mtime_ns) == ex.stat_before and after.st_size == ex.size
+
+
+def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = None, write: bool = True) -> Examined:
+    """Write the blob (unless `write` is False: another input of this batch writes those bytes)
+    and check the input did not change meanwhile; sets `written` and `intact`.
+
+    From memory the blob is by construction the hashed bytes, so a change only marks the input
+    not ready. A streamed copy may hold newer bytes than the hash: it is kept only if it matches."""
+    if content is not None:
+        ex.intact = _unchanged(ex)
+        ex.written = store.put_bytes(content, ex.sha256) if ex.intact and write else False
+        return ex
+    ex.written = store.put_file(ex.item.path, ex.sha256) if write else False
+    ex.intact = _unchanged(ex)
+    if not ex.intact and ex.written:
+        with store.open(ex.sha256) as f:
+            if hash_stream(f)[0] != ex.sha256:
+                store.delete(ex.sha256)
+    return ex
+
+
 def examine(item: InboxItem) -> Examined | Rejection | NotReady:
     """Never raises for bad input: every problem becomes a Rejection naming the file or field."""
     try:
@@ -61,11 +124,21 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
             raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
                                 "sidecar")
         sidecar = parse_sidecar(item.sidecar.read_bytes())
+        ident = resolve_identity(sidecar, item.rel, _context.known_assets)
         st = os.stat(item.path)
-        sha, size = hash_file(item.path)
-        candidate = sidecar.asset_id or asset_id_for(sidecar.project, sidecar.name or default_name(item.rel))
-        info = None if f"{candidate}:{sha}" in _known_versions else inspect_file(item.path)
-        return Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns))
+        content: bytes | None = None
+        if st.st_size <= WHOLE_READ_MAX:
+            with open(item.path, "rb", buffering=0) as f:
+                content = f.read()
+            sha, size = hashlib.sha256(content).hexdigest(), len(content)
+        else:
+            sha, size = hash_file(item.path)
+        source: Source = content if content is not None else item.path
+        info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source)
+        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident)
+        if _context.store is not None:
+            store_examined(ex, _context.store, content)
+        return ex
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)
     except FileNotFoundError:

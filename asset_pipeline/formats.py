@@ -3,21 +3,34 @@
 The format comes from the bytes, never from the file name: a `.png` that holds a JPEG is a JPEG,
 and a file nobody recognises is rejected instead of being stored as an opaque blob. Only headers
 (and, for images, the chunk structure) are read, so a 100 GB model costs a few kilobytes here.
+A small file the ingest already holds in memory is inspected from those bytes (`Source`), so it
+is read from disk once for hashing, checking and storing together.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from asset_pipeline.errors import InputRejected
 
 ASSET_TYPES = ("image", "video", "audio", "embedding", "model", "prompt")
 _JSON_PROMPT_MAX = 16 * 1024 * 1024
+
+Source = Path | bytes  # a file, or the whole content of one already read
+
+
+def _open(src: Source) -> BinaryIO:
+    return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")
+
+
+def _size(src: Source) -> int:
+    return len(src) if isinstance(src, bytes) else src.stat().st_size
 
 
 @dataclass
@@ -67,27 +80,27 @@ def _sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _image(path: Path, fmt: str) -> FormatInfo:
+def _image(src: Source, fmt: str) -> FormatInfo:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _open(src) as f, Image.open(f, formats=[fmt.upper()]) as img:
             width, height = img.size
             mode = img.mode
             # verify() walks the whole chunk structure (CRCs for PNG) without decoding pixels;
             # a truncated PNG fails here. JPEG/WebP need a decode to prove they are complete.
             img.verify()
         if fmt in ("jpeg", "webp", "gif"):
-            with Image.open(path) as img:
+            with _open(src) as f, Image.open(f, formats=[fmt.upper()]) as img:
                 img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputRejected(f"{fmt} image is corrupt or truncated: {exc}", "content") from exc
     return FormatInfo("image", fmt, width, height, details={"mode": mode})
 
 
-def _wav(path: Path) -> FormatInfo:
+def _wav(src: Source) -> FormatInfo:
     try:
-        with wave.open(str(path), "rb") as w:
+        with _open(src) as f, wave.open(f, "rb") as w:
             frames, rate = w.getnframes(), w.getframerate()
             channels = w.getnchannels()
     except (wave.Error, EOFError) as exc:
@@ -96,14 +109,14 @@ def _wav(path: Path) -> FormatInfo:
                       details={"sample_rate": rate, "channels": channels})
 
 
-def _av(path: Path, type_: str, fmt: str) -> FormatInfo:
+def _av(src: Source, type_: str, fmt: str) -> FormatInfo:
     """Container formats through PyAV (ships its own FFmpeg); header only."""
     try:
         import av
     except ImportError:  # pragma: no cover - av is a declared dependency
         return FormatInfo(type_, fmt)
     try:
-        with av.open(str(path)) as container:
+        with _open(src) as f, av.open(f) as container:
             duration = container.duration / 1_000_000 if container.duration else None
             width = height = None
             if container.streams.video:
@@ -116,11 +129,11 @@ def _av(path: Path, type_: str, fmt: str) -> FormatInfo:
     return FormatInfo(type_, fmt, width, height, duration)
 
 
-def _npy(path: Path) -> FormatInfo:
+def _npy(src: Source) -> FormatInfo:
     import numpy as np
 
     try:
-        with open(path, "rb") as f:
+        with _open(src) as f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
                 else np.lib.format.read_array_header_2_0
@@ -129,16 +142,16 @@ def _npy(path: Path) -> FormatInfo:
     except (ValueError, OSError) as exc:
         raise InputRejected(f"npy array header is invalid: {exc}", "content") from exc
     expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = path.stat().st_size
+    actual = _size(src)
     if dtype.hasobject or actual != expected:
         raise InputRejected(f"npy array is truncated or holds objects ({actual} bytes, expected {expected})",
                             "content")
     return FormatInfo("embedding", "npy", details={"shape": list(shape), "dtype": str(dtype)})
 
 
-def _safetensors(path: Path) -> FormatInfo:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+def _safetensors(src: Source) -> FormatInfo:
+    size = _size(src)
+    with _open(src) as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
         if header_len > size - 8:
             raise InputRejected("safetensors header is longer than the file", "content")
@@ -152,11 +165,11 @@ def _safetensors(path: Path) -> FormatInfo:
     return FormatInfo("model", "safetensors", details={"tensors": len(ends)})
 
 
-def _json_prompt(path: Path) -> FormatInfo:
-    if path.stat().st_size > _JSON_PROMPT_MAX:
+def _json_prompt(src: Source) -> FormatInfo:
+    if _size(src) > _JSON_PROMPT_MAX:
         raise InputRejected("JSON prompt is larger than 16 MiB", "content")
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(src if isinstance(src, bytes) else src.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputRejected(f"JSON prompt does not parse: {exc}", "content") from exc
     if not isinstance(doc, dict):
@@ -164,14 +177,15 @@ def _json_prompt(path: Path) -> FormatInfo:
     return FormatInfo("prompt", "json")
 
 
-def inspect_file(path: Path) -> FormatInfo:
-    """Detect the format of `path` from its content and check it is complete.
+def inspect_file(src: Source) -> FormatInfo:
+    """Detect the format of `src` (a path, or a whole file's bytes) from its content and check it
+    is complete.
 
     Raises InputRejected (field ``content``) for empty, unknown, corrupt or truncated files —
     including any error a decoder raises, so one odd file can never crash a run.
     """
     try:
-        return _inspect(path)
+        return _inspect(src)
     except InputRejected:
         raise
     except (OSError, FileNotFoundError):
@@ -180,9 +194,12 @@ def inspect_file(path: Path) -> FormatInfo:
         raise InputRejected(f"content could not be decoded: {type(exc).__name__}: {exc}", "content") from exc
 
 
-def _inspect(path: Path) -> FormatInfo:
-    with open(path, "rb") as f:
-        head = f.read(64)
+def _inspect(src: Source) -> FormatInfo:
+    if isinstance(src, bytes):
+        head = src[:64]
+    else:
+        with open(src, "rb") as f:
+            head = f.read(64)
     if not head:
         raise InputRejected("file is empty (0 bytes)", "content")
     sniffed = _sniff(head)
@@ -190,15 +207,15 @@ def _inspect(path: Path) -> FormatInfo:
         raise InputRejected(f"unknown format (first bytes {head[:8].hex()})", "content")
     type_, fmt = sniffed
     if type_ == "image":
-        return _image(path, fmt)
+        return _image(src, fmt)
     if fmt == "wav":
-        return _wav(path)
+        return _wav(src)
     if fmt in ("mp4", "m4a", "webm", "flac", "ogg", "mp3"):
-        return _av(path, type_, fmt)
+        return _av(src, type_, fmt)
     if fmt == "npy":
-        return _npy(path)
+        return _npy(src)
     if fmt == "safetensors":
-        return _safetensors(path)
+        return _safetensors(src)
     if fmt == "json":
-        return _json_prompt(path)
+        return _json_prompt(src)
     return FormatInfo(type_, fmt)

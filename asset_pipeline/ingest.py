@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -26,12 +24,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from asset_pipeline.errors import InputRejected
-from asset_pipeline.examine import Examined, Rejection, examine_many, init_worker
+from asset_pipeline.examine import Examined, Rejection, WorkerContext, examine_many, init_worker, store_examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, inspect_file
-from asset_pipeline.hashing import hash_stream
-from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
 from asset_pipeline.sql import connect
@@ -104,48 +99,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str]]) -> tuple[str, str, str]:
-    """(asset_id, name, project); `known` maps existing ids to (name, project)."""
-    if sidecar.asset_id:
-        if sidecar.asset_id not in known:
-            raise InputRejected(f"sidecar names asset_id '{sidecar.asset_id}', which does not exist", "asset_id")
-        name, project = known[sidecar.asset_id]
-        if sidecar.project != project:
-            raise InputRejected(
-                f"sidecar project '{sidecar.project}' differs from asset {sidecar.asset_id}'s project '{project}'",
-                "project")
-        return sidecar.asset_id, name, project
-    name = sidecar.name or default_name(rel)
-    return asset_id_for(sidecar.project, name), name, sidecar.project
-
-
-def _put(ex: Examined, store: ObjectStore, claim: Callable[[str], bool]) -> tuple[bool, bool]:
-    """Write the blob (unless this batch already claimed those bytes): (written, still_valid)."""
-    written = store.put_file(ex.item.path, ex.sha256) if claim(ex.sha256) else False
-    try:
-        after = os.stat(ex.item.path)
-    except FileNotFoundError:
-        after = None
-    if after is None or (after.st_size, after.st_mtime_ns) != ex.stat_before or after.st_size != ex.size:
-        if written:  # the copy may hold newer bytes than the hash: keep it only if it matches
-            with store.open(ex.sha256) as f:
-                if hash_stream(f)[0] != ex.sha256:
-                    store.delete(ex.sha256)
-        return written, False
-    return written, True
-
-
-def _examiner(n_items: int, workers: int, known_versions: frozenset[str]) -> Executor:
+def _examiner(n_items: int, workers: int, context: WorkerContext) -> Executor:
     """Processes for many files (per-file Python work holds the GIL), threads for a few (no start-up).
 
     The workers are forked: spawn/forkserver would re-import the caller's ``__main__``, which
     breaks any script that calls an ingest without an ``if __name__ == "__main__"`` guard. The
-    forked children only run `examine` (Pillow, hashlib, json) and touch none of the parent's
-    thread-owned state (DuckDB, Delta), so forking a process that has such threads is safe here."""
+    forked children only run `examine` (Pillow, hashlib, json, plain file writes) and touch none
+    of the parent's thread-owned state (DuckDB, Delta), so forking a process that has such
+    threads is safe here."""
     if n_items >= PROCESS_POOL_MIN_ITEMS and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=init_worker, initargs=(known_versions,))
-    return ThreadPoolExecutor(max_workers=max(1, workers), initializer=init_worker, initargs=(known_versions,))
+                                   initializer=init_worker, initargs=(context,))
+    return ThreadPoolExecutor(max_workers=max(1, workers), initializer=init_worker, initargs=(context,))
 
 
 def _chunks(items: list[InboxItem], max_items: int = 32, max_bytes: int = 256 * 1024 * 1024) -> list[list[InboxItem]]:
@@ -168,9 +133,10 @@ def store_items(
     workers: int = 2,
     progress: Progress | None = None,
 ) -> StoredBatch:
-    """Validate, hash and store every input. Examination (CPU) runs in `workers` processes, blob
-    writes (I/O, GIL-free) in `workers` threads, overlapped; biggest files first so no worker
-    idles at the end. Content is hashed before it is written, so known content is never copied."""
+    """Validate, hash and store every input, in `workers` processes, biggest files first so no
+    worker idles at the end. Content is hashed before it is written, so known content is never
+    copied. A local store is written by the worker that hashed the file (it still holds the
+    bytes); other stores are written by `workers` threads here, overlapped with examination."""
     known_tbl = tables.read("assets", columns=["id", "name", "project"])
     known = dict(zip(known_tbl["id"].to_pylist(), zip(known_tbl["name"].to_pylist(),
                                                       known_tbl["project"].to_pylist())))
@@ -182,15 +148,10 @@ def store_items(
         f"{r['asset_id']}:{r['sha256']}" for r in tables.read(
             "asset_versions", where="source_path in (select unnest(?))", params=[rels],
             columns=["asset_id", "sha256"]).to_pylist()) if rels else frozenset()
+    context = WorkerContext(known, known_versions, store if store.process_safe else None)
     done = [0, 0]
-    claimed: set[str] = set()
-    lock = threading.Lock()
-
-    def claim(sha: str) -> bool:
-        with lock:
-            first = sha not in claimed
-            claimed.add(sha)
-            return first
+    claimed: set[str] = set()  # hashes a writer thread of this batch already stores
+    withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
 
     def tick(item: InboxItem) -> None:
         done[0] += 1
@@ -198,41 +159,34 @@ def store_items(
         if progress:
             progress(done[0], done[1])
 
-    withdrawn: set[str] = set()  # hashes whose claimant found its file changed mid-copy
+    def settle(ex: Examined) -> None:
+        if ex.intact:
+            batch.accepted.append(Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, bool(ex.written),
+                                           ex.asset_id, ex.name, ex.project))
+        else:
+            withdrawn.add(ex.sha256)
+            batch.not_ready.append(ex.item.rel)
+        tick(ex.item)
 
-    def finish(ex: Examined, asset_id: str, name: str, project: str) -> Accepted | None:
-        written, valid = _put(ex, store, claim)
-        if not valid:
-            with lock:
-                withdrawn.add(ex.sha256)
-            return None
-        return Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, written, asset_id, name, project)
-
-    with _examiner(len(order), workers, known_versions) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
+    with _examiner(len(order), workers, context) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
         puts = []
         for fut in as_completed([examiner.submit(examine_many, chunk) for chunk in _chunks(order)]):
             for result in fut.result():
                 if isinstance(result, Examined):
-                    try:
-                        ident = _identity(result.sidecar, result.item.rel, known)
-                    except InputRejected as exc:
-                        result = Rejection(result.item, exc.reason, exc.field)
+                    if result.written is not None:
+                        settle(result)
                     else:
-                        puts.append((result.item, writer.submit(finish, result, *ident)))
-                        continue
+                        puts.append(writer.submit(store_examined, result, store, write=result.sha256 not in claimed))
+                        claimed.add(result.sha256)
+                    continue
                 if isinstance(result, Rejection):
                     batch.rejected.append(result)
                 else:
                     batch.not_ready.append(result.item.rel)
                 tick(result.item)
-        for item, fut in puts:
-            accepted = fut.result()
-            if accepted is None:
-                batch.not_ready.append(item.rel)
-            else:
-                batch.accepted.append(accepted)
-            tick(item)
-    if withdrawn:  # inputs that relied on a withdrawn claimant's copy need the blob to be there
+        for fut in puts:
+            settle(fut.result())
+    if withdrawn:  # inputs that relied on a withdrawn writer's copy need the blob to be there
         missing = {sha for sha in withdrawn if not store.exists(sha)}
         batch.not_ready += [a.item.rel for a in batch.accepted if a.sha256 in missing]
         batch.accepted = [a for a in batch.accepted if a.sha256 not in missing]
@@ -293,6 +247,7 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
     names = {a.asset_id: (a.name, a.project) for a in accepted}
     new_rows: list[dict] = []
     remaining = list(accepted)
+    settled: dict[str, list[dict]] | None = None  # histories as the table now holds them
     for _ in range(8):  # a concurrent ingest may take a version number first: re-plan those
         existing = _versions_of(tables, names)
         planned: list[dict] = []
@@ -307,10 +262,12 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
             planned.append(row)
         failpoint("before-commit")
         if not planned:
+            settled = existing
             break
         result = tables.merge("asset_versions", planned, keys=("asset_id", "version"), update=False)
         if int(result.get("num_target_rows_inserted", len(planned))) == len(planned):
             new_rows += planned
+            settled = existing
             break
         landed = _landed(tables, planned)
         got = [r for r in planned if (r["asset_id"], r["version"], r["sha256"]) in landed]
@@ -319,7 +276,7 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in done]
     unchanged = len(accepted) - len(new_rows)
     failpoint("between-tables")
-    refresh_assets(tables, names, now)
+    refresh_assets(tables, names, now, known=settled)
     return new_rows, unchanged
 
 
@@ -330,24 +287,31 @@ def _landed(tables: Tables, planned: list[dict]) -> set[tuple[str, int, str]]:
     return {(r["asset_id"], r["version"], r["sha256"]) for r in got.to_pylist()}
 
 
-def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None) -> int:
+def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None,
+                   known: dict[str, list[dict]] | None = None) -> int:
     """Upsert `assets` rows whose current version lags behind `asset_versions` (or are missing).
 
-    One query finds the lagging ids (usually none), so a no-change run reads no version rows.
+    One query finds the lagging ids (usually none), so a no-change run reads no version rows;
+    `known` histories (what the caller just wrote) are used as they are when their newest row is
+    the table's newest, so a first ingest does not read back what it wrote.
     Only version-following columns are updated, so status and usage survive."""
     if not names:
         return 0
     now = now or _now()
     con = connect(tables, ["assets", "asset_versions"])
     try:
-        lagging = [r[0] for r in con.execute(
-            """select v.asset_id from (select asset_id, max(version) latest from asset_versions
-                                       where asset_id in (select unnest($ids)) group by asset_id) v
+        lagging = con.execute(
+            """select v.asset_id, v.latest, v.sha256
+               from (select asset_id, max(version) latest, arg_max(sha256, version) sha256 from asset_versions
+                     where asset_id in (select unnest($ids)) group by asset_id) v
                left join assets a on a.id = v.asset_id
-               where a.current_version is distinct from v.latest""", {"ids": sorted(names)}).fetchall()]
+               where a.current_version is distinct from v.latest""", {"ids": sorted(names)}).fetchall()
     finally:
         con.close()
-    versions = _versions_of(tables, lagging)
+    known = known or {}
+    versions = {i: known[i] for i, latest, sha in lagging
+                if known.get(i) and (known[i][-1]["version"], known[i][-1]["sha256"]) == (latest, sha)}
+    versions.update(_versions_of(tables, [i for i, _, _ in lagging if i not in versions]))
     rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items() if h]
     if rows:  # status and usage columns belong to lifecycle and usage: only these follow the version
         tables.merge("assets", rows, keys=("id",), columns=VERSION_FOLLOWING)

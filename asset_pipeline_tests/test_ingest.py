@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from deltalake import DeltaTable
 
 from asset_pipeline import Catalog
@@ -126,11 +127,41 @@ def test_status_and_usage_survive_a_new_version(ingested: Catalog, settings) -> 
     assert (asset["current_version"], asset["download_count"]) == (2, 7)
 
 
-def test_process_pool_path_gives_the_same_result(catalog: Catalog, sample_counts: dict, monkeypatch) -> None:
+@pytest.mark.parametrize("whole_read_max", [16 * 1024 * 1024, 0], ids=["read-whole", "streamed"])
+def test_process_pool_path_gives_the_same_result(catalog: Catalog, sample_counts: dict, monkeypatch,
+                                                 whole_read_max: int) -> None:
+    import asset_pipeline.examine as examine_module
     import asset_pipeline.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "PROCESS_POOL_MIN_ITEMS", 1)  # large inboxes use worker processes
+    monkeypatch.setattr(examine_module, "WHOLE_READ_MAX", whole_read_max)  # 0: every file takes the big-file path
     summary = catalog.ingest()
     assert (summary.new_versions, summary.rejected, summary.deduplicated) == \
         (sample_counts["versions"], sample_counts["rejected"], sample_counts["deduplicated"])
     assert len(list(catalog.home.store.iter_hashes())) == sample_counts["blobs"]
+
+
+@pytest.mark.parametrize("from_memory", [True, False], ids=["read-whole", "streamed"])
+def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, from_memory: bool) -> None:
+    """The file is rewritten after it was hashed: it is reported not ready, and no blob is left
+    under the old hash holding the new bytes."""
+    import hashlib
+    import os
+
+    from asset_pipeline.examine import Examined, store_examined
+    from asset_pipeline.inbox import InboxItem
+    from asset_pipeline.sidecar import Sidecar
+    from asset_pipeline.store import LocalObjectStore
+
+    src = tmp_path / "render.png"
+    old = render_image(3, (32, 32))
+    src.write_bytes(old)
+    st = os.stat(src)
+    item = InboxItem("render.png", src, None, st.st_size, st.st_mtime_ns)
+    ex = Examined(item, Sidecar("m", "a cat", 1, "ana", "p"), None, hashlib.sha256(old).hexdigest(), len(old),
+                  (st.st_size, st.st_mtime_ns), "a_1", "render", "p")
+    src.write_bytes(render_image(4, (48, 48)))  # the generator rewrites it meanwhile
+    store = LocalObjectStore(tmp_path / "home")
+    store_examined(ex, store, old if from_memory else None)
+    assert ex.intact is False
+    assert not store.exists(ex.sha256) or store.read_bytes(ex.sha256) == old

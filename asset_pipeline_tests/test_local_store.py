@@ -69,3 +69,27 @@ def test_crash_in_the_middle_of_a_blob_write_leaves_no_blob_under_the_key(tmp_pa
     assert leftovers and leftovers[0].stat().st_size < src.stat().st_size  # partial, and only in .tmp
     assert store.put_file(src, sha) is True
     assert store.size(sha) == src.stat().st_size
+
+
+def test_racing_writers_of_the_same_content_report_exactly_one_write(tmp_path: Path) -> None:
+    """Ingest workers store what they hashed without coordinating: the dedup count must still be exact."""
+    import threading
+
+    store = LocalObjectStore(tmp_path / "home")
+    data = bytes(range(256)) * 32768  # 8 MiB: long enough for the writes to overlap
+    sha = hashlib.sha256(data).hexdigest()
+    start = threading.Barrier(8)
+    results: list[bool] = []
+
+    def put() -> None:
+        start.wait()
+        results.append(store.put_bytes(data, sha))
+
+    threads = [threading.Thread(target=put) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1 and len(results) == 8
+    assert store.read_bytes(sha) == data
+    assert list((tmp_path / "home" / "objects" / ".tmp").iterdir()) == []

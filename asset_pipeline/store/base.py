@@ -25,6 +25,10 @@ def key_for(sha256: str) -> str:
 class ObjectStore(ABC):
     """Blobs keyed by their sha256. A key is only ever visible with its complete content."""
 
+    # True where forked worker processes may write blobs through this object (no shared
+    # connections or sockets); the ingest then stores each file in the process that hashed it.
+    process_safe = False
+
     @abstractmethod
     def exists(self, sha256: str) -> bool: ...
 
@@ -39,6 +43,12 @@ class ObjectStore(ABC):
         Returns False without writing when the key exists (dedup). The caller hashed first, so
         unchanged content costs a hash and an existence check, never a copy.
         """
+
+    def put_bytes(self, data: bytes, sha256: str) -> bool:
+        """Store content already in memory under `sha256` (computed from exactly these bytes)."""
+        import io
+
+        return self.put_stream(io.BytesIO(data))[2]
 
     @abstractmethod
     def put_stream(self, stream: BinaryIO) -> tuple[str, int, bool]:

@@ -1,4 +1,5 @@
-"""Local-disk backend: temp file + rename, so a crash never leaves a partial blob under a key."""
+"""Local-disk backend: temp file + link into place, so a crash never leaves a partial blob under a
+key, and of two writers racing on the same content exactly one reports the write."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,11 +43,14 @@ def _copy(src: Path, dst_fd: int) -> None:
 
 
 class LocalObjectStore(ObjectStore):
+    process_safe = True  # plain files: forked ingest workers may write blobs themselves
+
     def __init__(self, root: Path, durable: bool = True):
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
+        self._fanout_dirs: set[Path] = set()  # objects/ab/cd folders known to exist
         self._clean_stale_tmp()
 
     def path(self, sha256: str) -> Path:
@@ -57,26 +62,57 @@ class LocalObjectStore(ObjectStore):
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size
 
-    def _publish(self, tmp: str, sha256: str) -> None:
+    def _publish(self, tmp: str, sha256: str) -> bool:
+        """Make the complete temp file visible under its key; False if another writer got there
+        first (a hard link never replaces, so the dedup count stays exact under races)."""
         final = self.path(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)  # blobs are immutable; a stray write should fail loudly
-        os.replace(tmp, final)
+        if final.parent not in self._fanout_dirs:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._fanout_dirs.add(final.parent)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            os.unlink(tmp)
+            return False
+        except OSError as exc:  # a filesystem without hard links: same content, so replace is safe
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            os.replace(tmp, final)
+            return True
+        os.unlink(tmp)
+        return True
+
+    def _write_new(self, sha256: str, fill: Callable[[int], None]) -> bool:
+        """Create a read-only temp file (blobs are immutable: a stray write fails loudly), let
+        `fill` write it, publish it under the key."""
+        tmp = str(self.tmp_dir / f"{sha256}.{uuid.uuid4().hex[:12]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            try:
+                fill(fd)
+            finally:
+                os.close(fd)
+            return self._publish(tmp, sha256)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def put_file(self, path: Path, sha256: str) -> bool:
         if self.exists(sha256):
             return False
-        fd, tmp = tempfile.mkstemp(prefix=f"{sha256}.", dir=self.tmp_dir)
-        try:
-            try:
-                _copy(path, fd)
-            finally:
-                os.close(fd)
-            self._publish(tmp, sha256)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return True
+        return self._write_new(sha256, lambda fd: _copy(path, fd))
+
+    def put_bytes(self, data: bytes, sha256: str) -> bool:
+        if self.exists(sha256):
+            return False
+
+        def fill(fd: int) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+                failpoint("blob-write")
+
+        return self._write_new(sha256, fill)
 
     def put_stream(self, stream: BinaryIO) -> tuple[str, int, bool]:
         import hashlib
@@ -94,8 +130,8 @@ class LocalObjectStore(ObjectStore):
             if self.exists(sha):
                 os.unlink(tmp)
                 return sha, size, False
-            self._publish(tmp, sha)
-            return sha, size, True
+            os.chmod(tmp, 0o444)
+            return sha, size, self._publish(tmp, sha)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
