@@ -44,21 +44,26 @@ def pair_files(files: dict[str, tuple[int, int]]) -> list[tuple[str, str | None,
 
 
 def list_local(root: Path) -> dict[str, tuple[int, int]]:
-    """{rel: (size, mtime_ns)} of every visible file under `root`."""
+    """{rel: (size, mtime_ns)} of every visible file under `root` (plain strings and scandir:
+    a listing of 10^4 files costs milliseconds, not the pathlib overhead)."""
     found: dict[str, tuple[int, int]] = {}
     if not root.is_dir():
         return found
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            full = Path(dirpath) / name
-            try:
-                st = full.stat()
-            except FileNotFoundError:
-                continue
-            found[full.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):  # as os.walk: no loops through links
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=True):
+                        st = entry.stat()
+                        found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
+                except FileNotFoundError:
+                    continue
     return found
 
 
