@@ -7,7 +7,7 @@ only ever used as values in tables, so a sidecar cannot steer where anything is 
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,9 @@ def sidecar_path_for(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # exactly Unicode category Cc
+
+
 def _text(doc: dict, key: str, *, required: bool, allow_empty: bool = False) -> str | None:
     value = doc.get(key)
     if value is None:
@@ -55,7 +58,7 @@ def _text(doc: dict, key: str, *, required: bool, allow_empty: bool = False) -> 
         raise InputRejected(f"sidecar field '{key}' is empty", key)
     if len(value) > _MAX_NAME and key != "prompt":
         raise InputRejected(f"sidecar field '{key}' is longer than {_MAX_NAME} characters", key)
-    if key != "prompt" and any(unicodedata.category(c) == "Cc" for c in value):
+    if key != "prompt" and _CONTROL.search(value):
         raise InputRejected(f"sidecar field '{key}' contains control characters", key)
     return value
 
