@@ -7,6 +7,10 @@ on the same corpus, in one run.
 Prints wall seconds, MB/s, ratios against `cp -r`, peak memory (RSS) of each process, a no-change
 re-run, and peak memory for one small vs one large file (it must not grow with file size).
 The page cache is warmed before timing, so numbers compare CPU and copy paths, not the disk.
+Each round runs every contender once, in turn, and medians over the rounds are printed (on a
+shared machine speed drifts by minutes). Nothing is deleted while timing: deleting gigabytes makes
+the filesystem discard blocks and slows whatever runs next, so the runs' outputs stay until the end
+(about 6 x the corpus per round, checked before starting).
 DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc skips it).
 """
 
@@ -117,59 +121,76 @@ def main() -> None:
           f"with sidecars), {mb:.0f} MB; {os.cpu_count()} cores")
     run(f"find {corpus} -type f -print0 | xargs -0 cat > /dev/null")  # warm the page cache
 
-    rows: list[tuple[str, float, float]] = []
+    runs = WORK / "runs"  # every timed run writes to a new folder here; removed only at the end
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+    free = shutil.disk_usage(WORK).free
+    rounds = args.repeat
+    if free < total * (6 * rounds + 4):
+        raise SystemExit(f"needs about {total * (6 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
+                         f"(every run keeps its output until the end), has {free / 1e9:.0f} GB")
+    counter = iter(range(10**6))
 
-    def scratch(name: str) -> Path:
-        path = WORK / name
-        shutil.rmtree(path, ignore_errors=True)
-        return path
-
-    def measure(label: str, make_cmd, setup=None, cwd: Path | None = None) -> None:
-        """Median wall time of `--repeat` runs, each after `setup()` (which resets its target)."""
-        results = []
-        for _ in range(args.repeat):
-            if setup:
-                setup()
-            results.append(run(make_cmd(), cwd=cwd))
-        results.sort()
-        rows.append((label, *results[len(results) // 2]))
-
-    dest = WORK / "cp-dest"
-    measure("openssl dgst -sha256 (1 process)",
-            lambda: f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null")
-    measure("cp -r", lambda: ["cp", "-r", str(corpus), str(dest)], lambda: scratch("cp-dest"))
-    measure("cp -r + sync", lambda: f"cp -r {corpus} {dest} && sync", lambda: scratch("cp-dest"))
-    shutil.rmtree(dest, ignore_errors=True)
+    def fresh(name: str) -> Path:
+        return runs / f"{name}-{next(counter)}"
 
     dvc = dvc_binary(args.no_dvc)
+    home_for_rerun = fresh("home")
+
+    def dvc_repo() -> Path:
+        repo = fresh("dvc-repo")
+        repo.mkdir()
+        shutil.copytree(corpus, repo / "corpus")  # dvc add works in place; give it its own copy
+        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
+        return repo
+
+    # (label, make command + working folder). Each round runs every contender once, in turn,
+    # so a slow minute of a shared machine hits all of them alike; medians over the rounds.
+    contenders: list[tuple[str, object]] = [
+        ("openssl dgst -sha256 (1 process)",
+         lambda: (f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null", None)),
+        ("cp -r", lambda: (["cp", "-r", str(corpus), str(fresh("cp"))], None)),
+        ("cp -r + sync", lambda: (f"cp -r {corpus} {fresh('cp')} && sync", None)),
+        ("asset-pipeline ingest", lambda: (ingest_cmd(fresh("home"), corpus, False), None)),
+        ("asset-pipeline ingest (durable: syncfs before commit)",
+         lambda: (ingest_cmd(fresh("home"), corpus, True), None)),
+    ]
     if dvc:
-        repo = WORK / "dvc-repo"
+        contenders.append(("dvc add", lambda: ([dvc, "add", "-q", "corpus"], dvc_repo())))
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in contenders}
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds} ...", flush=True)
+        for label, make in contenders:
+            cmd, cwd = make()
+            times[label].append(run(cmd, cwd=cwd))
+    if dvc:
+        repo = dvc_repo()
+        run([dvc, "add", "-q", "corpus"], cwd=repo)
+        times["dvc add, unchanged re-run"] = [run([dvc, "add", "-q", "corpus"], cwd=repo) for _ in range(rounds)]
+    run(ingest_cmd(home_for_rerun, corpus, True))
+    times["asset-pipeline ingest, unchanged re-run"] = [
+        run(ingest_cmd(home_for_rerun, corpus, True)) for _ in range(rounds)]
 
-        def fresh_dvc_repo() -> None:
-            scratch("dvc-repo").mkdir()
-            shutil.copytree(corpus, repo / "corpus")  # dvc add works in place; give it its own copy
-            subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
+    def median(label: str) -> tuple[float, float]:
+        ordered = sorted(times[label])
+        return ordered[len(ordered) // 2]
 
-        measure("dvc add", lambda: [dvc, "add", "-q", "corpus"], fresh_dvc_repo, cwd=repo)
-        measure("dvc add, unchanged re-run", lambda: [dvc, "add", "-q", "corpus"], cwd=repo)
-        shutil.rmtree(repo, ignore_errors=True)
-
-    home = WORK / "home"
-    for durable in (False, True):
-        label = "asset-pipeline ingest" + (" (durable: syncfs before commit)" if durable else "")
-        measure(label, lambda d=durable: ingest_cmd(home, corpus, d), lambda: scratch("home"))
-    measure("asset-pipeline ingest, unchanged re-run", lambda: ingest_cmd(home, corpus, True))
-
-    cp = next(w for name, w, _ in rows if name == "cp -r")
-    cp_sync = next(w for name, w, _ in rows if name == "cp -r + sync")
+    cp = median("cp -r")[0]
+    cp_sync = median("cp -r + sync")[0]
     print(f"\n{'what':<48}{'seconds':>9}{'MB/s':>9}{'vs cp -r':>10}{'peak RSS MiB':>14}")
-    for name, wall, rss in rows:
-        print(f"{name:<48}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
-    print(f"(durable ingest vs cp -r + sync: {cp_sync / next(w for n, w, _ in rows if 'durable' in n):.2f}x)")
+    for label in times:
+        wall, rss = median(label)
+        print(f"{label:<48}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
+    durable = median("asset-pipeline ingest (durable: syncfs before commit)")[0]
+    print(f"(durable ingest vs cp -r + sync: {cp_sync / durable:.2f}x)")
+    paired = sorted(c[0] / i[0] for c, i in zip(times["cp -r"], times["asset-pipeline ingest"]))
+    print(f"(ingest vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
+    shutil.rmtree(runs, ignore_errors=True)
 
     print("\npeak memory against file size (one file each, fresh store):")
     for size_mb in (16, 1024):
-        inbox = scratch(f"one-{size_mb}")
+        inbox = WORK / f"one-{size_mb}"
+        shutil.rmtree(inbox, ignore_errors=True)
         inbox.mkdir()
         path = inbox / "big.safetensors"
         with open(path, "wb") as f:
@@ -180,10 +201,11 @@ def main() -> None:
             for _ in range(size_mb):
                 f.write(block)
         _sidecar(path, size_mb)
-        wall, rss = run(ingest_cmd(scratch("home-one"), inbox, False))
+        home_one = WORK / "home-one"
+        shutil.rmtree(home_one, ignore_errors=True)
+        wall, rss = run(ingest_cmd(home_one, inbox, False))
         print(f"  {size_mb:>5} MB file: {wall:6.2f} s, peak RSS {rss:.0f} MiB")
         shutil.rmtree(inbox, ignore_errors=True)
-    shutil.rmtree(WORK / "home", ignore_errors=True)
     shutil.rmtree(WORK / "home-one", ignore_errors=True)
 
 
