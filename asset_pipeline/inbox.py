@@ -52,7 +52,11 @@ def list_local(root: Path) -> dict[str, tuple[int, int]]:
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
+        try:
+            listing = os.scandir(folder)
+        except FileNotFoundError:  # removed while scanning
+            continue
+        with listing as entries:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue

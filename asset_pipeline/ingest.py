@@ -247,9 +247,12 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
     names = {a.asset_id: (a.name, a.project) for a in accepted}
     new_rows: list[dict] = []
     remaining = list(accepted)
+    if not force and remaining:  # content that already is a version of its asset (re-runs): three columns decide
+        have = {(i, sha) for i, _, sha in _version_keys(tables, names)}
+        remaining = [a for a in remaining if (a.asset_id, a.sha256) not in have]
     settled: dict[str, list[dict]] | None = None  # histories as the table now holds them
     for _ in range(8):  # a concurrent ingest may take a version number first: re-plan those
-        existing = _versions_of(tables, names)
+        existing = _versions_of(tables, {a.asset_id for a in remaining})
         planned: list[dict] = []
         for a in remaining:
             history = existing[a.asset_id]
@@ -269,7 +272,7 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
             new_rows += planned
             settled = existing
             break
-        landed = _landed(tables, planned)
+        landed = _version_keys(tables, {r["asset_id"] for r in planned})
         got = [r for r in planned if (r["asset_id"], r["version"], r["sha256"]) in landed]
         new_rows += got
         done = {(r["asset_id"], r["sha256"]) for r in got}
@@ -280,11 +283,14 @@ def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
     return new_rows, unchanged
 
 
-def _landed(tables: Tables, planned: list[dict]) -> set[tuple[str, int, str]]:
-    ids = sorted({r["asset_id"] for r in planned})
+def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int, str]]:
+    """(asset_id, version, sha256) of every version of these assets."""
+    ids = sorted(set(asset_ids))
+    if not ids:
+        return set()
     got = tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids],
                       columns=["asset_id", "version", "sha256"])
-    return {(r["asset_id"], r["version"], r["sha256"]) for r in got.to_pylist()}
+    return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist()))
 
 
 def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None,

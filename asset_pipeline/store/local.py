@@ -70,7 +70,11 @@ class LocalObjectStore(ObjectStore):
             final.parent.mkdir(parents=True, exist_ok=True)
             self._fanout_dirs.add(final.parent)
         try:
-            os.link(tmp, final)
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:  # the folder was removed since it was made (a manual prune)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(tmp, final)
         except FileExistsError:
             os.unlink(tmp)
             return False
