@@ -29,12 +29,11 @@ WHOLE_READ_MAX = 16 * 1024 * 1024
 class WorkerContext:
     """What every worker needs to know about the state before the run (forked, not pickled)."""
 
-    known_assets: dict[str, tuple[str, str]]  # existing asset id → (name, project)
-    known_versions: frozenset[str]            # "asset_id:sha256" pairs that already are versions
-    store: ObjectStore | None                 # set: workers write blobs themselves
+    known_versions: frozenset[str]  # "asset_id:sha256" pairs that already are versions
+    store: ObjectStore | None       # set: workers write blobs themselves
 
 
-_context = WorkerContext({}, frozenset(), None)
+_context = WorkerContext(frozenset(), None)
 
 
 def init_worker(context: WorkerContext) -> None:
@@ -55,6 +54,8 @@ class Examined:
     name: str
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
+    # A sidecar that names an existing asset (`asset_id`) leaves name and project empty and the
+    # blob unwritten: the caller checks the id against the table first.
     intact: bool = True           # False: the file changed while it was read or copied
 
 
@@ -124,7 +125,7 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
             raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
                                 "sidecar")
         sidecar = parse_sidecar(item.sidecar.read_bytes())
-        ident = resolve_identity(sidecar, item.rel, _context.known_assets)
+        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
         st = os.stat(item.path)
         content: bytes | None = None
         if st.st_size <= WHOLE_READ_MAX:
@@ -136,7 +137,7 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
         source: Source = content if content is not None else item.path
         info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source)
         ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident)
-        if _context.store is not None:
+        if _context.store is not None and not sidecar.asset_id:
             store_examined(ex, _context.store, content)
         return ex
     except InputRejected as exc:

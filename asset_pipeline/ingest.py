@@ -1,7 +1,7 @@
 """Ingest: inbox inputs → blobs in the object store → rows in the Delta tables.
 
 Order of effects, chosen so that a crash anywhere converges on re-run:
-1. each input is validated, hashed, and its blob written under its hash (temp + rename);
+1. each input is validated, hashed, and its blob written under its hash (temp file, then a hard link into place);
 2. the store is flushed, so no row can point at a blob that is not durable;
 3. new versions are committed (one Delta commit), then asset rows (one merge);
 4. rejected inputs get an ``ingest_errors`` row, then move to quarantine.
@@ -24,7 +24,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from asset_pipeline.examine import Examined, Rejection, WorkerContext, examine_many, init_worker, store_examined
+from asset_pipeline.errors import InputRejected
+from asset_pipeline.examine import (
+    Examined,
+    Rejection,
+    WorkerContext,
+    examine_many,
+    init_worker,
+    resolve_identity,
+    store_examined,
+)
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
@@ -136,10 +145,9 @@ def store_items(
     """Validate, hash and store every input, in `workers` processes, biggest files first so no
     worker idles at the end. Content is hashed before it is written, so known content is never
     copied. A local store is written by the worker that hashed the file (it still holds the
-    bytes); other stores are written by `workers` threads here, overlapped with examination."""
-    known_tbl = tables.read("assets", columns=["id", "name", "project"])
-    known = dict(zip(known_tbl["id"].to_pylist(), zip(known_tbl["name"].to_pylist(),
-                                                      known_tbl["project"].to_pylist())))
+    bytes); other stores are written by `workers` threads here, overlapped with examination.
+    Inputs whose sidecar names an existing asset are checked against the `assets` rows of just
+    those ids before they are stored, so no ingest reads the whole table."""
     batch = StoredBatch()
     order = sorted(items, key=lambda i: -i.size)
     # Content that already is a version of its asset needs no format check again (re-runs).
@@ -148,7 +156,7 @@ def store_items(
         f"{r['asset_id']}:{r['sha256']}" for r in tables.read(
             "asset_versions", where="source_path in (select unnest(?))", params=[rels],
             columns=["asset_id", "sha256"]).to_pylist()) if rels else frozenset()
-    context = WorkerContext(known, known_versions, store if store.process_safe else None)
+    context = WorkerContext(known_versions, store if store.process_safe else None)
     done = [0, 0]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -168,22 +176,41 @@ def store_items(
             batch.not_ready.append(ex.item.rel)
         tick(ex.item)
 
+    def reject(item: InboxItem, exc: InputRejected) -> None:
+        batch.rejected.append(Rejection(item, exc.reason, exc.field))
+        tick(item)
+
     with _examiner(len(order), workers, context) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
         puts = []
+        naming: list[Examined] = []  # sidecars that name an existing asset: looked up below
+
+        def put(ex: Examined) -> None:  # a process-safe store's hard link settles races by itself
+            puts.append(writer.submit(store_examined, ex, store, write=store.process_safe or ex.sha256 not in claimed))
+            claimed.add(ex.sha256)
+
         for fut in as_completed([examiner.submit(examine_many, chunk) for chunk in _chunks(order)]):
             for result in fut.result():
                 if isinstance(result, Examined):
                     if result.written is not None:
                         settle(result)
+                    elif result.sidecar.asset_id:
+                        naming.append(result)
                     else:
-                        puts.append(writer.submit(store_examined, result, store, write=result.sha256 not in claimed))
-                        claimed.add(result.sha256)
+                        put(result)
                     continue
                 if isinstance(result, Rejection):
                     batch.rejected.append(result)
                 else:
                     batch.not_ready.append(result.item.rel)
                 tick(result.item)
+        known = _assets_named(tables, {ex.sidecar.asset_id for ex in naming})
+        for ex in naming:
+            try:
+                ex.asset_id, ex.name, ex.project = resolve_identity(ex.sidecar, ex.item.rel, known)
+            except InputRejected as exc:
+                reject(ex.item, exc)
+            else:
+                put(ex)
         for fut in puts:
             settle(fut.result())
     if withdrawn:  # inputs that relied on a withdrawn writer's copy need the blob to be there
@@ -194,6 +221,15 @@ def store_items(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
     return batch
+
+
+def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
+    """id → (name, project) of those of `ids` that exist."""
+    if not ids:
+        return {}
+    got = tables.read("assets", where="id in (select unnest(?))", params=[sorted(ids)],
+                      columns=["id", "name", "project"])
+    return dict(zip(got["id"].to_pylist(), zip(got["name"].to_pylist(), got["project"].to_pylist())))
 
 
 def _version_row(a: Accepted, version: int, previous: str | None, run_id: str, now: datetime) -> dict:

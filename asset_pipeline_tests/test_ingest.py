@@ -165,3 +165,27 @@ def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, f
     store_examined(ex, store, old if from_memory else None)
     assert ex.intact is False
     assert not store.exists(ex.sha256) or store.read_bytes(ex.sha256) == old
+
+
+def test_sidecars_naming_assets_are_checked_before_anything_is_stored(ingested: Catalog, settings,
+                                                                      monkeypatch) -> None:
+    """In worker processes too: a known id becomes a new version; an unknown id or a wrong project
+    is rejected, and its bytes never reach the store."""
+    import hashlib
+
+    import asset_pipeline.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "PROCESS_POOL_MIN_ITEMS", 1)
+    icon = asset_id_for("research", "images/icon")
+    inbox = Path(settings.inbox)
+    good, unknown, wrong = render_image(50, (64, 64)), render_image(51, (64, 64)), render_image(52, (64, 64))
+    _drop(inbox, "v/icon-v2.png", good, asset_id=icon, project="research")
+    _drop(inbox, "v/unknown.png", unknown, asset_id="a_doesnotexist", project="research")
+    _drop(inbox, "v/wrong.png", wrong, asset_id=icon, project="marketing")
+    summary = ingested.ingest()
+    assert (summary.new_versions, summary.rejected) == (1, 2)
+    assert ingested.list_versions(icon)[-1]["sha256"] == hashlib.sha256(good).hexdigest()
+    errors = {r["source_path"]: r["field"] for r in ingested.sql("select * from ingest_errors").to_pylist()}
+    assert (errors["v/unknown.png"], errors["v/wrong.png"]) == ("asset_id", "project")
+    for data in (unknown, wrong):
+        assert not ingested.home.store.exists(hashlib.sha256(data).hexdigest())
