@@ -176,10 +176,6 @@ def store_items(
             batch.not_ready.append(ex.item.rel)
         tick(ex.item)
 
-    def reject(item: InboxItem, exc: InputRejected) -> None:
-        batch.rejected.append(Rejection(item, exc.reason, exc.field))
-        tick(item)
-
     with _examiner(len(order), workers, context) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
         puts = []
         naming: list[Examined] = []  # sidecars that name an existing asset: looked up below
@@ -208,7 +204,8 @@ def store_items(
             try:
                 ex.asset_id, ex.name, ex.project = resolve_identity(ex.sidecar, ex.item.rel, known)
             except InputRejected as exc:
-                reject(ex.item, exc)
+                batch.rejected.append(Rejection(ex.item, exc.reason, exc.field))
+                tick(ex.item)
             else:
                 put(ex)
         for fut in puts:
