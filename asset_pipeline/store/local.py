@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.hashing import CHUNK
@@ -20,6 +20,14 @@ from asset_pipeline.store.base import ObjectStore, is_sha256, key_for
 
 _COPY_CHUNK = 64 * 1024 * 1024
 _STALE_TMP_S = 24 * 3600
+T = TypeVar("T")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+        failpoint("blob-write")
 
 
 def _copy(src: Path, dst_fd: int) -> None:
@@ -50,7 +58,6 @@ class LocalObjectStore(ObjectStore):
         self.tmp_dir = self.root / "objects" / ".tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
-        self._fanout_dirs: set[Path] = set()  # objects/ab/cd folders known to exist
         self._clean_stale_tmp()
 
     def path(self, sha256: str) -> Path:
@@ -62,83 +69,64 @@ class LocalObjectStore(ObjectStore):
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size
 
+    def _write_temp(self, prefix: str, fill: Callable[[int], T]) -> tuple[str, T]:
+        """A read-only temp file (blobs are immutable: a stray write fails loudly) written by
+        `fill`; gone again if writing fails."""
+        tmp = str(self.tmp_dir / f"{prefix}.{uuid.uuid4().hex[:12]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            try:
+                return tmp, fill(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
     def _publish(self, tmp: str, sha256: str) -> bool:
         """Make the complete temp file visible under its key; False if another writer got there
         first (a hard link never replaces, so the dedup count stays exact under races)."""
         final = self.path(sha256)
-        if final.parent not in self._fanout_dirs:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._fanout_dirs.add(final.parent)
         try:
-            try:
-                os.link(tmp, final)
-            except FileNotFoundError:  # the folder was removed since it was made (a manual prune)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(tmp, final)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, final)
+            return True
         except FileExistsError:
-            os.unlink(tmp)
             return False
         except OSError as exc:  # a filesystem without hard links: same content, so replace is safe
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
                 raise
             os.replace(tmp, final)
             return True
-        os.unlink(tmp)
-        return True
-
-    def _write_new(self, sha256: str, fill: Callable[[int], None]) -> bool:
-        """Create a read-only temp file (blobs are immutable: a stray write fails loudly), let
-        `fill` write it, publish it under the key."""
-        tmp = str(self.tmp_dir / f"{sha256}.{uuid.uuid4().hex[:12]}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            try:
-                fill(fd)
-            finally:
-                os.close(fd)
-            return self._publish(tmp, sha256)
-        except BaseException:
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
 
     def put_file(self, path: Path, sha256: str) -> bool:
         if self.exists(sha256):
             return False
-        return self._write_new(sha256, lambda fd: _copy(path, fd))
+        tmp, _ = self._write_temp(sha256, lambda fd: _copy(path, fd))
+        return self._publish(tmp, sha256)
 
     def put_bytes(self, data: bytes, sha256: str) -> bool:
         if self.exists(sha256):
             return False
-
-        def fill(fd: int) -> None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-                failpoint("blob-write")
-
-        return self._write_new(sha256, fill)
+        tmp, _ = self._write_temp(sha256, lambda fd: _write_all(fd, data))
+        return self._publish(tmp, sha256)
 
     def put_stream(self, stream: BinaryIO) -> tuple[str, int, bool]:
-        import hashlib
+        def fill(fd: int) -> tuple[str, int]:
+            digest, size = hashlib.sha256(), 0
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                _write_all(fd, chunk)
+                size += len(chunk)
+            return digest.hexdigest(), size
 
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp = tempfile.mkstemp(prefix="stream.", dir=self.tmp_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-            sha = digest.hexdigest()
-            if self.exists(sha):
-                os.unlink(tmp)
-                return sha, size, False
-            os.chmod(tmp, 0o444)
-            return sha, size, self._publish(tmp, sha)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        tmp, (sha, size) = self._write_temp("stream", fill)
+        if self.exists(sha):
+            os.unlink(tmp)
+            return sha, size, False
+        return sha, size, self._publish(tmp, sha)
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")
