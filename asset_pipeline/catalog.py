@@ -15,11 +15,12 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from asset_pipeline.errors import AssetNotFound, AssetUnavailable, InputRejected, ObjectMissing
+from asset_pipeline.examine import Examined
 from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.home import Home
 from asset_pipeline.inbox import InboxItem
-from asset_pipeline.ingest import Accepted, IngestSummary, Progress, commit_versions, new_run_id
+from asset_pipeline.ingest import IngestSummary, Progress, commit_versions, new_run_id
 from asset_pipeline.settings import Settings
 from asset_pipeline.sidecar import Sidecar
 from asset_pipeline.sql import connect
@@ -329,7 +330,8 @@ class Catalog:
                     source: str, force: bool) -> dict[str, Any]:
         asset = self.asset(asset_id)
         item = InboxItem(source, Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
-        acc = Accepted(item, sidecar, info, sha, size, False, asset_id, asset["name"], asset["project"])
+        acc = Examined(item, sidecar, info, sha, size, (size, item.mtime_ns), asset_id, asset["name"], asset["project"],
+                       written=False)
         new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
         if new_rows:
             return new_rows[0]

@@ -44,6 +44,10 @@ def init_worker(context: WorkerContext) -> None:
 
 @dataclass
 class Examined:
+    """One input after examination; once stored (`written` set) and `intact`, ready to commit.
+    A sidecar that names an existing asset (`asset_id`) leaves name and project empty and the blob
+    unwritten: the caller checks the id against the table first."""
+
     item: InboxItem
     sidecar: Sidecar
     info: FormatInfo | None  # None: content already a version of this asset, format not re-checked
@@ -54,8 +58,6 @@ class Examined:
     name: str
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
-    # A sidecar that names an existing asset (`asset_id`) leaves name and project empty and the
-    # blob unwritten: the caller checks the id against the table first.
     intact: bool = True           # False: the file changed while it was read or copied
 
 

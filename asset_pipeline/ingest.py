@@ -35,9 +35,9 @@ from asset_pipeline.examine import (
     store_examined,
 )
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import FormatInfo, inspect_file
+from asset_pipeline.formats import inspect_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
+from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
@@ -54,23 +54,10 @@ VERSION_FOLLOWING = (
 
 
 @dataclass
-class Accepted:
-    item: InboxItem
-    sidecar: Sidecar
-    info: FormatInfo | None  # None: already a version of this asset, not inspected again
-    sha256: str
-    size: int
-    written: bool          # False: the blob was already in the store (deduplicated)
-    asset_id: str = ""
-    name: str = ""
-    project: str = ""
-
-
-@dataclass
 class StoredBatch:
-    """What the store step hands to the commit step."""
+    """What the store step hands to the commit step: `accepted` inputs are stored and intact."""
 
-    accepted: list[Accepted] = field(default_factory=list)
+    accepted: list[Examined] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     not_ready: list[str] = field(default_factory=list)
 
@@ -169,8 +156,7 @@ def store_items(
 
     def settle(ex: Examined) -> None:
         if ex.intact:
-            batch.accepted.append(Accepted(ex.item, ex.sidecar, ex.info, ex.sha256, ex.size, bool(ex.written),
-                                           ex.asset_id, ex.name, ex.project))
+            batch.accepted.append(ex)
         else:
             withdrawn.add(ex.sha256)
             batch.not_ready.append(ex.item.rel)
@@ -229,7 +215,7 @@ def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
     return dict(zip(got["id"].to_pylist(), zip(got["name"].to_pylist(), got["project"].to_pylist())))
 
 
-def _version_row(a: Accepted, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
+def _version_row(a: Examined, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
     s = a.sidecar
     if a.info is None:  # skipped as already known when examined; a concurrent change made it new again
         a.info = inspect_file(a.item.path)
@@ -270,7 +256,7 @@ def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dic
     return out
 
 
-def commit_versions(accepted: list[Accepted], tables: Tables, run_id: str,
+def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
                     force: bool = False) -> tuple[list[dict], int]:
     """Append a version row for each input whose content is not yet a version of its asset, then
     bring the `assets` rows of every touched asset up to date. Returns (new rows, unchanged).
