@@ -17,6 +17,7 @@ DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc s
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -131,10 +132,15 @@ def main() -> None:
     if free < total * (6 * rounds + 4):
         raise SystemExit(f"needs about {total * (6 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
                          f"(every run keeps its output until the end), has {free / 1e9:.0f} GB")
-    counter = iter(range(10**6))
+    counter = itertools.count()
 
     def fresh(name: str) -> Path:
         return runs / f"{name}-{next(counter)}"
+
+    def scratch(name: str) -> Path:  # outside the timed rounds only
+        path = WORK / name
+        shutil.rmtree(path, ignore_errors=True)
+        return path
 
     dvc = dvc_binary(args.no_dvc)
     home_for_rerun = fresh("home")
@@ -187,13 +193,12 @@ def main() -> None:
         print(f"{label:<48}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
     durable = median("asset-pipeline ingest (durable: syncfs before commit)")[0]
     print(f"(durable ingest vs cp -r + sync: {cp_sync / durable:.2f}x)")
-    paired = sorted(c[0] / i[0] for c, i in zip(times["cp -r"], times["asset-pipeline ingest"]))
+    paired = [c[0] / i[0] for c, i in zip(times["cp -r"], times["asset-pipeline ingest"])]
     print(f"(ingest vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
 
     print("\npeak memory against file size (one file each, fresh store):")
     for size_mb in (16, 1024):
-        inbox = WORK / f"one-{size_mb}"
-        shutil.rmtree(inbox, ignore_errors=True)
+        inbox = scratch(f"one-{size_mb}")
         inbox.mkdir()
         path = inbox / "big.safetensors"
         with open(path, "wb") as f:
@@ -204,9 +209,7 @@ def main() -> None:
             for _ in range(size_mb):
                 f.write(block)
         _sidecar(path, size_mb)
-        home_one = WORK / "home-one"
-        shutil.rmtree(home_one, ignore_errors=True)
-        wall, rss = run(ingest_cmd(home_one, inbox, False))
+        wall, rss = run(ingest_cmd(scratch("home-one"), inbox, False))
         print(f"  {size_mb:>5} MB file: {wall:6.2f} s, peak RSS {rss:.0f} MiB")
         shutil.rmtree(inbox, ignore_errors=True)
     shutil.rmtree(WORK / "home-one", ignore_errors=True)
