@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, sweep
 from asset_pipeline.lifecycle.policies import load_config, parse_config

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_project import DBT_ENV, ensure_manifest, project_dir
 from asset_pipeline.usage.intake import ingest_usage_files
