@@ -96,10 +96,14 @@ class Catalog:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def lifecycle(self, storage_class: str | None = None):
+        from datetime import timedelta
+
         from asset_pipeline.lifecycle.actions import Lifecycle
 
-        return Lifecycle(self.tables, self.home.store, self.home.archive_store(storage_class),
-                         self.home.settings.lancedb_dir)
+        retention = self._retention()
+        return Lifecycle(self.tables, self.home.store,
+                         self.home.archive_store(storage_class or retention.archive_storage_class),
+                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours))
 
     def _retention(self):
         from asset_pipeline.lifecycle.policies import load_config

@@ -23,6 +23,11 @@ USAGE_INTAKE_JOB = "usage_intake_job"
 LIFECYCLE_JOB = "lifecycle_job"
 
 
+def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant at the call site
+    """Run tag that the instance's run queue limits to one run per value (see dagster.yaml)."""
+    return {"asset_pipeline/exclusive": name}
+
+
 def build_definitions(settings: Settings | None = None, progress: bool = False,
                       clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
     settings = settings or Settings.from_env()
@@ -35,11 +40,11 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
                                     tags=embeddings.GPU_TAGS,
                                     description="Embed new versions with open_clip (batch; GPU when present).")
     usage_job = dg.define_asset_job(USAGE_JOB, selection=dg.AssetSelection.groups(usage.GROUP),
-                                    partitions_def=usage.DAILY,
+                                    partitions_def=usage.DAILY, tags=EXCLUSIVE("analytics"),
                                     description="Usage reports (dbt) and per-asset stats for a day or a range.")
     usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
     lifecycle_job = dg.define_asset_job(LIFECYCLE_JOB, selection=dg.AssetSelection.groups(lifecycle.GROUP),
-                                        partitions_def=lifecycle.DAILY,
+                                        partitions_def=lifecycle.DAILY, tags=EXCLUSIVE("lifecycle"),
                                         description="Retention sweep (archive, delete, hard delete) and upkeep.")
     return dg.Definitions(
         assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),

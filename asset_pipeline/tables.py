@@ -95,6 +95,11 @@ LIFECYCLE_ACTIONS = pa.schema([
     ("bytes", pa.int64()), ("dry_run", pa.bool_()), ("run_id", pa.string()), ("by", pa.string()),
 ])
 
+# Hash copies a sweep found unneeded, and since when (mark, then delete after the grace window).
+BLOB_MARKS = pa.schema([
+    ("sha256", pa.string()), ("store", pa.string()), ("marked_at", TS), ("run_id", pa.string()),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
@@ -107,6 +112,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "collection_shares": COLLECTION_SHARES,
     "collection_stats": COLLECTION_STATS,
     "lifecycle_actions": LIFECYCLE_ACTIONS,
+    "blob_marks": BLOB_MARKS,
 }
 
 # Delta partition columns: a daily report reads one day's files, not all of them.
