@@ -182,12 +182,12 @@ class Catalog:
         """Run DuckDB SQL over the views of every Delta table (``assets``, ``asset_versions``,
         ``ingest_errors``, ``usage_events``, …) and the usage reports (``daily_usage``,
         ``popular_assets``, ``asset_usage_stats``, ``storage_by_project``) once built."""
-        from asset_pipeline.usage.reports import analytics_path, attach_reports
+        from asset_pipeline.usage.reports import attach_reports
 
         self._usage.flush()  # a query sees the caller's own events
         con = connect(self.tables)
         try:
-            attach_reports(con, analytics_path(self.home.settings.home))
+            attach_reports(con, self.home.settings.home)
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
