@@ -103,7 +103,8 @@ class Catalog:
         retention = self._retention()
         return Lifecycle(self.tables, self.home.store,
                          self.home.archive_store(storage_class or retention.archive_storage_class),
-                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours))
+                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours),
+                         exclusive=lambda: self.home.lock("lifecycle"))
 
     def _retention(self):
         from asset_pipeline.lifecycle.policies import load_config

@@ -32,8 +32,10 @@ def dagster_instance(settings: Settings):
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
+    from asset_pipeline.failpoints import failpoint
     from asset_pipeline.locks import file_lock
 
+    failpoint("dagster-instance")
     if os.environ.get("DAGSTER_HOME"):
         home = Path(os.environ["DAGSTER_HOME"])
         with file_lock(home / ".asset-pipeline-instance.lock"):  # first use creates the SQLite storage

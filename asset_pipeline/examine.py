@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, Source, inspect_file
 from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.identity import asset_id_for, default_name
@@ -122,6 +123,7 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
     `known_versions` ("asset_id:sha256") are contents that already are versions of their asset:
     their format is not checked again. With `store`, the blob is written here, by the process
     that holds the bytes."""
+    failpoint("examine-item")
     try:
         if item.orphan_sidecar:
             media = item.rel[: -len(SIDECAR_SUFFIX)]

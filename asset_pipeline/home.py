@@ -21,7 +21,7 @@ class Home:
         self.settings = settings or Settings.from_env()
         self._s3_client = s3_client
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.tables = Tables(self.settings.tables_dir)
+        self.tables = Tables(self.settings.tables_dir, self.settings.commit_retries)
 
     @cached_property
     def s3_client(self) -> Any:

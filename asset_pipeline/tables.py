@@ -144,7 +144,7 @@ def with_commit_retries(fn: Callable[[], T], retries: int = COMMIT_RETRIES, what
                 raise
             if attempt == retries - 1:
                 raise CommitConflict(f"{what}: still conflicting with concurrent writers after {retries} "
-                                     f"attempts: {exc}") from exc
+                                     f"attempts; nothing of it was written, re-run to try again ({exc})") from exc
             time.sleep(min(2.0, 0.05 * (2**attempt)) * (1 + random.random()))
     raise AssertionError("unreachable")
 

@@ -11,6 +11,8 @@ every referenced blob in at least one store, and a re-run converges.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,9 +58,11 @@ class Lifecycle:
     lasts, so a run that read the catalog before the blob became unneeded has long finished."""
 
     def __init__(self, tables: Tables, hot: ObjectStore, archive: ObjectStore, vectors_dir=None,
-                 blob_grace: timedelta = DEFAULT_BLOB_GRACE):
+                 blob_grace: timedelta = DEFAULT_BLOB_GRACE,
+                 exclusive: Callable[[], AbstractContextManager] = nullcontext):
         self.tables, self.hot_store, self.archive_store, self.vectors_dir = tables, hot, archive, vectors_dir
         self.blob_grace = blob_grace
+        self.exclusive = exclusive  # the home's lifecycle lock: one sweep or blob move at a time
 
     # --- reading state -----------------------------------------------------------------------
     def purged_ids(self) -> set[str]:
@@ -119,18 +123,20 @@ class Lifecycle:
         asset = self._asset(asset_id)
         if asset["status"] != "active":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
-        self.apply("archive", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            self.apply("archive", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def restore(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
         if asset["status"] != "archived":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}, not archived")
-        # Bring the bytes back before the asset becomes active again.
-        for v in self._versions("a.id = ?", [asset_id]):
-            self._copy(v["sha256"], self.archive_store, self.hot_store)
-        self.apply("restore", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            # Bring the bytes back before the asset becomes active again.
+            for v in self._versions("a.id = ?", [asset_id]):
+                self._copy(v["sha256"], self.archive_store, self.hot_store)
+            self.apply("restore", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def delete(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)

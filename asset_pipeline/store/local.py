@@ -50,6 +50,20 @@ def _copy(src: Path, dst_fd: int) -> None:
             shutil.copyfileobj(fin, fout, CHUNK)
 
 
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that named a temp file ``<prefix>.<pid>.<random>`` still runs."""
+    parts = temp_name.split(".")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return True  # not ours to judge: left to the age limit
+    try:
+        os.kill(int(parts[-2]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalObjectStore(ObjectStore):
     process_safe = True  # plain files: forked ingest workers may write blobs themselves
 
@@ -73,7 +87,7 @@ class LocalObjectStore(ObjectStore):
     def _write_temp(self, prefix: str, fill: Callable[[int], T]) -> tuple[str, T]:
         """A read-only temp file (blobs are immutable: a stray write fails loudly) written by
         `fill`; gone again if writing fails."""
-        tmp = str(self.tmp_dir / f"{prefix}.{uuid.uuid4().hex[:12]}")
+        tmp = str(self.tmp_dir / f"{prefix}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             try:
@@ -200,11 +214,12 @@ class LocalObjectStore(ObjectStore):
             os.close(fd)
 
     def _clean_stale_tmp(self) -> None:
-        """Remove temp files a crashed writer left behind; recent ones may belong to a live run."""
+        """Remove temp files a crashed writer left behind: those whose writing process is gone
+        (the pid is in the name), and any older than a day whatever their name says."""
         cutoff = time.time() - _STALE_TMP_S
         for tmp in self.tmp_dir.iterdir():
             try:
-                if tmp.stat().st_mtime < cutoff:
+                if not _writer_alive(tmp.name) or tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
             except FileNotFoundError:
                 pass

@@ -107,6 +107,7 @@ def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = N
                 continue
             event["event_id"] = row_id
             good.append(event)
+    failpoint("usage-merge")
     if good:
         result = tables.merge("usage_events", good, keys=("day", "event_id"), update=False)
         summary.events = int(result.get("num_target_rows_inserted", 0))

@@ -6,6 +6,7 @@ import dagster as dg
 
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, sweep
 from asset_pipeline.lifecycle.policies import load_config, parse_config
 from asset_pipeline.lifecycle.upkeep import upkeep
@@ -43,6 +44,7 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
     lifecycle = _lifecycle(pipeline, retention.archive_storage_class, retention.blob_grace_hours)
     days = sorted(context.partition_keys)
     with pipeline.open().lock("lifecycle"):
+        failpoint("sweep-locked")
         summaries = [sweep(lifecycle, retention.policies, retention.grace_period_days, day, context.run_id, dry_run)
                      for day in days]
     totals = lifecycle.tables.read("lifecycle_actions", where="partition_key in (select unnest(?))", params=[days])
