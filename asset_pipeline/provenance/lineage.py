@@ -82,7 +82,7 @@ def resolve_inputs(con: Any, refs: list[str]) -> list[dict[str, Any]]:
             hits = con.execute("select asset_id, version from asset_versions where sha256 = ? order by 1, 2",
                                [ref]).fetchall()
         else:  # a file the generator loaded: versions ingested from that path (or a file of that name)
-            path = ref.replace("\\", "/").lstrip("./")
+            path = ref.replace("\\", "/").removeprefix("./")
             hits = con.execute("""select asset_id, version from asset_versions
                                   where source_path = ? or ends_with(source_path, ?) order by 1, 2""",
                                [path, "/" + path]).fetchall()
@@ -109,12 +109,14 @@ def lineage(tables: Tables, asset_id: str) -> dict[str, Any]:
         for row in rows:
             row["inputs"] = resolve_inputs(con, list(row["inputs"] or []))
         shas = [r["sha256"] for r in rows]
-        files = [r["source_path"].rsplit("/", 1)[-1] for r in rows if r["source_path"]]
+        paths = [r["source_path"] for r in rows if r["source_path"]]
         derived = con.execute("""
-            select asset_id, version, ref from (select asset_id, version, unnest(inputs) ref from asset_versions)
-            where asset_id <> $id and (ref = $id or ref in (select unnest($shas)) or
-                  regexp_replace(ref, '^.*[/\\\\]', '') in (select unnest($files)))
-            order by asset_id, version""", {"id": asset_id, "shas": shas, "files": files}).fetchall()
+            select asset_id, version, input_ref from
+                (select asset_id, version, unnest(inputs) as input_ref from asset_versions)
+            where asset_id <> $id and (input_ref = $id or input_ref in (select unnest($shas)) or exists (
+                select 1 from (select unnest($paths) as path) p
+                where p.path = input_ref or ends_with(p.path, '/' || input_ref)))
+            order by asset_id, version""", {"id": asset_id, "shas": shas, "paths": paths}).fetchall()
     finally:
         con.close()
     _, name, project, status, current = asset[0]

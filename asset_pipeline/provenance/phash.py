@@ -70,3 +70,22 @@ def pairs_sql(max_distance: int, source: str = "hashes") -> str:
         from banded a join banded b on a.band = b.band and a.val = b.val and a.id < b.id
         where bit_count(xor(a.phash, b.phash)) <= {max_distance}
         group by all"""
+
+
+def phash_pairs(tables, max_distance: int = 6) -> list[dict]:
+    """Near-duplicate pairs among the current versions of live images, by pHash distance."""
+    from asset_pipeline.sql import connect
+
+    con = connect(tables, ["assets", "asset_versions"])
+    try:
+        con.execute("""create temp table hashes as
+                       select v.asset_id id, v.version, v.phash from asset_versions v join assets a
+                       on a.id = v.asset_id and a.current_version = v.version
+                       where v.phash is not null and a.status = 'active'""")
+        rows = con.sql(f"""select p.id_a asset_a, a.version version_a, p.id_b asset_b, b.version version_b,
+                                  p.distance from ({pairs_sql(max_distance)}) p
+                           join hashes a on a.id = p.id_a join hashes b on b.id = p.id_b
+                           order by p.distance, p.id_a, p.id_b""").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    return rows
