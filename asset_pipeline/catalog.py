@@ -173,7 +173,7 @@ class Catalog:
 
         return undo_recall(self.lifecycle(), recall_id, self._retention().grace_period_days, self.user)
 
-    def similar_images(self, max_distance: int = 6) -> list[dict[str, Any]]:
+    def similar_images(self, max_distance: int = 8) -> list[dict[str, Any]]:
         """Pairs of live images' current versions whose pHashes differ in at most `max_distance` bits."""
         from asset_pipeline.provenance.phash import phash_pairs
 

@@ -136,18 +136,18 @@ def model_rows(tables: Tables, now: datetime | None = None) -> list[dict[str, An
     try:
         result = con.sql("""
             with uses as (
-                select asset_id, version, sha256, size_bytes, created_at, model name, 'model' kind
+                select asset_id, version, sha256, size_bytes, created_at, model as name, 'model' as kind
                 from asset_versions where model is not null
                 union all
-                select asset_id, version, sha256, size_bytes, created_at, unnest(adapters) name, 'adapter' kind
+                select asset_id, version, sha256, size_bytes, created_at, unnest(adapters) as name, 'adapter' as kind
                 from asset_versions where len(adapters) > 0),
-            blobs as (select name, kind, sum(size) bytes from
-                      (select name, kind, sha256, any_value(size_bytes) size from uses group by all) group by all)
+            blobs as (select name, kind, sum(size) as bytes from
+                      (select name, kind, sha256, any_value(size_bytes) as size from uses group by all) group by all)
             select u.name, u.kind, count(distinct u.asset_id) assets,
                    count(distinct u.asset_id) filter (where a.status <> 'deleted') live_assets,
                    count(*) versions, any_value(b.bytes)::bigint bytes, min(u.created_at) first_seen,
                    max(u.created_at) last_seen
-            from uses u join assets a on a.id = u.asset_id join blobs b using (name, kind)
+            from uses u join assets a on a.id = u.asset_id join blobs b on b.name = u.name and b.kind = u.kind
             group by u.name, u.kind order by bytes desc, u.name""").to_arrow_table().to_pylist()
     finally:
         con.close()

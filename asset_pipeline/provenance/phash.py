@@ -72,16 +72,30 @@ def pairs_sql(max_distance: int, source: str = "hashes") -> str:
         group by all"""
 
 
-def phash_pairs(tables, max_distance: int = 6) -> list[dict]:
+PHASH_MAX_DISTANCE = 8  # of 64 bits: resized, recompressed or lightly edited copies stay within it
+_CURRENT_HASHES = """select v.asset_id id, v.version, v.phash from asset_versions v join assets a
+                     on a.id = v.asset_id and a.current_version = v.version
+                     where v.phash is not null and a.status = 'active'"""
+
+
+def hashed_image_ids(tables) -> set[str]:
+    """Live assets whose current version has a pHash."""
+    from asset_pipeline.sql import connect
+
+    con = connect(tables, ["assets", "asset_versions"])
+    try:
+        return {r[0] for r in con.execute(f"select id from ({_CURRENT_HASHES})").fetchall()}
+    finally:
+        con.close()
+
+
+def phash_pairs(tables, max_distance: int = PHASH_MAX_DISTANCE) -> list[dict]:
     """Near-duplicate pairs among the current versions of live images, by pHash distance."""
     from asset_pipeline.sql import connect
 
     con = connect(tables, ["assets", "asset_versions"])
     try:
-        con.execute("""create temp table hashes as
-                       select v.asset_id id, v.version, v.phash from asset_versions v join assets a
-                       on a.id = v.asset_id and a.current_version = v.version
-                       where v.phash is not null and a.status = 'active'""")
+        con.execute(f"create temp table hashes as {_CURRENT_HASHES}")
         rows = con.sql(f"""select p.id_a asset_a, a.version version_a, p.id_b asset_b, b.version version_b,
                                   p.distance from ({pairs_sql(max_distance)}) p
                            join hashes a on a.id = p.id_a join hashes b on b.id = p.id_b
