@@ -41,6 +41,12 @@ class AssetContent:
         try:
             return self._home.store.open(self.sha256)
         except FileNotFoundError as exc:
+            pruned = self._home.tables.read(
+                "lifecycle_actions", where="action = 'prune_version' and not dry_run and asset_id = ? and version = ?",
+                params=[self.asset_id, self.version], columns=["policy"])["policy"].to_pylist()
+            if pruned:  # keep-last-N retention (issue 14) released this version's bytes
+                raise AssetUnavailable(f"asset {self.asset_id} v{self.version} was pruned by retention policy "
+                                       f"{pruned[0]!r} (keeps only the newest versions); its content is gone") from exc
             raise ObjectMissing(f"asset {self.asset_id} v{self.version}: blob {self.sha256} is missing "
                                 "from the object store") from exc
 

@@ -436,3 +436,51 @@ def test_storage_is_split_fairly_among_assets_sharing_a_blob(ingested: Catalog) 
     by_creator = {r["created_by"]: r for r in ingested.storage("created_by")}
     assert by_creator["bob"]["attributed_bytes"] == round(sunset / 3)
     assert abs(sum(r["attributed_bytes"] for r in by_creator.values()) - stored) <= 1
+
+
+# --- keep the last N versions ---------------------------------------------------------------------
+@pytest.mark.parametrize("select, action, message", [
+    ({"keep_last_versions": 2}, "delete", "go together"),
+    ({"project": "research"}, "prune_versions", "go together"),
+    ({"keep_last_versions": 0}, "prune_versions", "keep_last_versions must be a whole number ≥ 1"),
+    ({"keep_last_versions": "2"}, "prune_versions", "keep_last_versions must be a whole number ≥ 1"),
+])
+def test_keep_last_versions_policy_is_validated(select, action, message) -> None:
+    from asset_pipeline.lifecycle.policies import PolicyError, parse_config
+
+    with pytest.raises(PolicyError, match=f"policy 'k'.*{message}"):
+        parse_config({"policies": [{"name": "k", "action": action, "select": select}]})
+
+
+def test_keep_last_versions_releases_old_bytes_after_the_grace_period(ingested: Catalog) -> None:
+    from asset_pipeline import AssetUnavailable
+    from asset_pipeline.lifecycle.actions import blob_report, sweep
+    from asset_pipeline.lifecycle.policies import parse_config
+
+    ingested.create_version(HERO, render_image(60, (400, 300)), "third take")
+    old_shas = [v["sha256"] for v in ingested.list_versions(HERO)[:2]]
+    old_bytes = sum(v["size_bytes"] for v in ingested.list_versions(HERO)[:2])
+    doc = {"grace_period_days": 1, "policies": [
+        {"name": "keep-1", "action": "prune_versions", "select": {"keep_last_versions": 1, "project": "research"}}]}
+    config = parse_config(doc)
+    today = dt.datetime.now(dt.UTC).date()
+
+    def run(day, dry_run=False):
+        return sweep(ingested.lifecycle(), config.policies, config.grace_period_days, day.isoformat(), "t", dry_run)
+
+    assert run(today, dry_run=True).audit_rows == 2 and all(ingested.home.store.exists(s) for s in old_shas)
+    first = run(today)
+    assert first.audit_rows == 2 and first.versions_purged == 0  # marked; grace period running
+    assert ingested.get(HERO, version=1).read()
+    assert run(today).audit_rows == 0  # a re-run marks nothing twice
+    later = run(today + dt.timedelta(days=2))
+    assert later.versions_purged == 2 and later.bytes_freed == old_bytes
+    audit = ingested.sql("select sum(bytes) n from lifecycle_actions where action = 'version_purged'").to_pylist()
+    assert audit == [{"n": old_bytes}]
+    assert not any(ingested.home.store.exists(s) for s in old_shas)
+    assert ingested.get(HERO).read() and ingested.get(HERO).version == 3
+    with pytest.raises(AssetUnavailable, match="v1 was pruned by retention policy 'keep-1'"):
+        ingested.get(HERO, version=1).read()
+    assert [v["version"] for v in ingested.list_versions(HERO)] == [1, 2, 3]  # history stays
+    assert blob_report(ingested.lifecycle()) == {"orphans": [], "missing": []}
+    assert ingested.get(SUNSET).read()  # single-version assets untouched

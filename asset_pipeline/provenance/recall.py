@@ -60,7 +60,8 @@ def recall(lifecycle: Lifecycle, model: str, reason: str, by: str, dry_run: bool
     if not dry_run:  # archived bytes come back hot first: a recalled asset stays undeletable
         for asset in (a for a in take if a["status"] == "archived"):
             for v in lifecycle._versions("a.id = ?", [asset["asset_id"]]):
-                lifecycle._copy(v["sha256"], lifecycle.archive_store, lifecycle.hot_store)
+                if v["status"] != "pruned":
+                    lifecycle._copy(v["sha256"], lifecycle.archive_store, lifecycle.hot_store)
     lifecycle.apply("delete", result.asset_ids, policy=policy, partition=recall_id, run_id=run_id, by=by,
                     dry_run=dry_run)
     tables.append("recalls", [{

@@ -40,7 +40,8 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
     totals = lifecycle.tables.read("lifecycle_actions", where="partition_key = ?", params=[context.partition_key])
     yield dg.MaterializeResult(metadata={
         "dry_run": dry_run, "policies": len(retention.policies), "archived": s.archived, "soft_deleted": s.deleted,
-        "hard_deleted": s.hard_deleted, "bytes_moved_to_archive": s.bytes_moved, "bytes_freed": s.bytes_freed,
+        "hard_deleted": s.hard_deleted, "versions_purged": s.versions_purged,
+        "bytes_moved_to_archive": s.bytes_moved, "bytes_freed": s.bytes_freed,
         "audit_rows_this_run": s.audit_rows, "audit_rows_for_partition": totals.num_rows,
         "selected": markdown_table([{"policy": k, "assets": v} for k, v in s.selected.items()]),
         "problems": "\n".join(s.problems) or "none",
