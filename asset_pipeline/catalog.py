@@ -20,7 +20,7 @@ from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.home import Home
 from asset_pipeline.inbox import InboxItem
-from asset_pipeline.ingest import IngestSummary, Progress, commit_versions, new_run_id
+from asset_pipeline.ingest import IngestSummary, Progress, commit_versions, new_run_id, verify_blobs
 from asset_pipeline.settings import Settings
 from asset_pipeline.sidecar import Sidecar
 from asset_pipeline.sql import connect
@@ -102,10 +102,14 @@ class Catalog:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def lifecycle(self, storage_class: str | None = None):
+        from datetime import timedelta
+
         from asset_pipeline.lifecycle.actions import Lifecycle
 
-        return Lifecycle(self.tables, self.home.store, self.home.archive_store(storage_class),
-                         self.home.settings.lancedb_dir)
+        retention = self._retention()
+        return Lifecycle(self.tables, self.home.store,
+                         self.home.archive_store(storage_class or retention.archive_storage_class),
+                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours))
 
     def _retention(self):
         from asset_pipeline.lifecycle.policies import load_config
@@ -171,7 +175,8 @@ class Catalog:
         delete with `undo_recall`); `dry_run` only lists and records what it would take."""
         from asset_pipeline.provenance.recall import recall
 
-        return recall(self.lifecycle(), model, reason, by or self.user, dry_run)
+        with self.home.lock("lifecycle"):  # statuses change: never beside a sweep
+            return recall(self.lifecycle(), model, reason, by or self.user, dry_run)
 
     def undo_recall(self, recall_id: str) -> list[str]:
         """Undelete what a recall took, within the grace period; returns the asset ids restored."""
@@ -247,12 +252,12 @@ class Catalog:
         """Run DuckDB SQL over the views of every Delta table (``assets``, ``asset_versions``,
         ``ingest_errors``, ``usage_events``, …) and the usage reports (``daily_usage``,
         ``popular_assets``, ``asset_usage_stats``, ``storage_by_project``) once built."""
-        from asset_pipeline.usage.reports import analytics_path, attach_reports
+        from asset_pipeline.usage.reports import attach_reports
 
         self._usage.flush()  # a query sees the caller's own events
         con = connect(self.tables)
         try:
-            attach_reports(con, analytics_path(self.home.settings.home))
+            attach_reports(con, self.home.settings.home)
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
@@ -396,12 +401,13 @@ class Catalog:
         return self.home.ingest(only, progress)
 
     def _commit_one(self, asset_id: str, sha: str, size: int, info: FormatInfo, sidecar: Sidecar,
-                    source: str, force: bool) -> dict[str, Any]:
+                    source: str, force: bool, path: Path | None = None, written: bool = False) -> dict[str, Any]:
         asset = self.asset(asset_id)
-        item = InboxItem(source, Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
+        item = InboxItem(source, path or Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
         acc = Examined(item, sidecar, info, sha, size, (size, item.mtime_ns), asset_id, asset["name"], asset["project"],
-                       written=False)
+                       written=written)
         new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
+        verify_blobs(new_rows, [acc], self.home.store)
         if new_rows:
             return new_rows[0]
         return next(v for v in reversed(self.list_versions(asset_id)) if v["sha256"] == sha)
@@ -440,11 +446,12 @@ class Catalog:
             except InputRejected as exc:
                 raise InputRejected(f"{path}: {exc.reason}", exc.field) from exc
             sha, size = hash_file(path)
-            self.home.store.put_file(path, sha)
-        self.home.store.flush()
-        sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
-                                     **generation)
-        return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False)
+            written = self.home.store.put_file(path, sha)
+            self.home.store.flush()
+            sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
+                                         **generation)
+            return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False,
+                                    path=path, written=written)
 
     def revert(self, asset_id: str, version: int, created_by: str | None = None) -> dict[str, Any]:
         """Make version `version`'s content current again, as a new version (history is append-only)."""

@@ -333,7 +333,9 @@ def test_recall_through_dagster_and_cli_then_hard_delete(ingested: Catalog, sett
     assert "took 1 assets" in out and ICON in out and ingested.asset(ICON)["status"] == "deleted"
     sha = ingested.asset(ICON)["current_sha256"]
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).date().isoformat()
-    s = sweep(ingested.lifecycle(), (), 1, later, "test")  # grace period over: hard delete
+    lifecycle = ingested.lifecycle()
+    lifecycle.blob_grace = dt.timedelta(0)  # collect unneeded blobs in the same sweep
+    s = sweep(lifecycle, (), 1, later, "test")  # grace period over: hard delete
     assert s.hard_deleted == 1 and not ingested.home.store.exists(sha)
     from asset_pipeline.lifecycle.actions import LifecycleError
 
@@ -466,7 +468,9 @@ def test_keep_last_versions_releases_old_bytes_after_the_grace_period(ingested: 
     today = dt.datetime.now(dt.UTC).date()
 
     def run(day, dry_run=False):
-        return sweep(ingested.lifecycle(), config.policies, config.grace_period_days, day.isoformat(), "t", dry_run)
+        lifecycle = ingested.lifecycle()
+        lifecycle.blob_grace = dt.timedelta(0)  # collect unneeded blobs in the same sweep
+        return sweep(lifecycle, config.policies, config.grace_period_days, day.isoformat(), "t", dry_run)
 
     assert run(today, dry_run=True).audit_rows == 2 and all(ingested.home.store.exists(s) for s in old_shas)
     first = run(today)

@@ -56,6 +56,7 @@ class LocalObjectStore(ObjectStore):
     def __init__(self, root: Path, durable: bool = True):
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
+        self.trash_dir = self.root / "objects" / ".trash"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
         self._clean_stale_tmp()
@@ -137,6 +138,44 @@ class LocalObjectStore(ObjectStore):
             return True
         except FileNotFoundError:
             return False
+
+    def hide(self, sha256: str) -> bool:
+        self.trash_dir.mkdir(exist_ok=True)
+        try:
+            os.rename(self.path(sha256), self.trash_dir / sha256)  # atomic: the key resolves or it does not
+            return True
+        except FileNotFoundError:
+            return False
+
+    def unhide(self, sha256: str) -> bool:
+        hidden = self.trash_dir / sha256
+        final = self.path(sha256)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(hidden, final)
+        except FileExistsError:
+            pass  # a writer stored the same bytes again meanwhile
+        except FileNotFoundError:
+            return False
+        hidden.unlink(missing_ok=True)
+        return True
+
+    def purge_hidden(self, sha256: str) -> bool:
+        try:
+            (self.trash_dir / sha256).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def hidden_hashes(self) -> Iterator[str]:
+        if self.trash_dir.is_dir():
+            yield from sorted(p.name for p in self.trash_dir.iterdir() if is_sha256(p.name))
+
+    def modified_at(self, sha256: str) -> float | None:
+        try:
+            return self.path(sha256).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def iter_hashes(self) -> Iterator[str]:
         base = self.root / "objects"

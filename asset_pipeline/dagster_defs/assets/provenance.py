@@ -58,7 +58,8 @@ def recalls(context: dg.AssetExecutionContext, config: RecallConfig, pipeline: P
     home = pipeline.open()
     grace = load_config(home.settings.retention_file).grace_period_days
     lifecycle = Lifecycle(home.tables, home.store, home.archive_store(), home.settings.lancedb_dir)
-    r = recall(lifecycle, config.model, config.reason, config.by, config.dry_run, run_id=context.run_id)
+    with home.lock("lifecycle"):  # statuses change: never beside a sweep
+        r = recall(lifecycle, config.model, config.reason, config.by, config.dry_run, run_id=context.run_id)
     return dg.MaterializeResult(metadata={
         "recall_id": r.recall_id, "model": r.model, "reason": r.reason, "dry_run": r.dry_run,
         "assets": len(r.taken), "bytes": r.bytes, "already_deleted": len(r.already_deleted),
