@@ -220,6 +220,12 @@ def _format(table) -> str:
 def cmd_get(args: argparse.Namespace) -> int:
     from asset_pipeline.catalog import Catalog
 
+    if args.output and not args.original:  # a copy that declares itself AI-generated (issue 14)
+        r = Catalog().export(args.asset_id, args.output, args.version)
+        credentials = f"signed C2PA manifest ({r.c2pa_state})" if r.signed else "no C2PA signing key configured"
+        print(f"wrote v{r.version} of {r.asset_id} (original sha256 {r.sha256}) to {r.path}: XMP "
+              f"{'embedded' if r.xmp == 'embedded' else 'in ' + r.xmp} (trainedAlgorithmicMedia), {credentials}")
+        return 0
     content = Catalog().get(args.asset_id, args.version)
     if args.output:
         with open(args.output, "wb") as out:
@@ -228,6 +234,24 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"wrote {content.metadata['size_bytes']} bytes (v{content.version}, {content.sha256}) to {args.output}")
     else:
         print(json.dumps(content.metadata, default=str, indent=2))
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    """Through Dagster's recall_job, so the run and what it took show in the UI."""
+    config = {"model": args.model, "reason": args.reason, "dry_run": args.dry_run,
+              **({"by": args.by} if args.by else {})}
+    result = run_job(Settings.from_env(), "recall_job", {"ops": {"recalls": {"config": config}}})
+    if not result.success:
+        return _print_embed(result)  # prints the failure
+    m = _metadata(result)["recalls"]
+    verb = "would take" if m["dry_run"] else "took"
+    print(f"recall {m['recall_id']} of model {m['model']!r}: {verb} {m['assets']} assets "
+          f"({human_bytes(m['bytes'])}); {m['already_deleted']} were already deleted")
+    print(m["taken"])
+    if not m["dry_run"]:
+        print(f"reversible with Catalog().undo_recall({m['recall_id']!r}) for {m['grace_period_days']:g} days, "
+              "then hard-deleted by the lifecycle sweep")
     return 0
 
 
@@ -273,8 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("get", help="metadata of an asset, or its content with -o FILE")
     p.add_argument("asset_id")
     p.add_argument("--version", type=int)
-    p.add_argument("-o", "--output")
+    p.add_argument("-o", "--output", help="write an AI-generated-declaring copy (XMP; C2PA when a key is set)")
+    p.add_argument("--original", action="store_true", help="with -o: the stored bytes unchanged instead")
     p.set_defaults(fn=cmd_get)
+    p = sub.add_parser("recall", help="soft-delete everything a model (or LoRA) produced, through Dagster")
+    p.add_argument("--model", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by")
+    p.add_argument("--dry-run", action="store_true", help="list what it would take; change nothing")
+    p.set_defaults(fn=cmd_recall)
     p = sub.add_parser("versions", help="list an asset's versions")
     p.add_argument("asset_id")
     p.set_defaults(fn=cmd_versions)
