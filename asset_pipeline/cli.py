@@ -55,9 +55,9 @@ def run_job(settings: Settings, job_name: str, run_config: dict | None = None, p
             tags: dict | None = None):
     """Execute a job of the project's Definitions in this process, on a real Dagster instance
     (`tags` selects partitions: dagster/partition or a dagster/asset_partition_range_*)."""
-    from asset_pipeline.definitions import build_definitions
+    from asset_pipeline.dagster_defs.build import build_definitions
 
-    defs = build_definitions(settings, progress=progress)
+    defs = build_definitions(settings, progress=progress, jobs=[job_name])  # imports only what the job runs
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
     with dagster_instance(settings) as instance:
         return defs.resolve_job_def(job_name).execute_in_process(run_config=config, instance=instance,

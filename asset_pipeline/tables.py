@@ -258,6 +258,8 @@ class Tables:
         schema = SCHEMAS[name]
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
+        if not isinstance(rows, pa.Table) and not rows:  # from_pylist([]) would import pandas (0.4 s)
+            return schema.empty_table()
         if isinstance(rows, pa.Table):
             return rows.select(schema.names).cast(schema)
         return pa.Table.from_pylist(rows, schema=schema)

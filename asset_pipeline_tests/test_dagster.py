@@ -120,10 +120,8 @@ def test_sensor_plan_waits_for_late_sidecars_and_releases_orphans() -> None:
 
 
 def test_resource_builds_an_s3_home(s3_env, bucket, tmp_path: Path) -> None:
-    from dagster_aws.s3 import S3Resource
-
     res = PipelineHome(home=str(tmp_path / "home"), inbox=str(tmp_path / "inbox"), store=f"s3://{bucket}/blobs",
-                       s3=S3Resource(endpoint_url=s3_env, region_name="us-east-1"))
+                       s3_endpoint_url=s3_env, s3_region="us-east-1")
     home = res.open()
     assert type(home.store).__name__ == "S3ObjectStore" and home.store.bucket == bucket
 

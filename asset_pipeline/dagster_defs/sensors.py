@@ -19,7 +19,7 @@ def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
         settings = pipeline.settings()
         if settings.inbox_is_s3:
             bucket, prefix = settings.inbox_s3()
-            listing = list_s3(pipeline.s3.get_client(), bucket, prefix)
+            listing = list_s3(pipeline.open().s3_client, bucket, prefix)
         else:
             from pathlib import Path
 

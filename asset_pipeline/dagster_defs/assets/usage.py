@@ -1,5 +1,6 @@
 """Group `usage` (daily partitions): the dbt_usage models through dagster-dbt, and the per-asset
-stats copied back into `assets`. Group `usage_intake`: events from log files in the usage inbox."""
+stats copied back into `assets`. Importing this module imports dbt (about 1.4 s): only the
+usage code location and the CLI's `report` do."""
 
 import json
 import tempfile
@@ -13,12 +14,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
-from asset_pipeline.usage.dbt_project import ensure_manifest, project_dir
-from asset_pipeline.usage.intake import ingest_usage_files
+from asset_pipeline.usage.dbt_project import dbt_executable, ensure_manifest, project_dir
 from asset_pipeline.usage.reports import prepare_build, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
-INTAKE_GROUP = "usage_intake"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
 DBT_DIR = project_dir()
 
@@ -76,15 +75,5 @@ def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHom
     return dg.MaterializeResult(metadata={"assets_updated": updated})
 
 
-@dg.asset(group_name=INTAKE_GROUP, kinds={"deltalake"}, key="usage_events")
-def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
-    """Events from JSONL/Parquet application logs in ``<home>/usage_inbox``; bad rows and unknown
-    asset ids go to `usage_errors` with file, line and field (API events land directly)."""
-    home = pipeline.open()
-    s = ingest_usage_files(home.tables, home.settings.home / "usage_inbox")
-    if s.bad_rows:
-        context.log.warning(f"{s.bad_rows} usage rows rejected ({s.unknown_assets} unknown asset ids)")
-    return dg.MaterializeResult(metadata={
-        "files": len(s.files), "events": s.events, "bad_rows": s.bad_rows, "unknown_assets": s.unknown_assets,
-        "errors": markdown_table([{k: e[k] for k in ("source", "line", "field", "reason")} for e in s.errors[:20]]),
-    })
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=str(DBT_DIR), profiles_dir=str(DBT_DIR), dbt_executable=dbt_executable())

@@ -1,0 +1,130 @@
+"""Building the project's Definitions for some or all of its jobs, importing only what they need.
+
+A run's fixed cost is mostly imports: dagster itself (about 0.5 s), then whatever the code location
+imports. The ingest job must not pay for dbt (dagster-dbt and dbt-core: 1.4 s), dagster-aws
+(0.7 s), LanceDB or torch, so each group's module is imported only when a job of that group is
+built. The CLI builds just the job it runs; the code locations (`asset_pipeline.definitions`,
+`asset_pipeline.usage_definitions`) build their groups.
+
+Every job runs its steps in the run's own process. Each job here is a chain of steps where a step
+needs the previous one's result; the parallel work happens inside a step (worker processes for
+hashing, DataLoader workers for decoding), so a subprocess per step would only import the world
+again (about 2 s a step) and buy no parallelism.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Collection
+from types import ModuleType
+
+import dagster as dg
+
+from asset_pipeline.settings import Settings
+
+INGEST_JOB = "ingest_job"
+EMBED_JOB = "embed_job"
+USAGE_JOB = "usage_job"
+USAGE_INTAKE_JOB = "usage_intake_job"
+LIFECYCLE_JOB = "lifecycle_job"
+PROVENANCE_JOB = "provenance_job"
+RECALL_JOB = "recall_job"
+
+# The module (under asset_pipeline.dagster_defs.assets) that defines each group's assets.
+GROUP_MODULES = {
+    "ingest": "ingest", "embeddings": "embeddings", "usage": "usage", "usage_intake": "usage_intake",
+    "collections": "collections", "lifecycle": "lifecycle", "provenance": "provenance",
+}
+JOB_GROUPS = {
+    INGEST_JOB: "ingest", EMBED_JOB: "embeddings", USAGE_JOB: "usage", USAGE_INTAKE_JOB: "usage_intake",
+    LIFECYCLE_JOB: "lifecycle", PROVENANCE_JOB: "provenance", RECALL_JOB: "provenance",
+}
+ALL_GROUPS = tuple(GROUP_MODULES)
+
+
+def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant at the call site
+    """Run tag that the instance's run queue limits to one run per value (see dagster.yaml)."""
+    return {"asset_pipeline/exclusive": name}
+
+
+def _module(group: str) -> ModuleType:
+    return importlib.import_module(f"asset_pipeline.dagster_defs.assets.{GROUP_MODULES[group]}")
+
+
+def _job(name: str, m: ModuleType) -> dg.UnresolvedAssetJobDefinition:
+    """The job `name`, given its group's module (already imported)."""
+    groups = dg.AssetSelection.groups
+    if name == INGEST_JOB:  # ingests may run side by side (Delta merges re-planned on conflict)
+        return dg.define_asset_job(name, selection=groups(m.GROUP),
+                                   description="Ingest the inbox into the store and the Delta tables.")
+    if name == EMBED_JOB:
+        return dg.define_asset_job(name, selection=groups(m.GROUP), tags=m.GPU_TAGS,
+                                   description="Embed new versions with open_clip (batch; GPU when present).")
+    if name == USAGE_JOB:
+        return dg.define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+                                   tags=EXCLUSIVE("analytics"),
+                                   description="Usage reports (dbt) and per-asset stats for a day or a range.")
+    if name == USAGE_INTAKE_JOB:
+        return dg.define_asset_job(name, selection=groups(m.GROUP))
+    if name == LIFECYCLE_JOB:
+        return dg.define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+                                   tags=EXCLUSIVE("lifecycle"),
+                                   description="Retention sweep (archive, delete, hard delete) and upkeep.")
+    if name == PROVENANCE_JOB:
+        return dg.define_asset_job(name, selection=dg.AssetSelection.assets("models", "storage_attribution"),
+                                   description="Model rows and storage attributed per project/creator.")
+    if name == RECALL_JOB:
+        return dg.define_asset_job(name, selection=dg.AssetSelection.assets("recalls"),
+                                   tags=EXCLUSIVE("lifecycle"),  # changes statuses: never beside a sweep
+                                   description="Take down everything a model produced (config: model, reason, "
+                                               "by, dry_run).")
+    raise KeyError(f"unknown job {name!r}; known: {sorted(JOB_GROUPS)}")
+
+
+def build_definitions(settings: Settings | None = None, progress: bool = False, clip_model: str | None = None,
+                      groups: Collection[str] | None = None, jobs: Collection[str] | None = None) -> dg.Definitions:
+    """Definitions of `groups` (default: all) with their jobs, schedules and sensors — or, with
+    `jobs`, of just the groups those jobs run. Only the modules of those groups are imported."""
+    from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
+
+    settings = settings or Settings.from_env()
+    wanted = set(groups or ALL_GROUPS) if jobs is None else {JOB_GROUPS[j] for j in jobs}
+    unknown = wanted - set(GROUP_MODULES)
+    if unknown:
+        raise KeyError(f"unknown asset group(s) {sorted(unknown)}; known: {sorted(GROUP_MODULES)}")
+    modules = {g: _module(g) for g in ALL_GROUPS if g in wanted}
+    job_names = [j for j, g in JOB_GROUPS.items() if g in modules and (jobs is None or j in jobs)]
+    built = {j: _job(j, modules[JOB_GROUPS[j]]) for j in job_names}
+    assets: list = []
+    for group, m in modules.items():
+        assets += [m.inbox, m.ingest] if group == "ingest" else dg.load_assets_from_modules([m])
+    schedules, sensors = [], []
+    if USAGE_JOB in built:
+        schedules.append(dg.build_schedule_from_partitioned_job(built[USAGE_JOB], hour_of_day=1, name="usage_daily"))
+    if LIFECYCLE_JOB in built:
+        schedules.append(dg.build_schedule_from_partitioned_job(built[LIFECYCLE_JOB], hour_of_day=3,
+                                                                name="lifecycle_daily"))
+    from asset_pipeline.dagster_defs import sensors as sensor_defs
+
+    if INGEST_JOB in built:
+        sensors.append(sensor_defs.build_inbox_sensor(built[INGEST_JOB]))
+    if EMBED_JOB in built:
+        sensors.append(sensor_defs.build_embed_sensor(built[EMBED_JOB]))
+    if USAGE_INTAKE_JOB in built:
+        sensors.append(sensor_defs.build_usage_inbox_sensor(built[USAGE_INTAKE_JOB]))
+    resources: dict = {"pipeline": PipelineHome.from_settings(settings, progress=progress)}
+    if "embeddings" in modules:
+        from asset_pipeline.embeddings.model import DEFAULT_MODEL
+
+        resources["embedder"] = ClipEmbedder(model=clip_model or DEFAULT_MODEL)
+    if "usage" in modules:
+        resources["dbt"] = modules["usage"].dbt_resource()
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=modules["ingest"].CHECKS if "ingest" in modules else None,
+        jobs=list(built.values()),
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources,
+        executor=dg.in_process_executor,  # also for `dagster asset materialize`'s implicit job
+    )
