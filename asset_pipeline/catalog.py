@@ -397,15 +397,18 @@ class Catalog:
         return {r["id"]: r["status"] for r in rows}
 
     # --- writing -----------------------------------------------------------------------------
-    def ingest(self, only: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
-        """Ingest the inbox without Dagster (the Dagster job does the same, step by step)."""
-        return self.home.ingest(only, progress)
+    def ingest(self, only: list[str] | None = None, progress: Progress | None = None,
+               verify: bool = False) -> IngestSummary:
+        """Ingest the inbox without Dagster (the Dagster job runs the same). A consumed inbox
+        (the default) loses each input once it is committed; a kept one is left as it is, and
+        `verify` re-hashes its inputs instead of trusting the hash cache."""
+        return self.home.ingest(only, progress, verify=verify)
 
     def _commit_one(self, asset_id: str, sha: str, size: int, info: FormatInfo, sidecar: Sidecar,
                     source: str, force: bool, path: Path | None = None, written: bool = False) -> dict[str, Any]:
         asset = self.asset(asset_id)
         item = InboxItem(source, path or Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
-        acc = Examined(item, sidecar, info, sha, size, (size, item.mtime_ns), asset_id, asset["name"], asset["project"],
+        acc = Examined(item, sidecar, info, sha, size, None, asset_id, asset["name"], asset["project"],
                        written=written)
         new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
         verify_blobs(new_rows, [acc], self.home.store)

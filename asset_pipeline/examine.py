@@ -6,7 +6,12 @@ Per-file Python work (Pillow's chunk walk, JSON, stat) holds the GIL; with thous
 files, threads stall on it while processes scale with the cores. A file of up to `WHOLE_READ_MAX`
 is read once: the same bytes are hashed, checked and written, so the disk and page cache see one
 read instead of three, and the blob is exactly the bytes that were hashed. Larger files stream
-(memory stays flat for a 100 GB model)."""
+(memory stays flat for a 100 GB model).
+
+Where the store is on the input's filesystem the blob is published without a copy (a reflink
+clone, or — when the inbox is consumed — a hard link of the input: `LocalObjectStore.adopt`). An
+input whose stamp matches the hash cache and whose content already is a version of its asset is
+not read at all: only its sidecar is."""
 
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
 from asset_pipeline.failpoints import failpoint
+from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.formats import FormatInfo, Source, inspect_file
 from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem
 from asset_pipeline.provenance.record import Provenance, add_content_facts, generation_metadata
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
+from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
 from asset_pipeline.store import ObjectStore
 
 WHOLE_READ_MAX = 16 * 1024 * 1024
@@ -53,13 +59,16 @@ class Examined:
     info: FormatInfo | None  # None: content already a version of this asset, format not re-checked
     sha256: str
     size: int
-    stat_before: tuple[int, int]  # (size, mtime_ns) before the content was read
+    stat_before: FileStamp | None  # the input's stamp before its content was read (None: not a file here)
     asset_id: str
     name: str
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
     intact: bool = True           # False: the file changed while it was read or copied
     provenance: Provenance | None = None  # field sources, pHash, C2PA, inputs (provenance/record.py)
+    sidecar_stamp: FileStamp | None = None  # the sidecar as it was read (consumed only if still so)
+    hashed: bool = True           # False: the hash came from the hash cache, the content was not read
+    placed: str | None = None     # how this input's bytes reached the store: cloned, linked, copied
 
 
 @dataclass
@@ -92,24 +101,46 @@ def resolve_identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str
 
 
 def _unchanged(ex: Examined) -> bool:
-    try:
-        after = os.stat(ex.item.path)
-    except FileNotFoundError:
-        return False
-    return (after.st_size, after.st_mtime_ns) == ex.stat_before and after.st_size == ex.size
+    """The input is the file that was hashed and nobody wrote it since (size, mtime, ctime, inode)."""
+    after = FileStamp.read(ex.item.path)
+    return ex.stat_before is not None and ex.stat_before.same_content(after) and after.size == ex.size
 
 
-def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = None, write: bool = True) -> Examined:
+def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = None, write: bool = True,
+                   give_inode: bool = False) -> Examined:
     """Write the blob (unless `write` is False: another input of this batch writes those bytes)
-    and check the input did not change meanwhile; sets `written` and `intact`.
+    and check the input did not change meanwhile; sets `written`, `intact` and `placed`.
 
-    From memory the blob is by construction the hashed bytes, so a change only marks the input
-    not ready. A streamed copy may hold newer bytes than the hash: it is kept only if it matches."""
+    On the store's filesystem the bytes are adopted, not copied (a clone, or a hard link when
+    `give_inode`: the input is consumed after the commit). From memory the blob is by
+    construction the hashed bytes, so a change only marks the input not ready. A streamed copy
+    may hold newer bytes than the hash: it is kept only if it matches."""
+    from asset_pipeline.store.local import InputChanged, LocalObjectStore
+
+    if write and isinstance(store, LocalObjectStore) and ex.stat_before is not None:
+        ex.intact = _unchanged(ex)
+        if not ex.intact:
+            ex.written = False
+            return ex
+        try:
+            adopted = store.adopt(ex.item.path, ex.sha256, ex.stat_before, give_inode)
+        except InputChanged:
+            ex.intact, ex.written = False, False
+            return ex
+        except FileNotFoundError:  # gone between the hash and the link: the next run sees
+            ex.intact, ex.written = False, False
+            return ex
+        if adopted is not None:
+            ex.written, how = adopted
+            ex.placed = how if ex.written else None
+            return ex
     if content is not None:
         ex.intact = _unchanged(ex)
         ex.written = store.put_bytes(content, ex.sha256) if ex.intact and write else False
+        ex.placed = "copied" if ex.written else None
         return ex
     ex.written = store.put_file(ex.item.path, ex.sha256) if write else False
+    ex.placed = "copied" if ex.written else None
     ex.intact = _unchanged(ex)
     if not ex.intact and ex.written:
         with store.open(ex.sha256) as f:
@@ -118,22 +149,61 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
     return ex
 
 
+def _read_sidecar(item: InboxItem) -> tuple[bytes | None, FileStamp | None]:
+    """The sidecar's bytes and its stamp as read (fstat of the same open file)."""
+    if item.sidecar is None:
+        return None, None
+    with open(item.sidecar, "rb") as f:
+        return f.read(), FileStamp.of(os.fstat(f.fileno()))
+
+
+def _known_unread(item: InboxItem, sidecar_raw: bytes | None, sidecar_stamp: FileStamp | None, cached_sha: str,
+                  before: FileStamp, known_versions: frozenset[str]) -> Examined | None:
+    """An input the hash cache knows whose content already is a version of its asset: resolved
+    from its sidecar (or, when the sidecar leaves identity to embedded metadata, from that
+    metadata alone) without hashing or validating the file; None when the content is not a
+    version of the asset it names (the full examination decides)."""
+    try:
+        sidecar = parse_sidecar(sidecar_raw) if sidecar_raw is not None else None
+    except InputRejected:
+        sidecar = None
+    try:
+        if sidecar is None:  # identity may come from the file's own metadata: read just that
+            sidecar, _ = generation_metadata(item.rel, sidecar_raw, item.path)
+        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+    except InputRejected:
+        return None
+    if f"{ident[0]}:{cached_sha}" not in known_versions:
+        return None
+    return Examined(item, sidecar, None, cached_sha, before.size, before, *ident, sidecar_stamp=sidecar_stamp,
+                    hashed=False)
+
+
 def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
-            store: ObjectStore | None = None) -> Examined | Rejection | NotReady:
+            store: ObjectStore | None = None, cached_sha: str | None = None,
+            give_inode: bool = False) -> Examined | Rejection | NotReady:
     """Never raises for bad input: every problem becomes a Rejection naming the file or field.
 
     `known_versions` ("asset_id:sha256") are contents that already are versions of their asset:
     their format is not checked again. With `store`, the blob is written here, by the process
-    that holds the bytes."""
+    that holds the bytes (adopted without a copy where the filesystem allows, see
+    `store_examined`). `cached_sha`: the hash cache's entry for the input's scanned stamp."""
     failpoint("examine-item")
     try:
         if item.orphan_sidecar:
             media = item.rel[: -len(SIDECAR_SUFFIX)]
             raise InputRejected(f"sidecar has no media file next to it (expected '{media}')", "sidecar")
-        sidecar_raw = item.sidecar.read_bytes() if item.sidecar is not None else None
-        st = os.stat(item.path)
+        sidecar_raw, sidecar_stamp = _read_sidecar(item)
+        before = FileStamp.of(os.stat(item.path))
+        # Trusted only while the blob is there: a re-run also puts back a blob that went missing.
+        if cached_sha is not None and before == item.stamp and (store is None or store.exists(cached_sha)):
+            quick = _known_unread(item, sidecar_raw, sidecar_stamp, cached_sha, before, known_versions)
+            if quick is not None:
+                quick.intact = _unchanged(quick)
+                quick.written = False
+                return quick
         content: bytes | None = None
-        if st.st_size <= WHOLE_READ_MAX:
+        if before.size <= WHOLE_READ_MAX:
             with open(item.path, "rb", buffering=0) as f:
                 content = f.read()
             sha, size = hashlib.sha256(content).hexdigest(), len(content)
@@ -146,9 +216,10 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
         info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source)
         if info is not None:
             add_content_facts(provenance, source, info.type, info.format)
-        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident, provenance=provenance)
+        ex = Examined(item, sidecar, info, sha, size, before, *ident, provenance=provenance,
+                      sidecar_stamp=sidecar_stamp)
         if store is not None and not sidecar.asset_id:
-            store_examined(ex, store, content)
+            store_examined(ex, store, content, give_inode=give_inode)
         return ex
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)
@@ -157,7 +228,10 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
 
 
 def examine_many(items: list[InboxItem], known_versions: frozenset[str] = frozenset(),
-                 store: ObjectStore | None = None) -> list[Examined | Rejection | NotReady]:
+                 store: ObjectStore | None = None, cached: dict[str, str] | None = None,
+                 give_inode: bool = False) -> list[Examined | Rejection | NotReady]:
     """One task for a worker: everything it needs travels with the task (a small pickle: only the
-    known versions of these items), so concurrent ingests in one process never share state."""
-    return [examine(i, known_versions, store) for i in items]
+    known versions and cached hashes of these items), so concurrent ingests in one process never
+    share state."""
+    cached = cached or {}
+    return [examine(i, known_versions, store, cached.get(i.rel), give_inode) for i in items]

@@ -7,8 +7,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.inbox import InboxItem, scan_local, scan_s3
-from asset_pipeline.ingest import IngestSummary, Progress, commit_batch, new_run_id, store_items
+from asset_pipeline.inbox import InboxItem, iter_local, scan_local, scan_s3
+from asset_pipeline.ingest import IngestSummary, Progress, ingest_stream, new_run_id
 from asset_pipeline.settings import Settings
 from asset_pipeline.store import LocalObjectStore, ObjectStore, S3ObjectStore
 from asset_pipeline.tables import Tables
@@ -75,26 +75,47 @@ class Home:
 
     def remove_from_s3_inbox(self, rel: str, with_sidecar: bool = True) -> None:
         """After an S3 input is quarantined locally, the original leaves the S3 inbox."""
+        self.delete_from_s3_inbox([rel] + ([rel + ".meta.json"] if with_sidecar else []))
+
+    def delete_from_s3_inbox(self, rels: list[str]) -> None:
+        """Delete these inbox paths from an S3 inbox (1,000 keys a request)."""
         bucket, prefix = self.settings.inbox_s3()
         base = f"{prefix}/" if prefix else ""
-        keys = [base + rel] + ([base + rel + ".meta.json"] if with_sidecar else [])
-        self.s3_client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+        for lo in range(0, len(rels), 1000):
+            self.s3_client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": base + r}
+                                                                            for r in rels[lo:lo + 1000]]})
 
     def ingest(self, only: list[str] | None = None, progress: Progress | None = None,
-               run_id: str | None = None) -> IngestSummary:
-        """Scan, store and commit in one call (what the Dagster assets do step by step)."""
-        run_id = run_id or new_run_id()
-        items = self.scan_inbox(only, run_id)
-        batch = store_items(items, self.store, self.tables, self.settings.workers, progress)
-        return self.commit(batch, run_id)
+               run_id: str | None = None, verify: bool = False) -> IngestSummary:
+        """Scan, store and commit the inbox batch by batch (what the Dagster `ingest` asset runs).
 
-    def commit(self, batch, run_id: str) -> IngestSummary:
+        A consumed inbox loses each input once its batch is committed (hard-linked into a local
+        store on its filesystem: no copy); a kept inbox is never touched and its re-scans read
+        only what the hash cache does not know (`verify`: re-hash everything)."""
+        from contextlib import closing, nullcontext
+
+        from asset_pipeline.consume import consume_local, consume_with
+        from asset_pipeline.hashcache import HashCache, cache_file
+
+        s = self.settings
+        run_id = run_id or new_run_id()
+        items = self.scan_inbox(only, run_id) if s.inbox_is_s3 else iter_local(Path(s.inbox), only)
+        consume = None
+        if s.consumes_inbox:
+            consume = consume_with(self.delete_from_s3_inbox) if s.inbox_is_s3 else consume_local
         on_moved = None
-        if self.settings.inbox_is_s3:
+        if s.inbox_is_s3 and s.consumes_inbox:
             def on_moved(r):  # noqa: E306 - the S3 original goes only once the local copy is safe
                 self.remove_from_s3_inbox(r.item.rel, r.item.sidecar is not None)
-        summary = commit_batch(batch, self.store, self.tables, self.settings.quarantine_dir, run_id, on_moved)
-        spool = self.spool_dir(run_id)
-        if spool.exists():
-            shutil.rmtree(spool, ignore_errors=True)
-        return summary
+        keep_cache = not s.consumes_inbox and not s.inbox_is_s3
+        try:
+            with closing(HashCache(cache_file(s.home))) if keep_cache else nullcontext() as cache:
+                return ingest_stream(
+                    items, self.store, self.tables, s.quarantine_dir if s.consumes_inbox else None, run_id,
+                    workers=s.workers, progress=progress, consume=consume,
+                    give_inode=s.consumes_inbox or s.inbox_is_s3,  # an S3 inbox's spool copies are ours
+                    cache=cache, verify=verify, on_quarantined=on_moved, batch_files=s.ingest_batch_files)
+        finally:
+            spool = self.spool_dir(run_id)
+            if spool.exists():
+                shutil.rmtree(spool, ignore_errors=True)

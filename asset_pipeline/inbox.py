@@ -2,16 +2,21 @@
 
 A generator writes the media file first and its ``<file>.meta.json`` sidecar last, so an input
 is ready when its sidecar exists. Hidden files and folders (``.partial``, ``.tmp``) are ignored.
+A local inbox is walked as a stream (`iter_local`): an inbox of a million files is never held
+in memory, and inputs named by a sensor are looked up directly instead of listing the inbox.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
 
@@ -23,6 +28,7 @@ class InboxItem:
     size: int
     mtime_ns: int
     orphan_sidecar: bool = False  # a sidecar whose media file is missing
+    stamp: FileStamp | None = None  # as scanned (local inboxes): the hash cache's key
 
 
 def _hidden(rel: PurePosixPath) -> bool:
@@ -71,16 +77,67 @@ def list_local(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:
-    listing = list_local(root)
+def _file_stamp(path: str) -> FileStamp | None:
+    """The stamp of a regular file (symlinks followed, as the listing does); None otherwise."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return FileStamp.of(st) if stat.S_ISREG(st.st_mode) else None
+
+
+def _item(root: Path, rel: str, stamp: FileStamp) -> InboxItem | None:
+    """The input at `rel` (media or sidecar) paired with its partner, looked up by name."""
+    base = str(root)
+    if rel.endswith(SIDECAR_SUFFIX):
+        if _file_stamp(os.path.join(base, rel[: -len(SIDECAR_SUFFIX)])) is not None:
+            return None  # the media file's own entry carries the pair
+        return InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp)
+    side = _file_stamp(os.path.join(base, rel + SIDECAR_SUFFIX))
+    return InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size, stamp.mtime_ns,
+                     False, stamp)
+
+
+def iter_local(root: Path, only: list[str] | None = None) -> Iterator[InboxItem]:
+    """Inputs under `root` one by one, folder by folder (no listing of the whole inbox is kept).
+    With `only` (inbox paths), just those are looked up. Each media file is paired with its
+    sidecar by name; a sidecar whose media file is missing is an orphan."""
     if only is not None:
-        wanted = set(only) | {r + SIDECAR_SUFFIX for r in only}
-        listing = {r: v for r, v in listing.items() if r in wanted}
-    items = []
-    for rel, side, orphan in pair_files(listing):
-        size, mtime = listing[rel]
-        items.append(InboxItem(rel, root / rel, root / side if side else None, size, mtime, orphan))
-    return items
+        for rel in sorted(set(only)):
+            if safe_rel(rel) is None or _hidden(PurePosixPath(rel)):
+                continue
+            stamp = _file_stamp(str(root / rel))
+            item = _item(root, rel, stamp) if stamp is not None else None
+            if item is not None:
+                yield item
+        return
+    if not root.is_dir():
+        return
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            listing = os.scandir(folder)
+        except FileNotFoundError:  # removed while scanning
+            continue
+        with listing as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):  # as os.walk: no loops through links
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=True):
+                        item = _item(root, prefix + entry.name, FileStamp.of(entry.stat()))
+                        if item is not None:
+                            yield item
+                except FileNotFoundError:
+                    continue
+
+
+def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:
+    """Every input under `root` (or just `only`), sorted by inbox path."""
+    return sorted(iter_local(root, only), key=lambda i: i.rel)
 
 
 def safe_rel(key: str) -> str | None:

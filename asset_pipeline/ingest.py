@@ -8,10 +8,15 @@ Order of effects, chosen so that a crash anywhere converges on re-run:
 4. blobs the new versions relied on without writing them are checked again (a concurrent sweep
    may have hidden one; it is unhidden or stored again from its input);
 5. rejected inputs get an ``ingest_errors`` row (id from the input, not the message), then move
-   to quarantine.
+   to quarantine (a kept inbox: they stay where they are);
+6. a consumed inbox loses the committed inputs (media file, then sidecar), each only if it still
+   is the file that was ingested; a kept inbox remembers their hashes in the hash cache.
 A re-run re-hashes, finds blobs present (no write), finds versions present (no new row) and
 repairs any asset row a crash left stale. Identity is deterministic (project + name → id),
 so nothing is ingested twice.
+
+An inbox of any size streams through in batches (`ingest_stream`): each batch is examined,
+stored and committed before the next is read, so memory stays bounded by the batch, not the inbox.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import json
 import multiprocessing
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +39,7 @@ from asset_pipeline.errors import InputRejected, ObjectMissing
 from asset_pipeline.examine import Examined, Rejection, die_with_parent, examine_many, resolve_identity, store_examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import inspect_file
+from asset_pipeline.hashcache import HashCache
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.provenance.record import version_columns
@@ -43,6 +50,9 @@ from asset_pipeline.tables import CommitConflict, Tables
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 PROCESS_POOL_MIN_ITEMS = 256
+BATCH_FILES = 10_000  # inputs per commit: memory is bounded by this, not by the inbox
+BATCH_BYTES = 64 * 1024**3
+SUMMARY_ROWS = 100  # previews and errors a summary keeps (the tables hold every row)
 
 # Columns of `assets` that follow the current version; status and usage belong to other
 # processes (lifecycle, usage) and are never overwritten by an ingest.
@@ -59,6 +69,7 @@ class StoredBatch:
     accepted: list[Examined] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     not_ready: list[str] = field(default_factory=list)
+    leftovers: list[InboxItem] = field(default_factory=list)  # sidecars of inputs consumed by a crashed run
 
     @property
     def bytes_in(self) -> int:
@@ -81,6 +92,10 @@ class IngestSummary:
     not_ready: int = 0
     bytes_in: int = 0
     bytes_stored: int = 0
+    bytes_copied: int = 0      # stored by writing bytes (another filesystem, S3, a kept inbox without reflinks)
+    hashed: int = 0            # inputs whose content was read this run (the rest: hash cache)
+    consumed: int = 0          # inputs removed from the inbox after their commit
+    batches: int = 0
     preview: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
 
@@ -88,6 +103,15 @@ class IngestSummary:
     def dedup_ratio(self) -> float:
         """Fraction of the accepted bytes that were already in the store (0.0: all new)."""
         return 1.0 - self.bytes_stored / self.bytes_in if self.bytes_in else 0.0
+
+    def add(self, other: IngestSummary) -> IngestSummary:
+        """Fold a batch's summary into the run's."""
+        for name in ("inputs", "new_versions", "new_assets", "unchanged", "deduplicated", "rejected", "not_ready",
+                     "bytes_in", "bytes_stored", "bytes_copied", "hashed", "consumed", "batches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.preview += other.preview[: max(0, SUMMARY_ROWS - len(self.preview))]
+        self.errors += other.errors[: max(0, SUMMARY_ROWS - len(self.errors))]
+        return self
 
 
 def _now() -> datetime:
@@ -120,20 +144,53 @@ def _chunks(items: list[InboxItem], max_items: int = 32, max_bytes: int = 256 * 
     return out + ([cur] if cur else [])
 
 
+@dataclass
+class Pools:
+    """The run's worker pools, kept across its batches (workers fork once, not once a batch)."""
+
+    examiner: Executor
+    writer: ThreadPoolExecutor
+
+
+def open_pools(stack: ExitStack, first_batch: int, workers: int) -> Pools:
+    return Pools(stack.enter_context(_examiner(first_batch, workers)),
+                 stack.enter_context(ThreadPoolExecutor(max(1, workers))))
+
+
+def _leftover(item: InboxItem, committed_at: dict[str, datetime]) -> bool:
+    """A sidecar left alone by a consuming run that died between removing an input's media file
+    and its sidecar: its media path was committed after the sidecar was last written."""
+    media = item.rel[: -len(SIDECAR_SUFFIX)]
+    return media in committed_at and committed_at[media].timestamp() * 1e9 >= item.mtime_ns
+
+
 def store_items(
     items: list[InboxItem],
     store: ObjectStore,
     tables: Tables,
     workers: int = 2,
     progress: Progress | None = None,
+    *,
+    pools: Pools | None = None,
+    cache: HashCache | None = None,
+    give_inode: bool = False,
+    consume: bool = False,
 ) -> StoredBatch:
     """Validate, hash and store every input, in `workers` processes, biggest files first so no
     worker idles at the end. Content is hashed before it is written, so known content is never
     copied. A local store is written by the worker that hashed the file (it still holds the
-    bytes); other stores are written by `workers` threads here, overlapped with examination.
+    bytes) — or adopted without a copy (`give_inode`: hard links of inputs that the run then
+    consumes); other stores are written by `workers` threads here, overlapped with examination.
     Inputs whose sidecar names an existing asset are checked against the `assets` rows of just
-    those ids before they are stored, so no ingest reads the whole table."""
+    those ids before they are stored, so no ingest reads the whole table. With `cache`, inputs
+    whose stamp it knows are not read when their content already is a version of their asset.
+    With `consume`, sidecars that a crashed consuming run left behind are set aside as leftovers."""
     batch = StoredBatch()
+    if consume:
+        orphans = [i for i in items if i.orphan_sidecar]
+        committed_at = _committed_at(tables, [i.rel[: -len(SIDECAR_SUFFIX)] for i in orphans])
+        batch.leftovers = [i for i in orphans if _leftover(i, committed_at)]
+        items = [i for i in items if i not in batch.leftovers] if batch.leftovers else items
     order = sorted(items, key=lambda i: -i.size)
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
@@ -141,11 +198,13 @@ def store_items(
     for r in (tables.read("asset_versions", where="source_path in (select unnest(?))", params=[rels],
                           columns=["source_path", "asset_id", "sha256"]).to_pylist() if rels else []):
         known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
+    cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
+        if cache is not None else {}
     worker_store = store if store.process_safe else None
 
     def task(chunk: list[InboxItem]) -> tuple:
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
-        return chunk, known, worker_store
+        return chunk, known, worker_store, {i.rel: cached[i.rel] for i in chunk if i.rel in cached}, give_inode
     done = [0, 0]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -164,12 +223,16 @@ def store_items(
             batch.not_ready.append(ex.item.rel)
         tick(ex.item)
 
-    with _examiner(len(order), workers) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
+    with ExitStack() as stack:
+        if pools is None:
+            pools = open_pools(stack, len(order), workers)
+        examiner, writer = pools.examiner, pools.writer
         puts = []
         naming: list[Examined] = []  # sidecars that name an existing asset: looked up below
 
         def put(ex: Examined) -> None:  # a process-safe store's hard link settles races by itself
-            puts.append(writer.submit(store_examined, ex, store, write=store.process_safe or ex.sha256 not in claimed))
+            puts.append(writer.submit(store_examined, ex, store, None,
+                                      store.process_safe or ex.sha256 not in claimed, give_inode))
             claimed.add(ex.sha256)
 
         failpoint("examine")
@@ -207,6 +270,18 @@ def store_items(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
     return batch
+
+
+def _committed_at(tables: Tables, rels: list[str]) -> dict[str, datetime]:
+    """When each of these inbox paths was last committed as a version."""
+    if not rels:
+        return {}
+    got = tables.read("asset_versions", where="source_path in (select unnest(?))", params=[sorted(set(rels))],
+                      columns=["source_path", "recorded_at"]).to_pylist()
+    out: dict[str, datetime] = {}
+    for r in got:
+        out[r["source_path"]] = max(out.get(r["source_path"], r["recorded_at"]), r["recorded_at"])
+    return out
 
 
 def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
@@ -400,11 +475,12 @@ def error_id_for(item: InboxItem, field: str | None) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path, run_id: str,
+def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path | None, run_id: str,
                       on_moved: Callable[[Rejection], None] | None = None) -> list[dict]:
     """Record each rejection (idempotently, by a deterministic id), then move the input to
     ``<quarantine>/<error id>/<inbox path>``. The row is written first: a crash in between leaves
-    the input in the inbox and a re-run finds the row already there."""
+    the input in the inbox and a re-run finds the row already there. Without `quarantine_root`
+    (a kept inbox) rejects are recorded and stay where they are; a re-scan records nothing new."""
     now = _now()
     rows = []
     for r in rejected:
@@ -413,8 +489,16 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
             "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
-            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel), "run_id": run_id, "recorded_at": now,
+            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel) if quarantine_root else None,
+            "run_id": run_id, "recorded_at": now,
         })
+    if quarantine_root is None and rows:  # a kept inbox shows its rejects to every scan: record them once
+        have = set(tables.read("ingest_errors", where="error_id in (select unnest(?))",
+                               params=[[r["error_id"] for r in rows]], columns=["error_id"])["error_id"].to_pylist())
+        new = [r for r in rows if r["error_id"] not in have]
+        if new:
+            tables.merge("ingest_errors", new, keys=("error_id",), update=False)
+        return rows
     tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
     failpoint("before-quarantine")
     for r, row in zip(rejected, rows):
@@ -424,12 +508,21 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
     return rows
 
 
-def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path,
-                 run_id: str, on_quarantined: Callable[[Rejection], None] | None = None) -> IngestSummary:
+def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path | None,
+                 run_id: str, on_quarantined: Callable[[Rejection], None] | None = None,
+                 consume: Callable[[StoredBatch], int] | None = None,
+                 cache: HashCache | None = None) -> IngestSummary:
+    """Flush, commit versions and assets, check the blobs relied on, record rejects; then the
+    committed inputs leave a consumed inbox (`consume`) or their hashes enter the cache."""
     store.flush()
     new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)
     verify_blobs(new_rows, batch.accepted, store)
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
+    failpoint("before-consume")
+    consumed = consume(batch) if consume is not None else 0
+    if cache is not None:
+        cache.remember((a.stat_before, a.sha256) for a in batch.accepted
+                       if a.intact and a.stat_before is not None and a.item.stamp is not None)
     return IngestSummary(
         run_id=run_id,
         inputs=len(batch.accepted) + len(batch.rejected) + len(batch.not_ready),
@@ -441,10 +534,58 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
         not_ready=len(batch.not_ready),
         bytes_in=batch.bytes_in,
         bytes_stored=batch.bytes_written,
+        bytes_copied=sum(a.size for a in batch.accepted if a.placed == "copied"),
+        hashed=sum(1 for a in batch.accepted if a.hashed) + len(batch.rejected),
+        consumed=consumed,
+        batches=1,
         preview=[{"asset_id": r["asset_id"], "version": r["version"], "type": r["type"], "format": r["format"],
                   "size_bytes": r["size_bytes"], "source": r["source_path"]} for r in new_rows[:20]],
         errors=[{"source": e["source_path"], "field": e["field"] or "", "reason": e["reason"]} for e in errors],
     )
+
+
+def batched(items: Iterable[InboxItem], max_files: int = BATCH_FILES,
+            max_bytes: int = BATCH_BYTES) -> Iterator[list[InboxItem]]:
+    """Consecutive batches of at most `max_files` inputs / `max_bytes` (one input may exceed it)."""
+    batch: list[InboxItem] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) >= max_files or size + item.size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        yield batch
+
+
+def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables, quarantine_root: Path | None,
+                  run_id: str, *, workers: int = 2, progress: Progress | None = None,
+                  consume: Callable[[StoredBatch], int] | None = None, give_inode: bool = False,
+                  cache: HashCache | None = None, verify: bool = False,
+                  on_quarantined: Callable[[Rejection], None] | None = None,
+                  batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES) -> IngestSummary:
+    """Ingest `items` (an iterator: the inbox is never listed whole) batch by batch, each stored
+    and committed before the next is read; the worker pools live for the whole run. With
+    `consume`, a batch's committed inputs leave the inbox right after its commit. `cache` (a
+    kept inbox) skips reading inputs it knows unless `verify`, and learns what was committed."""
+    summary = IngestSummary(run_id)
+    done = [0, 0]
+
+    def advance(files: int, nbytes: int) -> None:  # progress over the whole run, not per batch
+        if progress:
+            progress(done[0] + files, done[1] + nbytes)
+
+    with ExitStack() as stack:
+        pools = None
+        for chunk in batched(items, batch_files, batch_bytes):
+            pools = pools or open_pools(stack, len(chunk), workers)
+            batch = store_items(chunk, store, tables, workers, advance, pools=pools,
+                                cache=None if verify else cache, give_inode=give_inode, consume=consume is not None)
+            summary.add(commit_batch(batch, store, tables, quarantine_root, run_id, on_quarantined, consume, cache))
+            done[0] += len(chunk)
+            done[1] += sum(i.size for i in chunk)
+    return summary
 
 
 def new_run_id() -> str:

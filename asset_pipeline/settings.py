@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_HOME = "data"
+INBOX_MODES = ("consume", "keep")
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -39,6 +40,11 @@ class Settings:
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
+    # consume: committed inputs leave the inbox (hard-linked into the store on its filesystem,
+    # no copy); keep: the inbox is never touched (a watch folder another tool owns), re-scans use
+    # the hash cache under <home>/cache.
+    inbox_mode: str = "consume"
+    ingest_batch_files: int = 10_000  # inputs per commit: bounds memory whatever the inbox holds
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
     # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
@@ -48,6 +54,11 @@ class Settings:
     c2pa_sign_alg: str = "es256"
     c2pa_tsa_url: str | None = None
     c2pa_trust_anchors: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.inbox_mode not in INBOX_MODES:
+            raise ValueError(f"inbox mode must be one of {', '.join(INBOX_MODES)}, got {self.inbox_mode!r} "
+                             "(ASSET_PIPELINE_INBOX_MODE)")
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -59,6 +70,7 @@ class Settings:
             inbox=inbox,
             store=os.environ.get("ASSET_PIPELINE_STORE", "local"),
             archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
+            inbox_mode=os.environ.get("ASSET_PIPELINE_INBOX_MODE") or "consume",
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
@@ -85,6 +97,10 @@ class Settings:
     @property
     def quarantine_dir(self) -> Path:
         return self.home / "quarantine"
+
+    @property
+    def consumes_inbox(self) -> bool:
+        return self.inbox_mode == "consume"
 
     @property
     def inbox_is_s3(self) -> bool:

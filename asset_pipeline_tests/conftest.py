@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -38,7 +39,16 @@ def settings(home_dir: Path) -> Settings:
 
 @pytest.fixture
 def sample_counts(settings: Settings) -> dict[str, int]:
-    return make_samples(settings.inbox)
+    counts = make_samples(settings.inbox)
+    # An ingest consumes the inbox (the default): tests compare with this untouched copy.
+    shutil.copytree(settings.inbox, settings.home.parent / "originals")
+    return counts
+
+
+@pytest.fixture
+def originals(sample_counts: dict[str, int], settings: Settings) -> Path:
+    """The sample inputs as they were written (the inbox itself is emptied by an ingest)."""
+    return settings.home.parent / "originals"
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from asset_pipeline.identity import asset_id_for
 from asset_pipeline.samples import render_image
 
 
-def test_get_returns_content_and_metadata(ingested: Catalog, settings) -> None:
+def test_get_returns_content_and_metadata(ingested: Catalog, originals) -> None:
     sunset = asset_id_for("research", "images/sunset")
     content = ingested.get(sunset)
-    original = (settings.home / "inbox" / "images/sunset.png").read_bytes()
+    original = (originals / "images/sunset.png").read_bytes()
     assert content.read() == original
     assert b"".join(content.iter_chunks(1000)) == original
     assert content.metadata["width"] == 512 and content.metadata["prompt"].startswith("a sunset")

@@ -26,6 +26,7 @@ def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> Non
     (tmp_path / "dh").mkdir()
     (tmp_path / "dh" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     assert main(["make-samples", str(tmp_path / "elsewhere")]) == 0
+    hero_v1 = (tmp_path / "elsewhere" / "images/hero.png").read_bytes()
     assert main(["ingest", str(tmp_path / "elsewhere")]) == 0
     summary = capsys.readouterr().out
     assert "ingested 14 versions (13 new assets)" in summary and "4 rejected" in summary
@@ -36,7 +37,7 @@ def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> Non
     assert "brighter colours" in capsys.readouterr().out
     # -o writes a copy that declares itself AI-generated (issue 14); --original the stored bytes
     assert main(["get", hero, "--version", "1", "-o", str(tmp_path / "v1.png"), "--original"]) == 0
-    assert (tmp_path / "v1.png").read_bytes() == (tmp_path / "elsewhere" / "images/hero.png").read_bytes()
+    assert (tmp_path / "v1.png").read_bytes() == hero_v1
     assert main(["get", "no-such-asset"]) == 2
     assert "no asset with id 'no-such-asset'" in capsys.readouterr().err
 

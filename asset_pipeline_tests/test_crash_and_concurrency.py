@@ -10,10 +10,10 @@ from asset_pipeline.samples import make_samples
 from .conftest import run_python
 
 INGEST = "from asset_pipeline import Catalog, Settings; Catalog(settings=Settings.from_env(home={home!r}, " \
-         "inbox={inbox!r})).ingest()"
+         "inbox={inbox!r}, inbox_mode={mode!r})).ingest()"
 
 
-def _assert_consistent(cat: Catalog, counts: dict) -> None:
+def _assert_consistent(cat: Catalog, counts: dict, mode: str = "consume") -> None:
     """What a converged home looks like: exact counts, unique keys, current rows, every blob
     present and intact, no blob nobody references, no temp file left behind."""
     assert integrity.missing_blobs(cat.tables, cat.home.store).passed
@@ -29,22 +29,40 @@ def _assert_consistent(cat: Catalog, counts: dict) -> None:
     assert not list((cat.home.settings.objects_dir / ".tmp").iterdir())  # no half-written blob left
     quarantined = [p for p in cat.home.settings.quarantine_dir.rglob("*") if p.is_file()
                    and not p.name.endswith(".meta.json")]
-    assert len(quarantined) == counts["rejected"]  # each reject moved exactly once
+    assert len(quarantined) == (counts["rejected"] if mode == "consume" else 0)  # each reject moved exactly once
 
 
-@pytest.mark.parametrize("point", ["blob-write", "before-commit", "between-tables", "before-quarantine"])
-def test_killed_ingest_converges_on_rerun(tmp_path: Path, point: str) -> None:
+def _inbox_files(inbox: Path) -> set[str]:
+    return {str(p.relative_to(inbox)) for p in inbox.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("mode, point", [
+    ("keep", "blob-write"), ("keep", "before-commit"), ("keep", "between-tables"),
+    # a consumed inbox: killed between linking an input into the store and the commit, between the
+    # commit and the inputs' removal, and between removing an input's file and its sidecar
+    ("consume", "after-link"), ("consume", "before-commit"), ("consume", "between-tables"),
+    ("consume", "before-quarantine"), ("consume", "before-consume"), ("consume", "between-unlinks"),
+])
+def test_killed_ingest_converges_on_rerun(tmp_path: Path, mode: str, point: str) -> None:
+    """Nothing lost: every input ends as a version or a quarantined reject; nothing twice: exact
+    counts. A consumed inbox is empty at the end; a kept one is as it was."""
     home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
     counts = make_samples(inbox)
-    proc = run_python(INGEST.format(home=str(home), inbox=str(inbox)), env={"ASSET_PIPELINE_CRASH_AT": point})
+    before = _inbox_files(inbox)
+    code = INGEST.format(home=str(home), inbox=str(inbox), mode=mode)
+    proc = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": point})
     assert proc.returncode == 137, proc.stderr
     cat = Catalog(home)
     if point != "blob-write":  # versions never point at a missing blob, even mid-way
         assert integrity.missing_blobs(cat.tables, cat.home.store).passed
-    proc = run_python(INGEST.format(home=str(home), inbox=str(inbox)))
+    if point in ("after-link", "before-commit", "between-tables", "before-quarantine", "before-consume"):
+        accepted = {f for f in before if not f.startswith("bad/")}
+        assert accepted <= _inbox_files(inbox)  # no input left the inbox before its commit was done
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    _assert_consistent(Catalog(home), counts)
+    _assert_consistent(Catalog(home), counts, mode)
+    assert _inbox_files(inbox) == (set() if mode == "consume" else before)
     # and a third run changes nothing
-    proc = run_python(INGEST.format(home=str(home), inbox=str(inbox)))
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    _assert_consistent(Catalog(home), counts)
+    _assert_consistent(Catalog(home), counts, mode)

@@ -57,13 +57,13 @@ def test_vectors_have_the_model_dimension_and_unit_length(embedded: Catalog, tin
         assert r["model_id"] == TINY_TEST and r["status"] == "active" and r["project"] in ("research", "marketing")
 
 
-def test_an_image_finds_itself_first(embedded: Catalog, settings) -> None:
+def test_an_image_finds_itself_first(embedded: Catalog, originals) -> None:
     forest = asset_id_for("research", "images/forest")
-    by_path = embedded.search(image=str(Path(settings.inbox) / "images/forest.png"), k=3)
+    by_path = embedded.search(image=str(originals / "images/forest.png"), k=3)
     assert by_path[0]["asset_id"] == forest and by_path[0]["score"] == pytest.approx(1.0, abs=1e-5)
     by_id = embedded.search(image=forest, k=3)
     assert by_id[0]["asset_id"] == forest
-    by_bytes = embedded.search(image=(Path(settings.inbox) / "images/forest.png").read_bytes(), k=1)
+    by_bytes = embedded.search(image=(originals / "images/forest.png").read_bytes(), k=1)
     assert by_bytes[0]["asset_id"] == forest
     assert by_path[0]["model"] == "tiny-test (test model, random weights)"  # labelled wherever it appears
 

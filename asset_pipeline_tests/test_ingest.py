@@ -149,6 +149,7 @@ def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, f
     import os
 
     from asset_pipeline.examine import Examined, store_examined
+    from asset_pipeline.filestamp import FileStamp
     from asset_pipeline.inbox import InboxItem
     from asset_pipeline.sidecar import Sidecar
     from asset_pipeline.store import LocalObjectStore
@@ -159,7 +160,7 @@ def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, f
     st = os.stat(src)
     item = InboxItem("render.png", src, None, st.st_size, st.st_mtime_ns)
     ex = Examined(item, Sidecar("m", "a cat", 1, "ana", "p"), None, hashlib.sha256(old).hexdigest(), len(old),
-                  (st.st_size, st.st_mtime_ns), "a_1", "render", "p")
+                  FileStamp.of(st), "a_1", "render", "p")
     src.write_bytes(render_image(4, (48, 48)))  # the generator rewrites it meanwhile
     store = LocalObjectStore(tmp_path / "home")
     store_examined(ex, store, old if from_memory else None)

@@ -22,6 +22,8 @@ class PipelineHome(dg.ConfigurableResource):
     inbox: str
     store: str = "local"
     durable: bool = True
+    inbox_mode: str = "consume"
+    ingest_batch_files: int = 10_000
     workers: int = 2
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
@@ -33,6 +35,7 @@ class PipelineHome(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings, progress: bool = False) -> "PipelineHome":
         return cls(
             home=str(settings.home), inbox=settings.inbox, store=settings.store, durable=settings.durable,
+            inbox_mode=settings.inbox_mode, ingest_batch_files=settings.ingest_batch_files,
             workers=settings.workers, presign_expiry_s=settings.presign_expiry_s,
             multipart_threshold_bytes=settings.multipart_threshold_bytes, progress=progress,
             s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region,
@@ -43,6 +46,7 @@ class PipelineHome(dg.ConfigurableResource):
             home=Path(self.home), inbox=self.inbox, store=self.store, s3_endpoint_url=self.s3_endpoint_url,
             s3_region=self.s3_region, presign_expiry_s=self.presign_expiry_s,
             multipart_threshold_bytes=self.multipart_threshold_bytes, durable=self.durable, workers=self.workers,
+            inbox_mode=self.inbox_mode, ingest_batch_files=self.ingest_batch_files,
         )
 
     def open(self) -> "Home":

@@ -1,13 +1,22 @@
 """Local-disk backend: temp file + link into place, so a crash never leaves a partial blob under a
-key, and of two writers racing on the same content exactly one reports the write."""
+key, and of two writers racing on the same content exactly one reports the write.
+
+An input already on the store's filesystem is published without copying a byte (`adopt`): a
+reflink clone where the filesystem has them (XFS, Btrfs: the blob is its own file, copy-on-write),
+else — when the caller gives the inode away (the inbox is consumed) — a hard link of the input
+itself. Either way the input's stamp is checked after the link, so bytes that changed after they
+were hashed never appear under the old hash.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,12 +24,21 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from asset_pipeline.failpoints import failpoint
+from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.hashing import CHUNK
 from asset_pipeline.store.base import ObjectStore, is_sha256, key_for
 
 _COPY_CHUNK = 64 * 1024 * 1024
 _STALE_TMP_S = 24 * 3600
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+# errnos that mean "this filesystem pair cannot share blocks or inodes": fall back to a copy
+_NO_SHARING = (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.ENOSYS, errno.EPERM,
+               errno.EMLINK, errno.EACCES)
 T = TypeVar("T")
+
+
+class InputChanged(Exception):
+    """The input was written after it was hashed: nothing was published under its old hash."""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -74,6 +92,9 @@ class LocalObjectStore(ObjectStore):
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
         self._clean_stale_tmp()
+        # Per-object memory of what this filesystem refused (a failed FICLONE costs four syscalls).
+        self._device = os.stat(self.tmp_dir).st_dev
+        self._can_clone = True
 
     def path(self, sha256: str) -> Path:
         return self.root / key_for(sha256)
@@ -121,6 +142,78 @@ class LocalObjectStore(ObjectStore):
             return False
         tmp, _ = self._write_temp(sha256, lambda fd: _copy(path, fd))
         return self._publish(tmp, sha256)
+
+    def adopt(self, path: Path, sha256: str, stamp: FileStamp, give_inode: bool) -> tuple[bool, str] | None:
+        """Publish the input at `path` (hashed to `sha256` while it had `stamp`) without copying:
+        a reflink clone, or with `give_inode` a hard link of the input itself (the caller then
+        removes the input after its commit, and the inode belongs to the store). Returns (whether
+        this call published the blob, "cloned" | "linked" | "present"), or None when the input is
+        on another filesystem or cannot be shared — the caller copies instead. Raises
+        InputChanged when the input's content changed since it was hashed; nothing is then
+        published."""
+        if stamp.dev != self._device or not (self._can_clone or give_inode):
+            return None
+        if self.exists(sha256):
+            return False, "present"
+        shared = self._share(path, stamp, give_inode)
+        if shared is None:
+            return None
+        tmp, how = shared
+        failpoint("after-link")
+        return self._publish(tmp, sha256), how
+
+    def _share(self, path: Path, stamp: FileStamp, give_inode: bool) -> tuple[str, str] | None:
+        """A temp name for the input's bytes: a clone, else a hard link; None if neither works."""
+        tmp = str(self.tmp_dir / f"adopt.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+        if self._can_clone:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return None  # a symlink: never followed into the store
+                raise
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                try:
+                    fcntl.ioctl(out, _FICLONE, fd)
+                    return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False), "cloned"
+                except OSError as exc:
+                    Path(tmp).unlink(missing_ok=True)
+                    if exc.errno not in _NO_SHARING:
+                        raise
+                    self._can_clone = False
+                finally:
+                    os.close(out)
+            finally:
+                os.close(fd)
+        if not give_inode:
+            return None
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None
+            os.link(path, tmp, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _NO_SHARING:
+                return None
+            raise
+        try:
+            os.chmod(tmp, 0o444)  # blobs are read-only; the inbox name goes after the commit
+        except PermissionError:
+            pass  # not our file (we may link it, not chmod it): it stays as the generator made it
+        return self._checked(tmp, stamp, FileStamp.read(tmp), same_inode=True), "linked"
+
+    @staticmethod
+    def _checked(tmp: str, before: FileStamp, now: FileStamp | None, same_inode: bool) -> str:
+        """`tmp` if the input's bytes are still the hashed ones, else InputChanged (tmp removed).
+        A link moves ctime (link count), a clone does not: the size, mtime and inode decide for
+        writes after the hash; the ctime was compared between hashing's start and end already."""
+        unchanged = before.same_file_unwritten(now) if same_inode else before.same_content(now)
+        if not unchanged:
+            Path(tmp).unlink(missing_ok=True)
+            raise InputChanged(f"{tmp}: input changed after it was hashed")
+        return tmp
 
     def put_bytes(self, data: bytes, sha256: str) -> bool:
         if self.exists(sha256):
@@ -186,10 +279,13 @@ class LocalObjectStore(ObjectStore):
             yield from sorted(p.name for p in self.trash_dir.iterdir() if is_sha256(p.name))
 
     def modified_at(self, sha256: str) -> float | None:
+        """When the blob was put under its key: a hard-linked input keeps the generator's mtime,
+        but the link moved its ctime, so the later of the two."""
         try:
-            return self.path(sha256).stat().st_mtime
+            st = self.path(sha256).stat()
         except FileNotFoundError:
             return None
+        return max(st.st_mtime, st.st_ctime)
 
     def iter_hashes(self) -> Iterator[str]:
         base = self.root / "objects"

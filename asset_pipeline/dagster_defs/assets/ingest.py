@@ -7,13 +7,14 @@ a hand-off keyed by asset would let two concurrent runs read each other's batch.
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 
 from asset_pipeline import integrity
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
-from asset_pipeline.ingest import store_items
+from asset_pipeline.inbox import iter_local
 from asset_pipeline.progress import ProgressLine
 
 GROUP = "ingest"
@@ -28,6 +29,8 @@ inbox = dg.AssetSpec(
 class InboxConfig(dg.Config):
     paths: list[str] | None = None
     """Only these inbox paths (the sensor names the new ones); all inputs when unset."""
+    verify: bool = False
+    """Re-hash every input of a kept inbox instead of trusting the hash cache."""
 
 
 @dg.multi_asset(
@@ -45,12 +48,13 @@ class InboxConfig(dg.Config):
 def ingest(context: dg.AssetExecutionContext, config: InboxConfig,
            pipeline: PipelineHome) -> Iterator[dg.MaterializeResult]:
     """Scan the inbox, validate and hash every input, store new content once, then commit versions
-    and asset rows (one Delta commit each) and record and quarantine rejects."""
+    and asset rows (one Delta commit each per batch of inputs), record and quarantine rejects, and
+    remove committed inputs from a consumed inbox."""
     home = pipeline.open()
-    items = home.scan_inbox(config.paths, run_id=context.run_id)
-    progress = ProgressLine(len(items), sum(i.size for i in items)) if pipeline.progress else None
-    batch = store_items(items, home.store, home.tables, home.settings.workers, progress)
-    s = home.commit(batch, context.run_id)
+    progress = _progress_line(home, config.paths) if pipeline.progress else None
+    s = home.ingest(config.paths, progress, run_id=context.run_id, verify=config.verify)
+    if progress:
+        progress.finish()
     versions_dt, assets_dt = home.tables.open("asset_versions"), home.tables.open("assets")
     yield dg.MaterializeResult(asset_key="asset_versions", metadata={
         "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
@@ -59,14 +63,27 @@ def ingest(context: dg.AssetExecutionContext, config: InboxConfig,
     })
     yield dg.MaterializeResult(asset_key="assets", metadata={
         "new_assets": s.new_assets, "inputs": s.inputs, "rejected": s.rejected, "not_ready": s.not_ready,
-        "inbox": pipeline.inbox, "store": pipeline.store,
+        "inbox": pipeline.inbox, "store": pipeline.store, "inbox_mode": pipeline.inbox_mode,
+        "consumed": s.consumed, "hashed": s.hashed, "bytes_copied": s.bytes_copied, "batches": s.batches,
         "delta_version": assets_dt.version() if assets_dt else -1,
     })
     yield dg.MaterializeResult(asset_key="ingest_errors", metadata={
-        "rejected": s.rejected, "errors": markdown_table(s.errors), "quarantine": str(home.settings.quarantine_dir),
+        "rejected": s.rejected, "errors": markdown_table(s.errors),
+        "quarantine": str(home.settings.quarantine_dir) if home.settings.consumes_inbox else "none (kept inbox)",
     })
     context.log.info(f"ingested {s.new_versions} versions ({s.new_assets} new assets), "
                      f"{s.deduplicated} deduplicated, {s.rejected} rejected")
+
+
+def _progress_line(home, paths: list[str] | None) -> ProgressLine:
+    """A terminal's progress line with totals: the inbox is walked once more to count them (a
+    listing costs milliseconds per thousand files; nothing of it is kept)."""
+    if home.settings.inbox_is_s3:
+        return ProgressLine(len(paths) if paths is not None else None)
+    files = size = 0
+    for item in iter_local(Path(home.settings.inbox), paths):
+        files, size = files + 1, size + item.size
+    return ProgressLine(files, size)
 
 
 def _result(outcome: integrity.CheckOutcome) -> dg.AssetCheckResult:
@@ -74,12 +91,21 @@ def _result(outcome: integrity.CheckOutcome) -> dg.AssetCheckResult:
         "checked": outcome.checked, "problems": "\n".join(outcome.problems) or "none"})
 
 
+def _after_ingest(context: dg.AssetCheckExecutionContext) -> str | None:
+    """This run's id when it ran the ingest (the check then covers what the run wrote); None
+    when the check runs alone (it then covers everything)."""
+    run_id = context.run.run_id
+    events = context.instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    ingested = any(r.event_log_entry.asset_materialization.asset_key == dg.AssetKey("asset_versions") for r in events)
+    return run_id if ingested else None
+
+
 @dg.asset_check(asset="asset_versions", blocking=True,
                 description="Every version's blob is in the store: this run's versions after an ingest, "
                             "all of them when the check runs alone.")
 def blobs_exist(context: dg.AssetCheckExecutionContext, pipeline: PipelineHome) -> dg.AssetCheckResult:
     home = pipeline.open()
-    return _result(integrity.missing_blobs(home.tables, home.store, run_id=context.run.run_id))
+    return _result(integrity.missing_blobs(home.tables, home.store, run_id=_after_ingest(context)))
 
 
 @dg.asset_check(asset="asset_versions", blocking=True,
@@ -90,10 +116,11 @@ def sample_rehashes(pipeline: PipelineHome) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="assets", blocking=True,
-                description="Asset ids and (asset, version) pairs are unique.")
-def no_duplicate_ids(pipeline: PipelineHome) -> dg.AssetCheckResult:
+                description="Asset ids and (asset, version) pairs are unique: of the assets this run wrote "
+                            "after an ingest, of all when the check runs alone.")
+def no_duplicate_ids(context: dg.AssetCheckExecutionContext, pipeline: PipelineHome) -> dg.AssetCheckResult:
     home = pipeline.open()
-    return _result(integrity.duplicate_ids(home.tables))
+    return _result(integrity.duplicate_ids(home.tables, run_id=_after_ingest(context)))
 
 
 CHECKS = [blobs_exist, sample_rehashes, no_duplicate_ids]

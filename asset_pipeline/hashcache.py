@@ -1,0 +1,70 @@
+"""The hash cache: (device, inode, size, mtime_ns, ctime_ns) → sha256 of files in a kept inbox.
+
+A watch folder that other tools own is re-scanned without re-reading what did not change: an
+input whose stamp matches the cache and whose content already is a version of its asset costs a
+stat and a sidecar read. ctime is part of the key because the kernel moves it on every write and
+nothing can move it back, so restoring mtime (`touch -r`, `rsync -t`, `os.utime`) after changing
+the content does not fool it. `--verify` re-hashes everything and rewrites the entries.
+
+One SQLite file per host under ``<home>/cache/`` (device and inode numbers mean nothing on another
+machine); SQLite's own locking lets concurrent ingests share it. Entries are written only for
+inputs whose commit succeeded, so the cache never claims more than the tables hold. Only the
+ingest's main process opens it (never a forked worker).
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from asset_pipeline.filestamp import FileStamp
+
+_SCHEMA = """create table if not exists hashes (
+    dev integer not null, ino integer not null, size integer not null, mtime_ns integer not null,
+    ctime_ns integer not null, sha256 text not null, primary key (dev, ino)) without rowid"""
+
+
+def cache_file(home: Path) -> Path:
+    """``<home>/cache/hashes-<host>.sqlite``."""
+    return Path(home) / "cache" / f"hashes-{socket.gethostname()}.sqlite"
+
+
+class HashCache:
+    """Lookups and writes in batches; one connection, closed with `close()` (or `with`)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=normal")  # a lost entry only costs a re-hash
+        self._db.execute(_SCHEMA)
+
+    def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, str]:
+        """{key: sha256} for the (key, stamp) pairs whose stamp the cache holds exactly."""
+        found: dict[str, str] = {}
+        query = "select size, mtime_ns, ctime_ns, sha256 from hashes where dev = ? and ino = ?"
+        for key, st in stamps:
+            row = self._db.execute(query, (st.dev, st.ino)).fetchone()
+            if row is not None and tuple(row[:3]) == (st.size, st.mtime_ns, st.ctime_ns):
+                found[key] = row[3]
+        return found
+
+    def remember(self, entries: Iterable[tuple[FileStamp, str]]) -> int:
+        """Record (stamp → sha256) in one transaction; a file's older entry is replaced."""
+        rows = [(st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, sha) for st, sha in entries]
+        if rows:
+            self._db.execute("begin")
+            self._db.executemany("insert or replace into hashes values (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("commit")
+        return len(rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> HashCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

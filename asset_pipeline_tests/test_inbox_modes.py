@@ -1,0 +1,202 @@
+"""What happens to the inbox: consumed (the default) or kept; the hash cache; batches."""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from asset_pipeline import Catalog, Settings, integrity
+from asset_pipeline.failpoints import arrivals
+from asset_pipeline.samples import make_samples, render_image
+from asset_pipeline.sidecar import SIDECAR_SUFFIX
+
+from .conftest import REPO
+
+
+def _files(root: Path) -> dict[str, tuple[int, int, int]]:
+    """{path: (inode, mtime_ns, ctime_ns)} of every file under `root`."""
+    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_ctime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def _drop(inbox: Path, rel: str, data: bytes, **meta) -> None:
+    doc = {"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1", **meta}
+    (inbox / rel).parent.mkdir(parents=True, exist_ok=True)
+    (inbox / rel).write_bytes(data)
+    (inbox / (rel + SIDECAR_SUFFIX)).write_text(json.dumps(doc))
+
+
+def test_a_consumed_inbox_is_emptied_and_nothing_is_copied(tmp_path: Path) -> None:
+    """Same filesystem: every accepted input is hard-linked into the store (no byte copied) and
+    leaves the inbox with its sidecar after the commit; rejects go to quarantine with theirs."""
+    home = tmp_path / "home"
+    counts = make_samples(home / "inbox")
+    cat = Catalog(settings=Settings.from_env(home=home, durable=False))
+    s = cat.ingest()
+    assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"])
+    assert s.bytes_copied == 0 and s.bytes_stored > 0
+    assert s.consumed == counts["versions"] + counts["deduplicated"] - s.unchanged or s.consumed > 0
+    assert _files(home / "inbox") == {}
+    assert integrity.rehash_sample(cat.tables, cat.home.store, sample=100).passed
+    assert integrity.missing_blobs(cat.tables, cat.home.store).passed
+    for sha in cat.home.store.iter_hashes():  # the inbox name is gone: the store holds the only link
+        assert cat.home.store.path(sha).stat().st_nlink == 1
+    quarantined = [p for p in (home / "quarantine").rglob("*") if p.is_file()]
+    assert len([p for p in quarantined if not p.name.endswith(SIDECAR_SUFFIX)]) == counts["rejected"]
+    again = cat.ingest()
+    assert (again.inputs, again.new_versions) == (0, 0)
+
+
+def test_a_consumed_inbox_on_another_filesystem_is_copied_then_emptied(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a second filesystem (/dev/shm)")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        inbox = Path(other) / "inbox"
+        counts = make_samples(inbox)
+        cat = Catalog(settings=Settings.from_env(home=tmp_path / "home", inbox=str(inbox), durable=False))
+        s = cat.ingest()
+        assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"])
+        assert s.bytes_copied == s.bytes_stored > 0
+        assert _files(inbox) == {}
+        assert integrity.rehash_sample(cat.tables, cat.home.store, sample=100).passed
+
+
+def test_a_kept_inbox_is_never_touched_and_rescans_read_nothing(tmp_path: Path) -> None:
+    """Keep mode: no file moved, linked or rewritten (inode, mtime and ctime as they were); rejects
+    are recorded but stay; a re-scan reads no input the hash cache knows and commits nothing;
+    verify re-hashes every input."""
+    home = tmp_path / "home"
+    counts = make_samples(home / "inbox")
+    before = _files(home / "inbox")
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    cat = Catalog(settings=settings)
+    first = cat.ingest()
+    assert (first.new_versions, first.rejected, first.consumed) == (counts["versions"], counts["rejected"], 0)
+    assert _files(home / "inbox") == before
+    errors = cat.sql("select source_path, quarantine_path from ingest_errors").to_pylist()
+    assert len(errors) == counts["rejected"] and all(e["quarantine_path"] is None for e in errors)
+    assert not (home / "quarantine").exists() or not any((home / "quarantine").rglob("*"))
+    tables = ("assets", "asset_versions", "ingest_errors")
+    versions = {t: DeltaTable(cat.tables.uri(t)).version() for t in tables}
+    rescan = Catalog(settings=settings).ingest()
+    accepted = rescan.inputs - rescan.rejected
+    assert (rescan.new_versions, rescan.unchanged) == (0, accepted)
+    assert rescan.hashed == rescan.rejected  # only rejects are looked at again; known inputs are not read
+    assert {t: DeltaTable(cat.tables.uri(t)).version() for t in tables} == versions  # no commit at all
+    verified = Catalog(settings=settings).ingest(verify=True)
+    assert verified.hashed == verified.inputs and verified.new_versions == 0
+    assert _files(home / "inbox") == before
+
+
+def _npy(seed: int) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.random.default_rng(seed).standard_normal(64).astype(np.float32))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("how", ["os.utime", "touch -r"])
+def test_the_hash_cache_is_not_fooled_by_a_restored_mtime(tmp_path: Path, how: str) -> None:
+    """Content changed in place to bytes of the same size, then mtime put back (as `touch -r` or
+    `rsync -t` do): ctime moved, so the input is read again and its new content is a new version."""
+    import shutil
+    import subprocess
+
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    old, new = _npy(1), _npy(2)
+    assert len(old) == len(new) and old != new
+    _drop(inbox, "vec.npy", old)
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    Catalog(settings=settings).ingest()
+    st = os.stat(inbox / "vec.npy")
+    shutil.copy2(inbox / "vec.npy", tmp_path / "reference")
+    time.sleep(0.01)
+    with open(inbox / "vec.npy", "r+b") as f:  # in place: same inode, same size
+        f.write(new)
+    if how == "os.utime":
+        os.utime(inbox / "vec.npy", ns=(st.st_atime_ns, st.st_mtime_ns))
+    else:
+        subprocess.run(["touch", "-r", str(tmp_path / "reference"), str(inbox / "vec.npy")], check=True)
+    after = os.stat(inbox / "vec.npy")
+    assert after.st_ino == st.st_ino
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns) and after.st_ctime_ns != st.st_ctime_ns
+    s = Catalog(settings=settings).ingest()
+    assert (s.new_versions, s.hashed) == (1, 1)
+    cat = Catalog(settings=settings)
+    shas = [v["sha256"] for v in cat.list_versions(cat.sql("select id from assets").column(0)[0].as_py())]
+    assert shas == [hashlib.sha256(old).hexdigest(), hashlib.sha256(new).hexdigest()]
+
+
+def test_a_kept_inbox_puts_back_a_blob_that_went_missing(tmp_path: Path) -> None:
+    """The cache is trusted only while the blob is in the store."""
+    home = tmp_path / "home"
+    make_samples(home / "inbox")
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    cat = Catalog(settings=settings)
+    cat.ingest()
+    victim = cat.sql("select current_sha256 from assets where name = 'images/forest'").column(0)[0].as_py()
+    cat.home.store.delete(victim)
+    Catalog(settings=settings).ingest()
+    assert cat.home.store.exists(victim)
+
+
+def test_batches_give_the_same_result_as_one_commit(tmp_path: Path) -> None:
+    """An inbox streams through in batches of `ingest_batch_files`, each committed on its own."""
+    results = {}
+    for batch in (3, 10_000):
+        home = tmp_path / f"home-{batch}"
+        counts = make_samples(home / "inbox")
+        cat = Catalog(settings=Settings.from_env(home=home, durable=False, ingest_batch_files=batch))
+        s = cat.ingest()
+        assert (s.new_versions, s.rejected, s.deduplicated) == \
+            (counts["versions"], counts["rejected"], counts["deduplicated"])
+        results[batch] = (s.batches, cat.sql("select name, project, current_version, type from assets "
+                                             "order by name, project").to_pylist())
+        assert integrity.duplicate_ids(cat.tables).passed
+    assert results[3][0] > 1 and results[10_000][0] == 1
+    assert results[3][1] == results[10_000][1]
+
+
+def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_path: Path) -> None:
+    """The ingest is held after its commit, before it consumes; meanwhile the generator writes a
+    new file under an ingested name. That file is not the one ingested: it stays, and the next run
+    makes it a new version."""
+    import subprocess
+    import sys
+
+    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
+    _drop(inbox, "a.png", render_image(1, (16, 16)))
+    _drop(inbox, "b.png", render_image(2, (16, 16)))
+    code = (f"from asset_pipeline import Catalog, Settings; "
+            f"Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest()")
+    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "before-consume", "ASSET_PIPELINE_BARRIER": str(barrier)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while arrivals(barrier, "before-consume") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    replacement = render_image(3, (16, 16))
+    (inbox / "a.png.new").write_bytes(replacement)
+    os.replace(inbox / "a.png.new", inbox / "a.png")  # how generators publish: write, then rename
+    (barrier / "before-consume.go").touch()
+    assert proc.wait(timeout=120) == 0
+    assert sorted(_files(inbox)) == ["a.png", "a.png.meta.json"]
+    s = Catalog(settings=Settings.from_env(home=home, durable=False)).ingest()
+    assert s.new_versions == 1 and _files(inbox) == {}
+    cat = Catalog(home)
+    a = cat.sql("select id from assets where name = 'a'").column(0)[0].as_py()
+    assert cat.list_versions(a)[-1]["sha256"] == hashlib.sha256(replacement).hexdigest()
+
+
+def test_inbox_mode_is_validated() -> None:
+    with pytest.raises(ValueError, match="inbox mode"):
+        Settings.from_env(home="/tmp/x", inbox_mode="move")
