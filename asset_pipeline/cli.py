@@ -80,8 +80,15 @@ def _print_ingest(result) -> int:
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     print(f"ingested {v.get('new_versions', 0)} versions ({a.get('new_assets', 0)} new assets) from "
           f"{a.get('inputs', 0)} inputs: {v.get('unchanged', 0)} unchanged, {s.get('deduplicated', 0)} "
-          f"deduplicated, {a.get('rejected', 0)} rejected (quarantined); stored "
+          f"deduplicated, {a.get('rejected', 0)} rejected "
+          f"({'left in the inbox' if a.get('inbox_mode') == 'keep' else 'quarantined'}); stored "
           f"{human_bytes(s.get('bytes_stored', 0))} of {human_bytes(s.get('bytes_in', 0))}")
+    if a.get("inbox_mode") == "keep":
+        print(f"inbox kept: read {a.get('hashed', 0)} of {a.get('inputs', 0)} inputs (the rest from the hash cache)")
+    else:
+        stored, copied = s.get("bytes_stored", 0), a.get("bytes_copied", 0)
+        print(f"inbox consumed: {a.get('consumed', 0)} inputs removed after the commit; stored "
+              f"{human_bytes(stored - copied)} by link, {human_bytes(copied)} by copy")
     print("checks: " + ", ".join(f"{k} {'passed' if ok else 'FAILED'}" for k, ok in checks.items()))
     print(f"run {result.run_id}")
     return 0 if all(checks.values()) else 1
@@ -98,7 +105,8 @@ def cmd_make_samples(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     overrides = {"inbox": str(Path(args.dir).absolute())} if args.dir else {}
     settings = Settings.from_env(**overrides)
-    return _print_ingest(run_job(settings, "ingest_job", progress=sys.stderr.isatty()))
+    config = {"ops": {"ingest": {"config": {"verify": True}}}} if args.verify else None
+    return _print_ingest(run_job(settings, "ingest_job", config, progress=sys.stderr.isatty()))
 
 
 def _print_embed(result) -> int:
@@ -272,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_make_samples)
     p = sub.add_parser("ingest", help="ingest DIR (default: the configured inbox) through Dagster")
     p.add_argument("dir", nargs="?")
+    p.add_argument("--verify", action="store_true",
+                   help="kept inbox (ASSET_PIPELINE_INBOX_MODE=keep): re-hash every input instead of trusting the "
+                        "hash cache")
     p.set_defaults(fn=cmd_ingest)
     p = sub.add_parser("quickstart", help="write samples to <home>/inbox and materialize every asset")
     p.set_defaults(fn=cmd_quickstart)

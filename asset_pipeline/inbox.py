@@ -49,34 +49,6 @@ def pair_files(files: dict[str, tuple[int, int]]) -> list[tuple[str, str | None,
     return out
 
 
-def list_local(root: Path) -> dict[str, tuple[int, int]]:
-    """{rel: (size, mtime_ns)} of every visible file under `root` (plain strings and scandir:
-    a listing of 10^4 files costs milliseconds, not the pathlib overhead)."""
-    found: dict[str, tuple[int, int]] = {}
-    if not root.is_dir():
-        return found
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            listing = os.scandir(folder)
-        except FileNotFoundError:  # removed while scanning
-            continue
-        with listing as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):  # as os.walk: no loops through links
-                        stack.append((entry.path, f"{prefix}{entry.name}/"))
-                    elif entry.is_file(follow_symlinks=True):
-                        st = entry.stat()
-                        found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
-                except FileNotFoundError:
-                    continue
-    return found
-
-
 def _file_stamp(path: str) -> FileStamp | None:
     """The stamp of a regular file (symlinks followed, as the listing does); None otherwise."""
     try:

@@ -5,15 +5,28 @@ once it has sat untouched for `orphan_after_s` (then the ingest quarantines it w
 The cursor is a watermark on the input's effective time (newest of file and sidecar) plus the
 inputs already requested above it, so a file that becomes ready late is never skipped and a
 file is never requested twice.
+
+A tick does not list the whole inbox: the cursor also holds each folder's mtime, and only
+folders whose mtime moved (a file was created, renamed in or removed) are listed again, so a
+tick costs a stat per folder plus what changed — not what was ingested before. A folder is
+taken as settled only once its mtime is older than the timestamp granularity allows a same-tick
+change to hide (`SETTLE_NS`), and never while an input in it waits for its sidecar. (A file
+rewritten in place leaves its folder's mtime alone: in a kept inbox, `asset-pipeline ingest`
+picks that up, with the hash cache.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from asset_pipeline.inbox import pair_files
+from asset_pipeline.sidecar import SIDECAR_SUFFIX
+
+SETTLE_NS = 2_000_000_000
 
 
 @dataclass
@@ -27,9 +40,66 @@ class SensorPlan:
         return "inbox-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def folders_in(cursor: str | None) -> dict[str, int]:
+    """The folder mtimes a cursor remembers ({} for a first tick or an older cursor)."""
+    return dict(json.loads(cursor).get("folders", {})) if cursor else {}
+
+
+def list_changed(root: Path, folders: dict[str, int], now_ns: int,
+                 orphan_after_s: float = 300.0) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """({inbox path: (size, mtime_ns)} of the files in folders that changed since `folders`,
+    the folders' new state). Every remembered folder costs one stat; only changed or new ones
+    are listed. A folder is remembered as settled (its mtime) only when that mtime is older than
+    SETTLE_NS and no input in it is still waiting for its sidecar; otherwise it is listed again
+    next tick."""
+    listing: dict[str, tuple[int, int]] = {}
+    state: dict[str, int] = {}
+    queue = sorted(set(folders) | {""})
+    seen: set[str] = set()
+    base = str(root)
+    while queue:
+        rel = queue.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        path = os.path.join(base, rel) if rel else base
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone: forgotten
+        if folders.get(rel) == st.st_mtime_ns:
+            state[rel] = st.st_mtime_ns
+            continue
+        files: dict[str, tuple[int, int]] = {}
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    child = f"{rel}/{entry.name}" if rel else entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            queue.append(child)
+                        elif entry.is_file(follow_symlinks=True):
+                            est = entry.stat()
+                            files[child] = (est.st_size, est.st_mtime_ns)
+                    except FileNotFoundError:
+                        continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        listing.update(files)
+        waiting = any(now_ns - mtime < orphan_after_s * 1e9 for name, (_, mtime) in files.items()
+                      if (name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] not in files)
+                      or (not name.endswith(SIDECAR_SUFFIX) and name + SIDECAR_SUFFIX not in files))
+        state[rel] = st.st_mtime_ns if now_ns - st.st_mtime_ns > SETTLE_NS and not waiting else -1
+    return listing, state
+
+
 def plan_ingest_requests(listing: dict[str, tuple[int, int]], cursor: str | None, now_ns: int,
-                         orphan_after_s: float = 300.0, max_batch: int = 10_000) -> SensorPlan:
-    """`listing` is {inbox path: (size, mtime_ns)} of the whole inbox (sidecars included)."""
+                         orphan_after_s: float = 300.0, max_batch: int = 10_000,
+                         folders: dict[str, int] | None = None) -> SensorPlan:
+    """`listing` is {inbox path: (size, mtime_ns)} of the inbox (sidecars included) — all of it,
+    or the changed folders' files (`list_changed`), whose new `folders` state the cursor keeps."""
     state = json.loads(cursor) if cursor else {"watermark": 0, "requested": []}
     watermark, requested = int(state["watermark"]), set(state["requested"])
     ready: list[tuple[int, str]] = []
@@ -49,4 +119,7 @@ def plan_ingest_requests(listing: dict[str, tuple[int, int]], cursor: str | None
     keep = sorted(k for k in requested if int(k.rsplit("@", 1)[1]) >= new_watermark)
     rels = [rel for _, rel in sorted(ready)]
     batches = [rels[i:i + max_batch] for i in range(0, len(rels), max_batch)]
-    return SensorPlan(batches, json.dumps({"watermark": new_watermark, "requested": keep}))
+    new_state = {"watermark": new_watermark, "requested": keep}
+    if folders is not None:
+        new_state["folders"] = folders
+    return SensorPlan(batches, json.dumps(new_state))

@@ -116,6 +116,37 @@ def test_sensor_requests_new_files_once_with_run_keys(settings) -> None:
         assert Catalog(settings=settings).sql("select name from assets").to_pylist() == [{"name": "b"}]
 
 
+def test_a_sensor_tick_lists_only_folders_that_changed(tmp_path: Path) -> None:
+    """The cursor remembers folder mtimes: a tick stats each folder and lists only those where
+    files appeared, so its cost does not grow with what earlier ticks saw (and ingested)."""
+    from asset_pipeline.sensing import list_changed
+
+    inbox = tmp_path / "inbox"
+    old = time.time_ns() - 3600 * 10**9
+    for folder in ("a", "b", "c/d"):
+        (inbox / folder).mkdir(parents=True)
+        for i in range(3):
+            (inbox / folder / f"{i}.png").write_bytes(b"x")
+            (inbox / folder / f"{i}.png{SIDECAR_SUFFIX}").write_text("{}")
+            for name in (f"{i}.png", f"{i}.png{SIDECAR_SUFFIX}"):
+                os.utime(inbox / folder / name, ns=(old, old))
+    for folder in ("a", "b", "c/d", "c", ""):
+        os.utime(inbox / folder, ns=(old, old))
+    first, state = list_changed(inbox, {}, time.time_ns())
+    assert len(first) == 18 and state["b"] == old
+    again, state = list_changed(inbox, state, time.time_ns())
+    assert again == {}  # nothing changed: nothing listed
+    (inbox / "b" / "new.png").write_bytes(b"y")
+    (inbox / "b" / f"new.png{SIDECAR_SUFFIX}").write_text("{}")
+    (inbox / "e").mkdir()
+    (inbox / "e" / "other.png").write_bytes(b"z")
+    changed, state = list_changed(inbox, state, time.time_ns())
+    assert {p.split("/")[0] for p in changed} == {"b", "e"} and "b/new.png" in changed and "e/other.png" in changed
+    assert state["e"] == -1  # other.png waits for its sidecar: its folder is listed again next tick
+    assert "b/new.png" in list_changed(inbox, state, time.time_ns())[0]  # b is too recent to be trusted yet
+    assert "e/other.png" in list_changed(inbox, state, time.time_ns())[0]
+
+
 def test_sensor_plan_waits_for_late_sidecars_and_releases_orphans() -> None:
     s = 1_000_000_000
     listing = {"old.png": (10, 100 * s), "new.png": (10, 200 * s), "new.png.meta.json": (5, 201 * s)}

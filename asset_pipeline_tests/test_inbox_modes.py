@@ -200,3 +200,28 @@ def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_pa
 def test_inbox_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="inbox mode"):
         Settings.from_env(home="/tmp/x", inbox_mode="move")
+
+
+def test_cli_keeps_the_inbox_when_told_and_verify_rehashes(tmp_path: Path, monkeypatch, capsys) -> None:
+    from asset_pipeline.cli import main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("ASSET_PIPELINE_HOME", str(home))
+    monkeypatch.setenv("ASSET_PIPELINE_INBOX_MODE", "keep")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    (tmp_path / "dh").mkdir()
+    (tmp_path / "dh" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    import re
+
+    counts = make_samples(home / "inbox")
+    assert main(["ingest"]) == 0
+    first = capsys.readouterr().out
+    inputs = int(re.search(r"from (\d+) inputs", first).group(1))
+    assert f"{counts['rejected']} rejected (left in the inbox)" in first
+    assert main(["ingest"]) == 0
+    assert f"inbox kept: read {counts['rejected']} of {inputs} inputs" in capsys.readouterr().out
+    assert main(["ingest", "--verify"]) == 0
+    assert f"inbox kept: read {inputs} of {inputs} inputs" in capsys.readouterr().out
+    monkeypatch.setenv("ASSET_PIPELINE_INBOX_MODE", "consume")
+    assert main(["ingest"]) == 0
+    assert "inbox consumed:" in capsys.readouterr().out and _files(home / "inbox") == {}

@@ -6,8 +6,8 @@ import time
 import dagster as dg
 
 from asset_pipeline.dagster_defs.resources import PipelineHome
-from asset_pipeline.inbox import list_local, list_s3
-from asset_pipeline.sensing import SensorPlan, plan_ingest_requests
+from asset_pipeline.inbox import list_s3
+from asset_pipeline.sensing import SensorPlan, folders_in, list_changed, plan_ingest_requests
 
 
 def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
@@ -17,14 +17,17 @@ def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
                            f"{orphan_after_s:.0f}s without one); one run key per batch of files.")
     def inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineHome) -> dg.SensorResult:
         settings = pipeline.settings()
-        if settings.inbox_is_s3:
+        now = time.time_ns()
+        folders = None
+        if settings.inbox_is_s3:  # no folder mtimes on S3: the prefix is listed (a consumed inbox stays small)
             bucket, prefix = settings.inbox_s3()
             listing = list_s3(pipeline.open().s3_client, bucket, prefix)
         else:
             from pathlib import Path
 
-            listing = list_local(Path(settings.inbox))
-        plan = plan_ingest_requests(listing, context.cursor, time.time_ns(), orphan_after_s)
+            # Only folders whose mtime moved are listed: a tick costs what changed, not what was ingested.
+            listing, folders = list_changed(Path(settings.inbox), folders_in(context.cursor), now, orphan_after_s)
+        plan = plan_ingest_requests(listing, context.cursor, now, orphan_after_s, folders=folders)
         requests = [
             dg.RunRequest(run_key=SensorPlan.run_key(batch, listing),
                           run_config={"ops": {"ingest": {"config": {"paths": batch}}}},
