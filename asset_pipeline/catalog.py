@@ -319,26 +319,27 @@ class Catalog:
     # --- search ------------------------------------------------------------------------------
     def search(self, text: str | None = None, image: Any = None, query: str | None = None,
                filters: dict[str, Any] | None = None, k: int = 10, include_inactive: bool = False,
-               model: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+               model: str | None = None, user: str | None = None, vector: Any = None) -> list[dict[str, Any]]:
         """Find assets by what they look like or by what was asked for; best first.
 
         text: words → images/videos/prompts (CLIP text tower). image: a path, bytes, PIL image or an
-        asset id (its stored vector). query: full-text over prompts. text or image together with
-        query runs a hybrid search (vector + full-text, reciprocal-rank fusion).
+        asset id (its stored vector). vector: an embedding of the model's space you already have.
+        query: full-text over prompts. text, image or vector together with query runs a hybrid
+        search (vector + full-text, reciprocal-rank fusion).
         filters: project, type, tags (any of), status, created_after, created_before, asset_id.
         Archived and deleted assets are left out unless `include_inactive` or a status filter.
         Each hit: asset_id, version, score, type, prompt, name, project, tags, status, created_at,
         model (the test model is labelled as such). `model` defaults to $ASSET_PIPELINE_CLIP_MODEL.
         With `user`, only assets that user may see (in collections shared with them, or their own).
+        The catalog keeps the LanceDB table and the assets' statuses open between searches.
         """
         from asset_pipeline.embeddings import search as s
         from asset_pipeline.embeddings.model import parse_model
-        from asset_pipeline.embeddings.vectors import VectorStore
 
-        if text is not None and image is not None:
-            raise s.SearchError("give text= or image=, not both (add query= for a hybrid search)")
-        if text is None and image is None and not query:
-            raise s.SearchError("search needs text=, image= or query=")
+        if sum(x is not None for x in (text, image, vector)) > 1:
+            raise s.SearchError("give one of text=, image= or vector= (add query= for a hybrid search)")
+        if text is None and image is None and vector is None and not query:
+            raise s.SearchError("search needs text=, image=, vector= or query=")
         if user is not None:
             visible = sorted(self.collections.visible_asset_ids(user))
             if not visible:
@@ -348,21 +349,31 @@ class Catalog:
         spec = parse_model(model)
         loaded = self._load_model(spec) if text is not None or image is not None else None
         model_id = loaded.model_id if loaded else spec.model_id
-        table = VectorStore(self.home.settings.lancedb_dir).open(model_id)
-        vector = None
+        session = self._search_session()
+        table = session.table(model_id)
         if text is not None:
             vector = loaded.encode_texts([text])[0].numpy()
         elif image is not None:
-            vector = self._stored_vector(table, image) if self._is_asset_id(image) else s.image_vector(loaded, image)
-        hits = s.run_search(table, vector=vector, query=query, where=where, k=k * 2, model_label=(
-            loaded.label if loaded else spec.name))
+            vector = self._stored_vector(table and table.sync, image) if self._is_asset_id(image) \
+                else s.image_vector(loaded, image)
         wanted = (filters or {}).get("status") or (None if include_inactive else "active")
+        keep = None
         if wanted:
             # Rows learn of status changes at the next embedding run; the assets table has the last word.
             wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-            live = self._statuses([h["asset_id"] for h in hits])
-            hits = [h | {"status": live.get(h["asset_id"])} for h in hits if live.get(h["asset_id"]) in wanted]
-        return hits[:k]
+
+            def keep(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                live = session.status.of([h["asset_id"] for h in hits])
+                return [h | {"status": live[h["asset_id"]]} for h in hits if live[h["asset_id"]] in wanted]
+        return s.run_search(table, vector=vector, query=query, where=where, k=k, keep=keep,
+                            model_label=loaded.label if loaded else spec.label)
+
+    def _search_session(self):
+        from asset_pipeline.embeddings.session import SearchSession
+
+        if "_session" not in self.__dict__:
+            self.__dict__["_session"] = SearchSession(self.home.settings.lancedb_dir, self.tables)
+        return self.__dict__["_session"]
 
     def _load_model(self, spec):
         from asset_pipeline.embeddings.model import load_model
@@ -388,13 +399,6 @@ class Catalog:
 
         raise AssetPipelineError(f"asset {asset_id} has no embedding for this model yet: run the embeddings job "
                                  "(dagster job embed_job, or asset-pipeline embed)")
-
-    def _statuses(self, asset_ids: list[str]) -> dict[str, str]:
-        if not asset_ids:
-            return {}
-        rows = self.tables.read("assets", where="id in (select unnest(?))", params=[asset_ids],
-                                columns=["id", "status"]).to_pylist()
-        return {r["id"]: r["status"] for r in rows}
 
     # --- writing -----------------------------------------------------------------------------
     def ingest(self, only: list[str] | None = None, progress: Progress | None = None,

@@ -26,10 +26,10 @@ class FileStamp:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> FileStamp | None:
-        """The stamp of `path` (links not followed), None when it does not exist."""
+    def read(cls, path: str | os.PathLike[str], follow_symlinks: bool = False) -> FileStamp | None:
+        """The stamp of `path` (links not followed unless asked), None when it does not exist."""
         try:
-            return cls.of(os.stat(path, follow_symlinks=False))
+            return cls.of(os.stat(path, follow_symlinks=follow_symlinks))
         except FileNotFoundError:
             return None
 

@@ -238,3 +238,43 @@ def test_embed_sensor_follows_ingests_that_recorded_versions(settings, sample_co
         requests = list(result) if not isinstance(result, dg.RunRequest) else [result]
         assert [r.run_key for r in requests] == [f"embed-after-{ingest.run_id}"]
         assert defs.resolve_job_def("embed_job").tags["asset_pipeline/compute"] == "gpu"
+
+
+def test_a_catalog_keeps_its_search_open_and_still_sees_new_rows(ingested: Catalog, tiny) -> None:
+    """The table and statuses stay open between searches; rows embedded later (by another
+    handle, as another process would) and status changes made by anyone are seen at once."""
+    from deltalake import DeltaTable
+
+    assert ingested.search(text="forest", k=5) == []  # nothing embedded yet
+    embed_pending(ingested.tables, ingested.home.store, VectorStore(ingested.home.settings.lancedb_dir), tiny,
+                  num_workers=0)
+    forest = asset_id_for("research", "images/forest")
+    hits = ingested.search(image=forest, k=3)
+    assert hits[0]["asset_id"] == forest
+    vector = np.asarray(next(r["vector"] for r in _rows(ingested) if r["asset_id"] == forest), dtype=np.float32)
+    assert ingested.search(vector=vector, k=3)[0]["asset_id"] == forest  # an embedding you already have
+    icon = asset_id_for("research", "images/icon")
+    new = render_image(91, (64, 64))
+    ingested.create_version(icon, new, "new colours")
+    embed_pending(ingested.tables, ingested.home.store, VectorStore(ingested.home.settings.lancedb_dir), tiny,
+                  num_workers=0)
+    newest = next(r for r in _rows(ingested) if r["asset_id"] == icon and r["version"] == 2)
+    hit = ingested.search(vector=np.asarray(newest["vector"], dtype=np.float32), k=1)[0]
+    assert (hit["asset_id"], hit["version"]) == (icon, 2)
+    DeltaTable(ingested.tables.uri("assets")).update({"status": "'archived'"}, predicate=f"id = '{forest}'")
+    assert forest not in {h["asset_id"] for h in ingested.search(vector=vector, k=20)}
+
+
+def test_a_checkpoint_is_hashed_once_until_it_changes(tmp_path: Path) -> None:
+    from asset_pipeline.embeddings.model import checkpoint_digest
+
+    ckpt = tmp_path / "clip.pt"
+    ckpt.write_bytes(b"weights" * 1000)
+    spec = parse_model(f"ViT-B-32:{ckpt}")
+    first = spec.model_id
+    before = checkpoint_digest.cache_info()
+    assert parse_model(f"ViT-B-32:{ckpt}").model_id == first
+    after = checkpoint_digest.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)  # not read again
+    ckpt.write_bytes(b"other weights" * 1000)
+    assert parse_model(f"ViT-B-32:{ckpt}").model_id != first  # rewritten: a new vector space

@@ -1,9 +1,17 @@
-"""Vector search benchmark: top-10 latency (p50/p95) and recall@10 against exact search, with
-and without the ANN index, at 100k and 1M synthetic 512-d vectors (clustered, unit length, like
-CLIP embeddings), through the same LanceDB table layout and query path the catalog uses.
+"""Search benchmark: top-10 latency (p50/p95) and recall@10 through `Catalog.search` itself, beside
+the bare LanceDB query it runs, at 100k and 1M synthetic 512-d vectors (clustered, unit length,
+like CLIP embeddings), with an `assets` table of as many rows behind it.
 
-    python bench/search.py                 # 100k and 1M
-    python bench/search.py --sizes 100000 --queries 50
+    python bench/search.py                               # 100k and 1M, 5 rounds of 100 queries
+    python bench/search.py --sizes 100000 --queries 50 --rounds 3
+    python bench/search.py --sizes 1000000 --keep /data/search-bench   # build once, re-run later
+    python bench/search.py --nprobes 6 8 12 --refine 2 5  # query settings to compare
+
+Each round sends the same queries through every contender in turn (the bare query through
+LanceDB's sync API with the catalog's settings and status filter, then `Catalog.search(vector=...,
+k=10)`, warm, one catalog kept open), prints the round, and medians over the rounds end the table.
+Recall@10 is against an exact scan of the same table, leaving out the 2% of assets the `assets`
+table says are archived (the bare query cannot know: the catalog re-checks statuses).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+MODEL = "ViT-B-32:search-bench"  # a name only: searches pass vectors, no model is loaded
+
 
 def clustered(n: int, dim: int, rng: np.random.Generator, centers: int = 2000) -> np.ndarray:
     c = rng.standard_normal((centers, dim)).astype(np.float32)
@@ -29,24 +39,57 @@ def clustered(n: int, dim: int, rng: np.random.Generator, centers: int = 2000) -
     return out
 
 
-def timed_queries(table, queries: np.ndarray, k: int, exact: bool = False) -> tuple[list[float], list[list[str]]]:
-    """The catalog's own query path (`vector_query`), or the same query forced to scan everything."""
-    from asset_pipeline.embeddings.search import vector_query
+def build(home: Path, n: int, dim: int) -> np.ndarray:
+    """A home with `n` embedding rows (ANN index built) and `n` asset rows; reused when complete."""
+    from asset_pipeline import Settings
+    from asset_pipeline.embeddings.vectors import VectorStore, schema
+    from asset_pipeline.tables import ASSETS, Tables
 
-    latencies, results = [], []
-    for q in queries:
-        start = time.perf_counter()
-        search = vector_query(table, q, k)
-        if exact:
-            search = search.bypass_vector_index()
-        rows = search.select(["asset_id", "_distance"]).to_arrow()
-        latencies.append((time.perf_counter() - start) * 1000)
-        results.append(rows["asset_id"].to_pylist())
-    return latencies, results
+    done = home / f"complete-{n}-{dim}.npy"
+    if done.exists():
+        return np.load(done)
+    shutil.rmtree(home, ignore_errors=True)
+    rng = np.random.default_rng(n)
+    data = clustered(n, dim, rng)
+    settings = Settings.from_env(home=home, durable=False)
+    vs = VectorStore(settings.lancedb_dir, ann_threshold=n)
+    table = vs.open_or_create(parse(MODEL).model_id, dim)
+    sch = schema(dim)
+    start = time.perf_counter()
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        m = hi - lo
+        ids = pa.array([f"a_{i:09d}" for i in range(lo, hi)])
+        table.add(pa.table({
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(data[lo:hi].ravel()), dim),
+            "asset_id": ids, "version": pa.array(np.ones(m, np.int32)),
+            "sha256": pa.nulls(m, pa.string()), "name": pa.nulls(m, pa.string()),
+            "type": pa.array(["image"] * m), "project": pa.array([f"p{i % 10}" for i in range(lo, hi)]),
+            "tags": pa.nulls(m, pa.list_(pa.string())), "prompt": pa.nulls(m, pa.string()),
+            "status": pa.array(["active"] * m), "created_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
+            "model_id": pa.array([MODEL] * m), "embedded_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
+        }, schema=sch))
+    assets = {f.name: pa.nulls(n, f.type) for f in ASSETS}
+    statuses = np.where(np.arange(n) % 50 == 0, "archived", "active")  # 2% archived: left out of results
+    assets.update(id=pa.array([f"a_{i:09d}" for i in range(n)]), status=pa.array(statuses),
+                  type=pa.array(["image"] * n), current_version=pa.array(np.ones(n, np.int32)))
+    Tables(settings.tables_dir).append("assets", pa.table(assets, schema=ASSETS))
+    print(f"  loaded {n:,} rows in {time.perf_counter() - start:.0f} s; building indexes ...", flush=True)
+    start = time.perf_counter()
+    report = vs.maintain(table)
+    print(f"  indexes in {time.perf_counter() - start:.0f} s (ANN {report.ann})", flush=True)
+    np.save(done, data)
+    return data
+
+
+def parse(model: str):
+    from asset_pipeline.embeddings.model import parse_model
+
+    return parse_model(model)
 
 
 def pct(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) > 1 else values[0]
+    return float(np.percentile(values, p))
 
 
 def main() -> None:
@@ -54,50 +97,68 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--nprobes", type=int, nargs="+", help="IVF partitions probed (default: the catalog's)")
+    ap.add_argument("--refine", type=int, nargs="+", help="refine factors (default: the catalog's)")
+    ap.add_argument("--keep", type=Path, help="build the homes here and keep them for later runs")
     args = ap.parse_args()
 
-    from asset_pipeline.embeddings import search as catalog_search
-    from asset_pipeline.embeddings.vectors import VectorStore, schema
+    from asset_pipeline import Catalog, Settings
+    from asset_pipeline.embeddings import search as s
 
     k = 10
-    print(f"{'rows':>9} {'search':<44}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>10}")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="search-bench-"))
     for n in args.sizes:
-        work = Path(tempfile.mkdtemp(prefix="search-bench-"))
-        rng = np.random.default_rng(n)
-        data = clustered(n, args.dim, rng)
-        vs = VectorStore(work / "lancedb", ann_threshold=n)
-        table = vs.open_or_create("bench", args.dim)
-        sch = schema(args.dim)
-        start = time.perf_counter()
-        for lo in range(0, n, 100_000):
-            hi = min(n, lo + 100_000)
-            m = hi - lo
-            table.add(pa.table({
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(data[lo:hi].ravel()), args.dim),
-                "asset_id": pa.array([f"a_{i}" for i in range(lo, hi)]), "version": pa.array(np.ones(m, np.int32)),
-                "sha256": pa.nulls(m, pa.string()), "name": pa.nulls(m, pa.string()),
-                "type": pa.array(["image"] * m), "project": pa.array([f"p{i % 10}" for i in range(lo, hi)]),
-                "tags": pa.nulls(m, pa.list_(pa.string())), "prompt": pa.nulls(m, pa.string()),
-                "status": pa.array(["active"] * m), "created_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
-                "model_id": pa.array(["bench"] * m), "embedded_at": pa.nulls(m, pa.timestamp("us", tz="UTC")),
-            }, schema=sch))
-        load_s = time.perf_counter() - start
+        home = root / f"home-{n}"
+        print(f"{n:,} vectors x {args.dim}: building ... ", flush=True)
+        data = build(home, n, args.dim)
+        rng = np.random.default_rng(7)
         picks = rng.integers(0, n, args.queries)
         queries = data[picks] + 0.05 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        cat = Catalog(settings=Settings.from_env(home=home, durable=False))
+        table = cat._search_session().table(parse(MODEL).model_id).sync
+        live = cat._search_session().status
+        truth = []
+        for q in queries:  # exact top-10 of active assets: what a perfect search returns
+            rows = s.vector_query(table, q, 5 * k).bypass_vector_index().select(["asset_id"]).to_arrow()
+            ids = rows["asset_id"].to_pylist()
+            status = live.of(ids)
+            truth.append([i for i in ids if status[i] == "active"][:k])
 
-        flat_lat, truth = timed_queries(table, queries, k, exact=True)
-        print(f"{n:>9} {'exact (no index)':<44}{pct(flat_lat, 50):>8.1f}{pct(flat_lat, 95):>8.1f}{1.0:>10.3f}")
-        start = time.perf_counter()
-        report = vs.maintain(table)
-        index_s = time.perf_counter() - start
-        ann_lat, got = timed_queries(table, queries, k)
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth)]))
-        label = (f"IVF-HNSW-SQ (nprobes {catalog_search.ANN_NPROBES}, ef {catalog_search.ANN_EF}, "
-                 f"refine {catalog_search.ANN_REFINE})")
-        print(f"{n:>9} {label:<44}{pct(ann_lat, 50):>8.1f}{pct(ann_lat, 95):>8.1f}{recall:>10.3f}")
-        print(f"{'':>9} (load {load_s:.1f} s; indexes {index_s:.1f} s, ANN {report.ann})")
-        shutil.rmtree(work, ignore_errors=True)
+        def bare(q: np.ndarray, table=table) -> list[str]:  # LanceDB's sync API, the catalog's settings
+            return (s.vector_query(table, q, k).where("status = 'active'", prefilter=True)
+                    .select(["asset_id", "_distance"]).to_arrow()["asset_id"].to_pylist())
+
+        def catalog(q: np.ndarray, cat=cat) -> list[str]:
+            return [h["asset_id"] for h in cat.search(vector=q, k=k, model=MODEL)]
+
+        for nprobes in args.nprobes or [s.ANN_NPROBES]:
+            for refine in args.refine or [s.ANN_REFINE]:
+                s.ANN_NPROBES, s.ANN_REFINE = nprobes, refine  # the catalog reads them per query
+                setting = f"nprobes {nprobes}, refine {refine}"
+                for fn in (bare, catalog):  # warm: caches, first status read
+                    for q in queries[:10]:
+                        fn(q)
+                per: dict[str, list[tuple[float, float, float]]] = {"bare LanceDB query": [], "Catalog.search": []}
+                print(f"\n{n:,} rows, {setting}; {args.queries} queries a round")
+                print(f"  {'round':<7}{'contender':<22}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>11}")
+                for r in range(args.rounds):
+                    for label, fn in (("bare LanceDB query", bare), ("Catalog.search", catalog)):
+                        lat, got = [], []
+                        for q in queries:
+                            t0 = time.perf_counter()
+                            got.append(fn(q))
+                            lat.append((time.perf_counter() - t0) * 1000)
+                        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, truth)]))
+                        per[label].append((pct(lat, 50), pct(lat, 95), recall))
+                        print(f"  {r + 1:<7}{label:<22}{pct(lat, 50):>8.2f}{pct(lat, 95):>8.2f}{recall:>11.3f}",
+                              flush=True)
+                for label, vals in per.items():
+                    med = [statistics.median(v[i] for v in vals) for i in range(3)]
+                    print(f"  {'median':<7}{label:<22}{med[0]:>8.2f}{med[1]:>8.2f}{med[2]:>11.3f}")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -54,15 +54,35 @@ class ModelSpec:
     @property
     def model_id(self) -> str:
         """Recorded on every embedding row: a different id means a different vector space.
-        A local checkpoint is identified by its content, not its path."""
+        A local checkpoint is identified by its content, not its path — hashed once per process
+        and file stamp (`checkpoint_digest`), not on every access (a 600 MB checkpoint takes
+        about a second to hash)."""
         if self.is_test_model:
             return TINY_TEST
         ckpt = self.checkpoint
         if ckpt is not None:
-            from asset_pipeline.hashing import hash_file
+            from asset_pipeline.filestamp import FileStamp
 
-            return f"{self.architecture}:sha256-{hash_file(ckpt)[0][:16]}"
+            stamp = FileStamp.read(ckpt, follow_symlinks=True)
+            if stamp is None:
+                raise ModelUnavailable(f"checkpoint {ckpt} for {self.architecture} does not exist")
+            return f"{self.architecture}:sha256-{checkpoint_digest(str(ckpt), stamp)[:16]}"
         return f"{self.architecture}:{self.pretrained}"
+
+    @property
+    def label(self) -> str:
+        """How results name the model; the test model always says it has random weights."""
+        return f"{TINY_TEST} ({TEST_LABEL})" if self.is_test_model else self.model_id
+
+
+@lru_cache(maxsize=32)
+def checkpoint_digest(path: str, stamp: object) -> str:
+    """sha256 of a checkpoint file. Memoised on (path, stamp): the stamp (device, inode, size,
+    mtime_ns, ctime_ns) changes whenever the file may have, so a rewritten checkpoint is hashed
+    again and an unchanged one never is."""
+    from asset_pipeline.hashing import hash_file
+
+    return hash_file(path)[0]
 
 
 def parse_model(value: str | None = None) -> ModelSpec:

@@ -4,6 +4,7 @@ hybrid (vector + full-text, reranked with reciprocal rank fusion)."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -83,19 +84,58 @@ ANN_NPROBES, ANN_EF, ANN_REFINE = 12, 100, 5
 def vector_query(table: Any, vector: Any, limit: int) -> Any:
     """A cosine top-`limit` query that uses the ANN index when the table has one (exact otherwise).
     HNSW's beam must cover every candidate the refine step re-ranks."""
-    values = vector.tolist() if hasattr(vector, "tolist") else list(vector)
+    values = np.asarray(vector, dtype=np.float32)
     return (table.search(values, vector_column_name="vector").distance_type("cosine")
             .nprobes(ANN_NPROBES).ef(max(ANN_EF, limit * ANN_REFINE)).refine_factor(ANN_REFINE).limit(limit))
 
 
+Keep = Callable[[list[dict]], list[dict]]
+
+
 def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | None = None,
-               where: str | None = None, k: int = 10, model_label: str = "") -> list[dict]:
-    """Best first, one hit per asset (its best-scoring version)."""
-    if table is None or table.count_rows() == 0:
+               where: str | None = None, k: int = 10, model_label: str = "", keep: Keep | None = None) -> list[dict]:
+    """Best first, one hit per asset (its best-scoring version); `keep` drops hits (a status
+    re-check) before they count towards `k`. `table` is a LanceDB table or a search session's
+    `OpenTable` (its nearest-neighbour queries take one round trip through the async API).
+
+    The index is asked for 2k rows (the refine step re-ranks limit x ANN_REFINE candidates, so
+    asking for more costs more); only when versions of one asset or dropped hits leave fewer
+    than k is it asked again for four times as many."""
+    if table is None:
         return []
-    fetch = max(k * 4, 40)  # several versions of an asset may match: over-fetch, then keep one each
+    fetch = max(2 * k, 10)
+    while True:
+        try:
+            rows = _rows(table, vector, query, where, fetch)
+        except Exception:  # noqa: BLE001 - an empty table has no indexes to search: no hits
+            if getattr(table, "sync", table).count_rows() == 0:
+                return []
+            raise
+        best: dict[str, dict] = {}
+        for row in rows:
+            score = row["_score_"]
+            hit = {c: row[c] for c in RESULT_COLUMNS} | {"score": score, "model": model_label}
+            if row["asset_id"] not in best or score > best[row["asset_id"]]["score"]:
+                best[row["asset_id"]] = hit
+        hits = sorted(best.values(), key=lambda h: -h["score"])
+        if keep is not None:
+            hits = keep(hits)
+        if len(hits) >= k or len(rows) < fetch:
+            return hits[:k]
+        fetch *= 4
+
+
+def _rows(table: Any, vector: np.ndarray | None, query: str | None, where: str | None, fetch: int) -> list[dict]:
+    """Up to `fetch` rows of one query, each with its score as `_score_` (higher is better)."""
+    if hasattr(table, "nearest"):
+        if vector is not None and not query:
+            rows = table.nearest(vector, where, fetch, list(RESULT_COLUMNS))
+            for row in rows:
+                row["_score_"] = 1.0 - row["_distance"]
+            return rows
+        table = table.sync
     if vector is not None and query:
-        q = table.search(query_type="hybrid").vector(vector.tolist()).text(query)
+        q = table.search(query_type="hybrid").vector(np.asarray(vector, dtype=np.float32)).text(query)
         q = q.distance_type("cosine")
         score_col = "_relevance_score"
     elif vector is not None:
@@ -111,10 +151,6 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
     # Hybrid adds its fused score itself; plain searches name theirs (LanceDB warns otherwise).
     columns = list(RESULT_COLUMNS) if score_col == "_relevance_score" else [*RESULT_COLUMNS, score_col]
     rows = q.select(columns).limit(fetch).to_arrow().to_pylist()
-    best: dict[str, dict] = {}
     for row in rows:
-        score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])
-        hit = {c: row[c] for c in RESULT_COLUMNS} | {"score": score, "model": model_label}
-        if row["asset_id"] not in best or score > best[row["asset_id"]]["score"]:
-            best[row["asset_id"]] = hit
-    return sorted(best.values(), key=lambda h: -h["score"])[:k]
+        row["_score_"] = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])
+    return rows
