@@ -346,9 +346,9 @@ def test_ingests_and_sweeps_side_by_side_many_rounds(tmp_path: Path) -> None:
     base = tmp_path / "base"
     for i in range(ROUNDS):
         _write(base, f"d/{i}.png", render_image(7_000 + i, (32, 32)), "base", f"d/{i}")
+    data = {i: (base / f"d/{i}.png").read_bytes() for i in range(ROUNDS)}
     cat = Catalog(settings=Settings.from_env(home=home, inbox=str(base), durable=False))
     assert cat.ingest().new_versions == ROUNDS
-    data = {i: (base / f"d/{i}.png").read_bytes() for i in range(ROUNDS)}
     for i in range(ROUNDS):
         _write(tmp_path / f"round-{i}", "copy.png", data[i], "copies", f"copy/{i}")
         _write(tmp_path / f"round-{i}", "fresh.png", render_image(8_000 + i, (32, 32)), "copies", f"fresh/{i}")

@@ -70,9 +70,9 @@ def test_ingest_from_an_s3_inbox_into_an_s3_store(s3_client, bucket, tmp_path: P
     assert (summary.new_versions, summary.rejected, summary.deduplicated) == \
         (counts["versions"], counts["rejected"], counts["deduplicated"])
     assert len(list(cat.home.store.iter_hashes())) == counts["blobs"]
-    # rejected inputs moved to the local quarantine and out of the S3 inbox; the spool is gone
-    left = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="inbox/")["Contents"]}
-    assert "inbox/bad/empty.png" not in left and "inbox/images/sunset.png" in left
+    # rejected inputs moved to the local quarantine, accepted ones committed: the S3 inbox is
+    # consumed (the default); the spool is gone
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix="inbox/")
     assert len(list(settings.quarantine_dir.rglob("*.png"))) == 3
     assert not (settings.home / "spool").exists() or not any((settings.home / "spool").iterdir())
     sunset = cat.sql("select id from assets where name = 'images/sunset'").column(0)[0].as_py()
@@ -113,3 +113,19 @@ def test_sensor_watches_an_s3_prefix(s3_client, s3_env, bucket, tmp_path: Path) 
     first = tick(None)
     assert [r.run_config["ops"]["ingest"]["config"]["paths"] for r in first.run_requests] == [["a.png"]]
     assert tick(first.cursor).run_requests == []
+
+
+def test_a_kept_s3_inbox_is_left_as_it_is(s3_client, bucket, tmp_path: Path) -> None:
+    local = tmp_path / "samples"
+    counts = make_samples(local)
+    keys = set()
+    for path in local.rglob("*"):
+        if path.is_file():
+            keys.add(f"inbox/{path.relative_to(local).as_posix()}")
+            s3_client.upload_file(str(path), bucket, f"inbox/{path.relative_to(local).as_posix()}")
+    settings = Settings.from_env(home=tmp_path / "home", inbox=f"s3://{bucket}/inbox", inbox_mode="keep",
+                                 durable=False)
+    summary = Catalog(settings=settings, s3_client=s3_client).ingest()
+    assert (summary.new_versions, summary.rejected) == (counts["versions"], counts["rejected"])
+    assert {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="inbox/")["Contents"]} == keys
+    assert not settings.quarantine_dir.exists() or not any(settings.quarantine_dir.rglob("*.png"))
