@@ -129,3 +129,20 @@ def test_a_kept_s3_inbox_is_left_as_it_is(s3_client, bucket, tmp_path: Path) -> 
     assert (summary.new_versions, summary.rejected) == (counts["versions"], counts["rejected"])
     assert {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="inbox/")["Contents"]} == keys
     assert not settings.quarantine_dir.exists() or not any(settings.quarantine_dir.rglob("*.png"))
+
+
+def test_video_keyframes_stream_from_an_s3_store(s3_client, bucket) -> None:
+    """A streamed (non-seekable) blob is spooled to a temporary file, never read into memory;
+    the frames taken are evenly spaced, first to last part of the clip."""
+    from asset_pipeline.embeddings.job import VisualDataset, video_frames
+    from asset_pipeline.samples import _mp4
+
+    clip = _mp4(frames=48)
+    store = S3ObjectStore(s3_client, bucket, "blobs")
+    sha, _, _ = store.put_stream(io.BytesIO(clip))
+    ds = VisualDataset([{"sha256": sha, "type": "video"}], store, lambda im: __import__("torch").zeros(3, 8, 8))
+    index, tensor, error = ds[0]
+    assert error is None and tuple(tensor.shape) == (3, 3, 8, 8)
+    frames = video_frames(io.BytesIO(clip))
+    fill = [sum(1 for x in range(64) if im.getpixel((x, 24))[0] > 128) for im in frames]
+    assert len(frames) == 3 and fill == sorted(fill) and fill[0] < fill[-1]  # the bar fills up over time

@@ -9,12 +9,15 @@ nothing twice.
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -65,22 +68,51 @@ def pending_versions(tables: Tables, table: Any) -> list[dict]:
         con.close()
 
 
-def video_frames(data: io.BufferedIOBase, count: int = VIDEO_FRAMES) -> list[Any]:
-    """Up to `count` evenly spaced keyframes (falls back to all frames for keyframe-poor clips)."""
+def video_frames(data: BinaryIO, count: int = VIDEO_FRAMES) -> list[Any]:
+    """Up to `count` evenly spaced keyframes (evenly spaced frames for keyframe-poor clips).
+
+    `data` is a seekable file: the container is read twice, never held in memory — once to list
+    packets (no decoding), once to decode just the chosen frames — so memory stays at a frame
+    or two whatever the video's length."""
     import av
 
     with av.open(data) as container:
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(container.streams.video[0])
+                   if p.pts is not None and p.size]
+    keys = sorted(pts for pts, key in packets if key)
+    pool = keys if len(keys) >= count else sorted(pts for pts, _ in packets)
+    if not pool:
+        raise ValueError("video has no decodable frames")
+    step = len(pool) / min(count, len(pool))
+    wanted = {pool[int(i * step)] for i in range(min(count, len(pool)))}
+    data.seek(0)
+    frames: dict[int, Any] = {}
+    with av.open(data) as container:
         stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONKEY"
-        frames = [f.to_image() for f in container.decode(stream)]
-    if len(frames) < count:
-        data.seek(0)
-        with av.open(data) as container:
-            frames = [f.to_image() for f in container.decode(container.streams.video[0])]
+        if pool is keys:
+            stream.codec_context.skip_frame = "NONKEY"
+        for frame in container.decode(stream):
+            if frame.pts in wanted and frame.pts not in frames:
+                frames[frame.pts] = frame.to_image()
+                if len(frames) == len(wanted):
+                    break
     if not frames:
         raise ValueError("video has no decodable frames")
-    step = len(frames) / min(count, len(frames))
-    return [frames[int(i * step)] for i in range(min(count, len(frames)))]
+    return [frames[pts] for pts in sorted(frames)]
+
+
+@contextmanager
+def _seekable(store: ObjectStore, sha256: str) -> Iterator[BinaryIO]:
+    """The blob as a seekable file: a local blob as it is, a streamed (S3) one spooled to a
+    temporary file first — never read whole into memory."""
+    with store.open(sha256) as f:
+        if f.seekable():
+            yield f
+            return
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(f, spool, 1024 * 1024)
+            spool.seek(0)
+            yield spool
 
 
 class VisualDataset:
@@ -98,13 +130,12 @@ class VisualDataset:
 
         item = self.items[i]
         try:
-            with self.store.open(item["sha256"]) as f:
-                data = io.BytesIO(f.read())
-            if item["type"] == "video":
-                images = video_frames(data)
-            else:
-                with Image.open(data) as img:
-                    images = [img.convert("RGB")]
+            with _seekable(self.store, item["sha256"]) as f:
+                if item["type"] == "video":
+                    images = video_frames(f)
+                else:
+                    with Image.open(f) as img:
+                        images = [img.convert("RGB")]
             return i, torch.stack([self.preprocess(im) for im in images]), None
         except Exception as exc:  # one bad blob must not stop the batch
             return i, None, f"{type(exc).__name__}: {exc}"
