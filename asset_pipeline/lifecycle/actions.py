@@ -134,7 +134,7 @@ class Lifecycle:
             raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
         with self.exclusive():
             self.apply("archive", [asset_id], by=by)
-            self.reconcile_blobs()
+            self.reconcile_blobs(only=self._blobs_of(asset_id))
 
     def restore(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
@@ -146,7 +146,7 @@ class Lifecycle:
                 if v["status"] != "pruned":
                     self._copy(v["sha256"], self.archive_store, self.hot_store)
             self.apply("restore", [asset_id], by=by)
-            self.reconcile_blobs()
+            self.reconcile_blobs(only=self._blobs_of(asset_id))
 
     def delete(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
@@ -273,12 +273,18 @@ class Lifecycle:
             raise ObjectMissing(f"blob {sha} read back with hash {stored}: not copied")
         dst.flush()
 
-    def _placement(self) -> tuple[dict[str, int], set[str], set[str], set[str]]:
+    def _blobs_of(self, asset_id: str) -> set[str]:
+        return {v["sha256"] for v in self._versions("a.id = ?", [asset_id])}
+
+    def _placement(self, only: set[str] | None = None) -> tuple[dict[str, int], set[str], set[str], set[str]]:
         """From the tables as they are now: sizes, every referenced hash, and the hashes the hot
-        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot)."""
+        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot).
+        With `only`, just for those hashes (every version that shares one of them counts)."""
         purged = self.purged_ids()
         hot_needed, archive_needed, referenced, sizes = set(), set(), set(), {}
-        for v in self._versions("true", []):
+        versions = self._versions("true", []) if only is None else \
+            self._versions("v.sha256 in (select unnest(?))", [sorted(only)])
+        for v in versions:
             referenced.add(v["sha256"])
             sizes[v["sha256"]] = v["size_bytes"]
             if v["status"] == "archived":
@@ -287,10 +293,13 @@ class Lifecycle:
                 hot_needed.add(v["sha256"])
         return sizes, referenced, hot_needed, archive_needed
 
-    def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str) -> dict[str, set[str]]:
+    def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str,
+                            only: set[str] | None = None) -> dict[str, set[str]]:
         """Mark phase: record when each store's copy of a hash was first seen unneeded, forget
-        marks whose hash is needed again, and return what has stayed unneeded for `blob_grace`."""
-        marks = self.tables.read("blob_marks").to_pylist()
+        marks whose hash is needed again, and return what has stayed unneeded for `blob_grace`.
+        With `only`, marks of other hashes are left alone."""
+        marks = self.tables.read("blob_marks").to_pylist() if only is None else self.tables.read(
+            "blob_marks", where="sha256 in (select unnest(?))", params=[sorted(only)]).to_pylist()
         have = {(m["store"], m["sha256"]): m["marked_at"] for m in marks}
         fresh = [{"sha256": sha, "store": store, "marked_at": now, "run_id": run_id}
                  for store, shas in candidates.items() for sha in sorted(shas) if (store, sha) not in have]
@@ -303,20 +312,25 @@ class Lifecycle:
         cutoff = now - self.blob_grace
         return {store: {sha for sha in shas if since[(store, sha)] <= cutoff} for store, shas in candidates.items()}
 
-    def reconcile_blobs(self, run_id: str = "reconcile") -> list[dict]:
+    def reconcile_blobs(self, run_id: str = "reconcile", only: set[str] | None = None) -> list[dict]:
         """Make the stores match the statuses; returns audit rows of bytes moved and freed.
 
         Copies are made first. A copy nobody needs is then only marked; once it has stayed
         unneeded for `blob_grace`, it is hidden, the references are read again, and it is purged
         — or unhidden if a concurrent writer (an ingest that deduplicated against it, a restore)
         referenced it meanwhile. Together with the writers' check after their commit this keeps
-        every committed version's blob, whatever runs beside the sweep."""
-        sizes, referenced, hot_needed, archive_needed = self._placement()
+        every committed version's blob, whatever runs beside the sweep.
+
+        With `only` (an archive or restore of one asset), just those hashes are reconciled: they
+        are looked up one by one instead of listing both stores and reading every version."""
+        sizes, referenced, hot_needed, archive_needed = self._placement(only)
         stores = {"hot": self.hot_store, "archive": self.archive_store}
         needed = {"hot": hot_needed, "archive": archive_needed}
         moves, problems = [], []
-        # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do).
-        present = {name: set(store.iter_hashes()) for name, store in stores.items()}
+        # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do);
+        # a handful of hashes are looked up directly.
+        present = {name: set(store.iter_hashes()) if only is None else {sha for sha in only if store.exists(sha)}
+                   for name, store in stores.items()}
         for dst, src in (("archive", "hot"), ("hot", "archive")):  # copy first...
             for sha in sorted(needed[dst] - present[dst]):
                 try:
@@ -332,12 +346,13 @@ class Lifecycle:
                              if not (sha in needed[other] and sha not in present[other])}
                       for name, other in (("hot", "archive"), ("archive", "hot"))}
         now = datetime.now(UTC)
-        eligible = self._marked_long_enough(candidates, now, run_id)
+        eligible = self._marked_long_enough(candidates, now, run_id, only)
         hidden = {name: {sha for sha in sorted(eligible[name]) if stores[name].hide(sha)}
-                  | set(stores[name].hidden_hashes()) for name in stores}  # plus a crashed sweep's
+                  | {sha for sha in stores[name].hidden_hashes() if only is None or sha in only}
+                  for name in stores}  # plus a crashed sweep's
         failpoint("gc-hidden")
         if any(hidden.values()):
-            sizes, _, hot_needed, archive_needed = self._placement()  # the references as they are now
+            sizes, _, hot_needed, archive_needed = self._placement(only)  # the references as they are now
             needed = {"hot": hot_needed, "archive": archive_needed}
             settled = []
             for name, shas in hidden.items():

@@ -85,11 +85,15 @@ def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = N
     summary = IntakeSummary(files=[f.name for f in files])
     if not files:
         return summary
-    known = set(tables.read("assets", columns=["id"])["id"].to_pylist())
+    by_file = {path: _records(path) for path in files}
+    # Only the ids these rows name are looked up (not every id of the catalog).
+    named = sorted({d["asset_id"] for records in by_file.values() for _, d, _ in records
+                    if isinstance(d, dict) and isinstance(d.get("asset_id"), str)})
+    known = set(tables.read("assets", where="id in (select unnest(?))", params=[named],
+                            columns=["id"])["id"].to_pylist()) if named else set()
     good, now = [], datetime.now(UTC)
     hashes = {}
-    for path in files:
-        records = _records(path)
+    for path, records in by_file.items():
         hashes[path] = hash_file(path)[0]
         for (line, doc, raw), row_id in zip(records, _content_ids(records, hashes[path])):
             try:
