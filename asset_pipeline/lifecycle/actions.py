@@ -18,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
+
 from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.policies import Policy
@@ -50,6 +53,22 @@ def action_id(*parts: Any) -> str:
 
 
 DEFAULT_BLOB_GRACE = timedelta(hours=24)
+STATUS_AFTER = {"archive": "archived", "delete": "deleted", "restore": "active", "undelete": "active"}
+
+
+class _Sizes:
+    """Blob sizes, looked up for the blobs that moved only: no dict of a million entries."""
+
+    def __init__(self, shas: Any, sizes: Any):
+        self._shas, self._sizes = shas, sizes
+
+    def of(self, wanted: set[str]) -> dict[str, int]:
+        import pyarrow.compute as pc
+
+        if not wanted:
+            return {}
+        mask = pc.is_in(self._shas, value_set=pa.array(sorted(wanted), pa.string()))
+        return dict(zip(pc.filter(self._shas, mask).to_pylist(), pc.filter(self._sizes, mask).to_pylist()))
 
 
 class Lifecycle:
@@ -92,40 +111,80 @@ class Lifecycle:
         return self.tables.read("assets", where=where, params=params, columns=["id"])["id"].to_pylist()
 
     # --- recording ---------------------------------------------------------------------------
-    def _audit(self, rows: list[dict]) -> int:
+    def _audit(self, rows: list[dict] | pa.Table) -> int:
+        if not len(rows):
+            return 0
         result = self.tables.merge("lifecycle_actions", rows, keys=("action_id",), update=False)
-        return int(result.get("num_target_rows_inserted", 0)) if rows else 0
+        return int(result.get("num_target_rows_inserted", 0))
 
     def _set_status(self, ids: list[str], status: str, deleted_at: datetime | None) -> None:
         now = datetime.now(UTC)
-        self.tables.merge("assets", [{"id": i, "status": status, "deleted_at": deleted_at, "updated_at": now}
-                                     for i in ids],
-                          keys=("id",), columns=("status", "deleted_at", "updated_at"), insert=False)
+        n = len(ids)
+        ts = pa.timestamp("us", tz="UTC")
+        self.tables.merge("assets", pa.table({
+            "id": pa.array(ids, pa.string()), "status": pa.array([status] * n, pa.string()),
+            "deleted_at": pa.array([deleted_at] * n, ts), "updated_at": pa.array([now] * n, ts)}),
+            keys=("id",), columns=("status", "deleted_at", "updated_at"), insert=False)
 
-    def _rows(self, action: str, ids: list[str], policy: str, partition: str, run_id: str, by: str,
-              dry_run: bool, now: datetime, bytes_of=None) -> list[dict]:
-        if not ids:
-            return []
-        versions = self._versions("a.id in (select unnest(?))", [ids])
-        return [{"action_id": action_id(partition, action, policy, v["asset_id"], v["version"], dry_run),
-                 "acted_at": now, "partition_key": partition, "policy": policy, "action": action,
-                 "asset_id": v["asset_id"], "version": v["version"], "sha256": v["sha256"],
-                 "bytes": bytes_of(v) if bytes_of else v["size_bytes"], "dry_run": dry_run, "run_id": run_id,
-                 "by": by} for v in versions]
+    def _rows(self, selections: list[tuple[str, str, list[str]]], partition: str, run_id: str, by: str,
+              dry_run: bool, now: datetime) -> pa.Table:
+        """Audit rows, one per version of each selected asset, for several (action, policy, ids)
+        at once, as an Arrow table built by DuckDB: at a sweep's scale (10^5 versions) Python
+        dicts would cost more than the Delta commit."""
+        wanted = [(i, action, policy) for action, policy, ids in selections for i in ids]
+        if not wanted:
+            return pa.table({})
+        ids, actions, policies = (list(x) for x in zip(*wanted))
+        con = connect(self.tables, ["asset_versions"])
+        try:
+            # The ids join as an Arrow table (a list parameter of 10^5 strings costs DuckDB seconds).
+            con.register("wanted", pa.table({"id": pa.array(ids, pa.string()), "action": pa.array(actions, pa.string()),
+                                             "policy": pa.array(policies, pa.string())}))
+            con.execute("""create temp table picked as
+                           select v.asset_id, v.version, v.sha256, v.size_bytes as bytes, w.action, w.policy
+                           from asset_versions v join wanted w on w.id = v.asset_id""")
+            return self._audit_table(con, "picked", partition, run_id, by, dry_run, now)
+        finally:
+            con.close()
+
+    @staticmethod
+    def _audit_table(con: Any, versions: str, partition: str, run_id: str, by: str, dry_run: bool,
+                     now: datetime) -> pa.Table:
+        """`lifecycle_actions` rows for the relation `versions` (asset_id, version, sha256, bytes,
+        action, policy) of `con`; ids are `action_id(partition, action, policy, asset_id, version,
+        dry_run)`, computed by DuckDB (the same sha256 of the same text)."""
+        return con.execute(f"""
+            select substr(sha256(concat($partition, chr(0), action, chr(0), policy, chr(0), asset_id, chr(0),
+                                        version::varchar, chr(0), $dry_text)), 1, 32) as action_id,
+                   $now::timestamptz as acted_at, $partition as partition_key, policy, action,
+                   asset_id, version, sha256, bytes::bigint as bytes, $dry_run as dry_run, $run_id as run_id,
+                   $by as by
+            from {versions}""", {"partition": partition, "dry_text": str(dry_run), "now": now, "dry_run": dry_run,
+                                 "run_id": run_id, "by": by}).to_arrow_table()
 
     # --- actions -----------------------------------------------------------------------------
     def apply(self, action: str, ids: list[str], *, policy: str = "api", partition: str | None = None,
               run_id: str = "api", by: str = "api", dry_run: bool = False) -> int:
         """archive | delete (soft) | restore | undelete for `ids`; audit rows first, then status."""
+        return self.apply_many([(action, policy, ids)], partition=partition, run_id=run_id, by=by, dry_run=dry_run)
+
+    def apply_many(self, selections: list[tuple[str, str, list[str]]], *, partition: str | None = None,
+                   run_id: str = "api", by: str = "api", dry_run: bool = False) -> int:
+        """Several (action, policy, ids) at once — a sweep's policies: one audit merge for all,
+        then one status merge per status (each merge rewrites the files of `assets` it touches,
+        so three policies cost one rewrite, not three). Returns audit rows written."""
         now = datetime.now(UTC)
         partition = partition or now.isoformat()
-        rows = self._rows(action, ids, policy, partition, run_id, by, dry_run, now)
-        written = self._audit(rows)
-        if dry_run or not ids:
+        written = self._audit(self._rows(selections, partition, run_id, by, dry_run, now))
+        if dry_run:
             return written
         failpoint("lifecycle-status")
-        status = {"archive": "archived", "delete": "deleted", "restore": "active", "undelete": "active"}[action]
-        self._set_status(ids, status, now if action == "delete" else None)
+        by_status: dict[str, list[str]] = {}
+        for action, _, ids in selections:
+            by_status.setdefault(STATUS_AFTER[action], []).extend(ids)
+        for status, ids in by_status.items():
+            if ids:
+                self._set_status(ids, status, now if status == "deleted" else None)
         return written
 
     def archive(self, asset_id: str, by: str = "api") -> None:
@@ -173,31 +232,48 @@ class Lifecycle:
     def hard_delete_expired(self, as_of: datetime, grace_period_days: float, partition: str, run_id: str,
                             dry_run: bool = False) -> tuple[int, int]:
         """Soft-deleted assets past the grace period: audit (bytes each version frees), then drop
-        their embeddings; `reconcile_blobs` frees the blobs nobody else references."""
+        their embeddings; `reconcile_blobs` frees the blobs nobody else references.
+
+        One DuckDB query decides what each expiring version frees: its blob's size if no version
+        of a live, archived or still-undeletable asset (nor a pruned one's) keeps it, counted
+        once per blob (for the first expiring version that holds it)."""
         cutoff = as_of - timedelta(days=grace_period_days)
-        purged = self.purged_ids()
-        expired = [r["id"] for r in self.tables.read(
-            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
-            if r["id"] not in purged]
-        if not expired:
-            return 0, 0
-        still_needed = {v["sha256"] for v in self._versions(
-            "a.status in ('active', 'archived') or (a.status = 'deleted' and a.id not in (select unnest(?)))",
-            [sorted(purged | set(expired))])}
-        freed: set[str] = set()
-
-        def bytes_of(v: dict) -> int:
-            if v["sha256"] in still_needed or v["sha256"] in freed:
-                return 0
-            freed.add(v["sha256"])
-            return v["size_bytes"]
-
-        rows = self._rows("hard_delete", expired, "grace_period", partition, run_id, "sweep", dry_run,
-                          datetime.now(UTC), bytes_of)
+        con = connect(self.tables, ["assets", "asset_versions", "lifecycle_actions"])
+        try:
+            con.execute("""create temp table purged as select distinct asset_id as id from lifecycle_actions
+                           where action = 'hard_delete' and not dry_run""")
+            con.execute("""create temp table expired as select id from assets
+                           where status = 'deleted' and deleted_at <= ? and id not in (select id from purged)""",
+                        [cutoff])
+            expired = [r[0] for r in con.sql("select id from expired order by id").fetchall()]
+            if not expired:
+                return 0, 0
+            con.execute("""create temp table going as select v.asset_id, v.version, v.sha256, v.size_bytes
+                           from asset_versions v semi join expired e on e.id = v.asset_id""")
+            # Versions of other assets that share a going blob, and which of those still need it.
+            con.execute("""create temp table needed as
+                           select distinct v.sha256 from asset_versions v
+                           semi join going g on g.sha256 = v.sha256
+                           join assets a on a.id = v.asset_id
+                           where a.status in ('active', 'archived', 'deleted')
+                             and v.asset_id not in (select id from expired)
+                             and v.asset_id not in (select id from purged)
+                             and not exists (select 1 from lifecycle_actions p
+                                             where p.action = 'version_purged' and not p.dry_run
+                                               and p.asset_id = v.asset_id and p.version = v.version)""")
+            con.execute("""create temp table freeing as
+                           select g.asset_id, g.version, g.sha256, 'hard_delete' as action, 'grace_period' as policy,
+                                  case when g.sha256 in (select sha256 from needed)
+                                         or row_number() over (partition by g.sha256 order by g.asset_id, g.version) > 1
+                                       then 0 else g.size_bytes end as bytes
+                           from going g""")
+            rows = self._audit_table(con, "freeing", partition, run_id, "sweep", dry_run, datetime.now(UTC))
+        finally:
+            con.close()
         self._audit(rows)
         if not dry_run:
             self._drop_embeddings(expired)
-        return len(expired), sum(r["bytes"] for r in rows)
+        return len(expired), int(pa.compute.sum(rows["bytes"]).as_py() or 0)
 
     # --- keep the last N versions (issue 14) --------------------------------------------------
     def prune_versions(self, ids: list[str], keep: int, policy: str, partition: str, run_id: str,
@@ -243,7 +319,8 @@ class Lifecycle:
             return 0, 0
         going = {(a, v) for a, v, _ in due}
         purged = self.purged_ids()
-        keep = {v["sha256"] for v in self._versions("true", [])
+        # Only the versions that share a due blob decide whether it is freed (not every version).
+        keep = {v["sha256"] for v in self._versions("v.sha256 in (select unnest(?))", [sorted({s for _, _, s in due})])
                 if (v["asset_id"], v["version"]) not in going and v["status"] != "pruned"
                 and v["asset_id"] not in purged}
         sizes = {v["sha256"]: v["size_bytes"] for v in self._versions("a.id in (select unnest(?))",
@@ -278,20 +355,37 @@ class Lifecycle:
 
     def _placement(self, only: set[str] | None = None) -> tuple[dict[str, int], set[str], set[str], set[str]]:
         """From the tables as they are now: sizes, every referenced hash, and the hashes the hot
-        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot).
-        With `only`, just for those hashes (every version that shares one of them counts)."""
-        purged = self.purged_ids()
-        hot_needed, archive_needed, referenced, sizes = set(), set(), set(), {}
-        versions = self._versions("true", []) if only is None else \
-            self._versions("v.sha256 in (select unnest(?))", [sorted(only)])
-        for v in versions:
-            referenced.add(v["sha256"])
-            sizes[v["sha256"]] = v["size_bytes"]
-            if v["status"] == "archived":
-                archive_needed.add(v["sha256"])
-            elif v["status"] == "active" or (v["status"] == "deleted" and v["asset_id"] not in purged):
-                hot_needed.add(v["sha256"])
-        return sizes, referenced, hot_needed, archive_needed
+        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot;
+        a pruned version keeps nothing). With `only`, just for those hashes (every version that
+        shares one of them counts). Decided per hash in one DuckDB aggregation: a million
+        versions never become Python rows."""
+        con = connect(self.tables, ["assets", "asset_versions", "lifecycle_actions"])
+        try:
+            scope = ""
+            if only is not None:
+                con.register("scope", pa.table({"sha256": pa.array(sorted(only), pa.string())}))
+                scope = "where v.sha256 in (select sha256 from scope)"
+            got = con.sql(f"""
+                with purged as (select distinct asset_id as id from lifecycle_actions
+                                where action = 'hard_delete' and not dry_run),
+                     pruned as (select distinct asset_id, version from lifecycle_actions
+                                where action = 'version_purged' and not dry_run),
+                     v as (select v.sha256, v.size_bytes, a.status, a.id in (select id from purged) as gone,
+                                  p.version is not null as pruned
+                           from asset_versions v join assets a on a.id = v.asset_id
+                           left join pruned p on p.asset_id = v.asset_id and p.version = v.version {scope})
+                select sha256, any_value(size_bytes) as size,
+                       bool_or(not pruned and status = 'archived') as in_archive,
+                       bool_or(not pruned and (status = 'active' or (status = 'deleted' and not gone))) as in_hot
+                from v group by sha256""").to_arrow_table()
+        finally:
+            con.close()
+        import pyarrow.compute as pc
+
+        sizes = _Sizes(got["sha256"], got["size"])
+        archive_needed = set(pc.filter(got["sha256"], got["in_archive"]).to_pylist())
+        hot_needed = set(pc.filter(got["sha256"], got["in_hot"]).to_pylist())
+        return sizes, set(got["sha256"].to_pylist()), hot_needed, archive_needed
 
     def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str,
                             only: set[str] | None = None) -> dict[str, set[str]]:
@@ -363,9 +457,10 @@ class Lifecycle:
                         moves.append((f"blob_freed_{name}", sha))
                     settled.append({"store": name, "sha256": sha})
             self.tables.delete_matching("blob_marks", settled, keys=("store", "sha256"))
+        size = sizes.of({sha for _, sha in moves})
         rows = [{"action_id": action_id(now.isoformat(), kind, sha), "acted_at": now,
                  "partition_key": now.date().isoformat(), "policy": "refcount", "action": kind, "asset_id": None,
-                 "version": None, "sha256": sha, "bytes": sizes.get(sha, 0), "dry_run": False,
+                 "version": None, "sha256": sha, "bytes": size.get(sha, 0), "dry_run": False,
                  "run_id": run_id, "by": "sweep"}
                 for kind, sha in moves]
         self._audit(rows)
@@ -392,6 +487,7 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
     as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
     summary = SweepSummary(partition, dry_run)
     claimed: set[str] = set()
+    selections: list[tuple[str, str, list[str]]] = []
     for policy in policies:
         if policy.action == "prune_versions":  # keeps the asset as it is: claims nothing
             ids = lifecycle.select(policy, as_of)
@@ -402,13 +498,15 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
         ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
         claimed |= set(ids)  # the first policy that selects an asset acts on it
         summary.selected[policy.name] = len(ids)
-        summary.audit_rows += lifecycle.apply(policy.action, ids, policy=policy.name, partition=partition,
-                                              run_id=run_id, by="sweep", dry_run=dry_run)
+        selections.append((policy.action, policy.name, ids))
         if not dry_run:
             if policy.action == "archive":
                 summary.archived += len(ids)
             else:
                 summary.deleted += len(ids)
+    # Every policy's audit rows in one commit, then one status merge per status.
+    summary.audit_rows += lifecycle.apply_many(selections, partition=partition, run_id=run_id, by="sweep",
+                                               dry_run=dry_run)
     summary.hard_deleted, freed = lifecycle.hard_delete_expired(as_of, grace_period_days, partition, run_id, dry_run)
     summary.versions_purged, freed_by_pruning = lifecycle.purge_pruned_versions(as_of, grace_period_days, partition,
                                                                                 run_id, dry_run)
