@@ -224,7 +224,7 @@ class Tables:
             schema = pa.schema([schema.field(c) for c in columns])
         files = self.files(name)
         if not files:
-            return schema.empty_table()
+            return empty(schema)
         con = duckdb.connect()
         try:
             query = f"select {', '.join(chr(34) + n + chr(34) for n in schema.names)} from {self.scan_sql(name, files)}"
@@ -258,8 +258,8 @@ class Tables:
         schema = SCHEMAS[name]
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
-        if not isinstance(rows, pa.Table) and not rows:  # from_pylist([]) would import pandas (0.4 s)
-            return schema.empty_table()
+        if not isinstance(rows, pa.Table) and not rows:
+            return empty(schema)
         if isinstance(rows, pa.Table):
             return rows.select(schema.names).cast(schema)
         return pa.Table.from_pylist(rows, schema=schema)
@@ -348,6 +348,12 @@ class Tables:
         """Create empty tables so SQL views exist before the first ingest."""
         for name in SCHEMAS:
             self.ensure(name)
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    """An empty table of `schema`. (`schema.empty_table()` and `from_pylist([])` make pyarrow
+    import pandas: 0.3-0.4 s that a run with nothing to write need not pay.)"""
+    return pa.Table.from_batches([], schema=schema)
 
 
 def _empty_view(name: str) -> str:

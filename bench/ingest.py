@@ -1,22 +1,31 @@
-"""Ingest benchmark: the project's ingest beside `openssl dgst -sha256`, `cp -r` and `dvc add`,
-on the same corpus, in one run.
+"""Ingest benchmark: the project's ingest beside `openssl dgst -sha256` (1 and 2 processes),
+`cp -r`, `cp -r + sync` and `dvc add`, on the same corpus, in one run.
 
     python bench/ingest.py                      # 5,000 x 200 KB PNG + 5 x 200 MB models (about 2 GB)
+    python bench/ingest.py --size-gb 10         # the same mix scaled to about 10 GB
     python bench/ingest.py --small 500 --large 2 --large-mb 50   # a quick look
 
-Prints wall seconds, MB/s, ratios against `cp -r`, peak memory (RSS) of each process, a no-change
-re-run, and peak memory for one small vs one large file (it must not grow with file size).
-The page cache is warmed before timing, so numbers compare CPU and copy paths, not the disk.
-Each round runs every contender once, in turn, and medians over the rounds are printed (on a
-shared machine speed drifts by minutes). Nothing is deleted while timing: deleting gigabytes makes
-the filesystem discard blocks and slows whatever runs next, so the runs' outputs stay until the end
-(about 6 x the corpus per round, checked before starting).
-DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc skips it).
+Contenders: the CLI (`asset-pipeline ingest DIR`, through Dagster, durable: syncfs before the
+commit) consuming an inbox on the store's filesystem (hard links, no copy); the library call
+(`Catalog.ingest`, not durable) the same way; the CLI copying from an inbox on another filesystem
+(`--other-fs`, default /dev/shm when it is one); and a kept inbox (copies, hash cache). Each
+consumed inbox is a hard-link farm of the corpus (`cp -al`, made outside the timing), so every
+contender reads the same page-cached inodes. Re-runs: the kept inbox re-scanned unchanged beside
+DVC's unchanged re-add.
+
+Prints every round (each round runs every contender once, in turn: a shared machine's speed
+drifts by minutes), then medians: wall seconds, MB/s, ratio to `cp -r`, peak RSS of the largest
+process. Then the ingest's time beyond the two-process `openssl` hash of the same bytes
+(start-up, listing, validation, links, commit), and the floor when validation, not hashing,
+bounds it: (hash + validation CPU) over the cores + the fixed cost of an empty run. Nothing is
+deleted while timing (deleting gigabytes makes the filesystem discard blocks and slows whatever
+runs next). DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc skips it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -24,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,11 +90,39 @@ def run(cmd: list[str] | str, cwd: Path | None = None) -> tuple[float, float]:
     return wall, int(rss_file.read_text().split()[-1]) / 1024
 
 
-def ingest_cmd(home: Path, inbox: Path, durable: bool) -> list[str]:
+def ingest_cmd(home: Path, inbox: Path, durable: bool, mode: str = "consume") -> list[str]:
+    """The library call (no Dagster)."""
     code = ("import sys; from asset_pipeline import Catalog, Settings; "
-            f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox={str(inbox)!r}, durable={durable}))"
-            ".ingest(); print(s.new_versions, s.rejected, file=sys.stderr)")
+            f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox={str(inbox)!r}, durable={durable}, "
+            f"inbox_mode={mode!r})).ingest(); print(s.new_versions, s.rejected, file=sys.stderr)")
     return [sys.executable, "-c", code]
+
+
+def cli_cmd(home: Path, inbox: Path, dagster_home: Path, mode: str = "consume") -> str:
+    """`asset-pipeline ingest DIR` through Dagster, as a user runs it (an existing Dagster instance)."""
+    script = Path(sys.executable).with_name("asset-pipeline")
+    return (f"ASSET_PIPELINE_HOME={shlex.quote(str(home))} ASSET_PIPELINE_INBOX_MODE={mode} "
+            f"DAGSTER_HOME={shlex.quote(str(dagster_home))} "
+            f"{shlex.quote(str(script))} ingest {shlex.quote(str(inbox))}")
+
+
+def validation_ms(corpus: Path, sample: int = 200) -> float:
+    """CPU milliseconds per small file of what an ingest does besides hashing (sidecar, embedded
+    metadata, format check, pHash, C2PA), measured in this process on a sample of the corpus."""
+    from asset_pipeline.examine import examine
+    from asset_pipeline.inbox import iter_local
+
+    items = [i for i in iter_local(corpus / "images")][:sample]
+    for item in items[:5]:
+        examine(item)
+    start = time.process_time()
+    for item in items:
+        examine(item)
+    per = (time.process_time() - start) / max(1, len(items)) * 1000
+    start = time.process_time()
+    for item in items:
+        hashlib.sha256(item.path.read_bytes()).hexdigest()
+    return per - (time.process_time() - start) / max(1, len(items)) * 1000
 
 
 def dvc_binary(skip: bool) -> str | None:
@@ -108,9 +146,15 @@ def main() -> None:
     ap.add_argument("--small-kb", type=int, default=200)
     ap.add_argument("--large", type=int, default=5)
     ap.add_argument("--large-mb", type=int, default=200)
+    ap.add_argument("--size-gb", type=float, help="scale the default mix to about this many GB")
+    ap.add_argument("--other-fs", type=Path, help="a folder on another filesystem for the copy-mode inbox "
+                                                   "(default: /dev/shm when it is one; 'none' skips)")
     ap.add_argument("--no-dvc", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is printed")
+    ap.add_argument("--repeat", "--rounds", type=int, default=3, help="rounds; medians are printed")
     args = ap.parse_args()
+    if args.size_gb:
+        scale = args.size_gb * 1e9 / (args.small * args.small_kb * 1024 + args.large * args.large_mb * 1024**2)
+        args.small, args.large = max(1, round(args.small * scale)), max(1, round(args.large * scale))
 
     WORK.mkdir(exist_ok=True)
     corpus = WORK / "corpus"
@@ -132,6 +176,14 @@ def main() -> None:
     if free < total * (6 * rounds + 4):
         raise SystemExit(f"needs about {total * (6 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
                          f"(every run keeps its output until the end), has {free / 1e9:.0f} GB")
+    other = args.other_fs
+    if other is None and Path("/dev/shm").is_dir() and os.stat("/dev/shm").st_dev != os.stat(WORK).st_dev:
+        other = Path("/dev/shm")
+    if other is not None and str(other) == "none":
+        other = None
+    if other is not None and shutil.disk_usage(other).free < total * 1.2:
+        print(f"(not enough room in {other} for a copy-mode inbox: skipped)")
+        other = None
     counter = itertools.count()
 
     def fresh(name: str) -> Path:
@@ -142,8 +194,26 @@ def main() -> None:
         shutil.rmtree(path, ignore_errors=True)
         return path
 
+    def farm() -> Path:
+        """A consumable inbox: hard links to the corpus files (made outside the timing)."""
+        inbox = fresh("inbox")
+        subprocess.run(["cp", "-al", str(corpus), str(inbox)], check=True)
+        (inbox / ".complete.json").unlink(missing_ok=True)
+        return inbox
+
+    def elsewhere() -> Path:
+        inbox = Path(tempfile.mkdtemp(prefix="ingest-bench-inbox-", dir=other))
+        subprocess.run(f"cp -r {shlex.quote(str(corpus))}/. {shlex.quote(str(inbox))}", shell=True, check=True)
+        (inbox / ".complete.json").unlink(missing_ok=True)
+        leftovers.append(inbox)
+        return inbox
+
+    leftovers: list[Path] = []
     dvc = dvc_binary(args.no_dvc)
-    home_for_rerun = fresh("home")
+    dagster_home = scratch("dagster-home")
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    run(cli_cmd(scratch("home-init"), scratch("empty-inbox"), dagster_home))  # the instance exists, as for a user
 
     def dvc_repo() -> Path:
         repo = fresh("dvc-repo")
@@ -152,34 +222,54 @@ def main() -> None:
         subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
         return repo
 
+    by_size = f"find {corpus} -type f -printf '%s\\t%p\\0' | sort -zrn | cut -zf2-"
     # (label, make command + working folder). Each round runs every contender once, in turn,
     # so a slow minute of a shared machine hits all of them alike; medians over the rounds.
+    cli_label = "asset-pipeline ingest (CLI, consume, durable)"
     contenders: list[tuple[str, object]] = [
         ("openssl dgst -sha256 (1 process)",
          lambda: (f"find {corpus} -type f -print0 | xargs -0 openssl dgst -sha256 > /dev/null", None)),
+        ("openssl dgst -sha256 (2 processes)",
+         lambda: (f"{by_size} | xargs -0 -P 2 -n 8 openssl dgst -sha256 > /dev/null", None)),
         ("cp -r", lambda: (["cp", "-r", str(corpus), str(fresh("cp"))], None)),
         ("cp -r + sync", lambda: (f"cp -r {corpus} {fresh('cp')} && sync", None)),
-        ("asset-pipeline ingest", lambda: (ingest_cmd(fresh("home"), corpus, False), None)),
-        ("asset-pipeline ingest (durable: syncfs before commit)",
-         lambda: (ingest_cmd(fresh("home"), corpus, True), None)),
+        (cli_label, lambda: (cli_cmd(fresh("home"), farm(), dagster_home), None)),
+        ("Catalog.ingest (library, consume)", lambda: (ingest_cmd(fresh("home"), farm(), False), None)),
+        ("asset-pipeline ingest (CLI, keep: copies)",
+         lambda: (cli_cmd(fresh("home"), corpus, dagster_home, "keep"), None)),
     ]
+    if other is not None:
+        contenders.append((f"asset-pipeline ingest (CLI, consume, inbox on {other}: copies)",
+                           lambda: (cli_cmd(fresh("home"), elsewhere(), dagster_home), None)))
     if dvc:
         contenders.append(("dvc add", lambda: ([dvc, "add", "-q", "corpus"], dvc_repo())))
     times: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in contenders}
+
+    def report(label: str, result: tuple[float, float], r: int) -> None:
+        times.setdefault(label, []).append(result)
+        print(f"  round {r + 1}  {label:<62}{result[0]:>8.2f} s{mb / result[0]:>8.0f} MB/s{result[1]:>8.0f} MiB",
+              flush=True)
+
     for r in range(rounds):
         print(f"round {r + 1}/{rounds} ...", flush=True)
         warm()
         for label, make in contenders:
             cmd, cwd = make()
-            times[label].append(run(cmd, cwd=cwd))
+            report(label, run(cmd, cwd=cwd), r)
+    # Unchanged re-runs, interleaved too: a kept inbox re-scanned (hash cache) and DVC's re-add.
+    kept_home = fresh("home")
+    run(cli_cmd(kept_home, corpus, dagster_home, "keep"))
+    repo = None
     if dvc:
         repo = dvc_repo()
         run([dvc, "add", "-q", "corpus"], cwd=repo)
-        times["dvc add, unchanged re-run"] = [run([dvc, "add", "-q", "corpus"], cwd=repo) for _ in range(rounds)]
-    run(ingest_cmd(home_for_rerun, corpus, True))
-    warm()
-    times["asset-pipeline ingest, unchanged re-run"] = [
-        run(ingest_cmd(home_for_rerun, corpus, True)) for _ in range(rounds)]
+    for r in range(rounds):
+        report("asset-pipeline ingest (CLI, keep), unchanged re-run", run(cli_cmd(kept_home, corpus, dagster_home,
+                                                                                  "keep")), r)
+        if repo is not None:
+            report("dvc add, unchanged re-run", run([dvc, "add", "-q", "corpus"], cwd=repo), r)
+        report("empty inbox (CLI: the run's fixed cost)", run(cli_cmd(fresh("home"), scratch("empty-inbox"),
+                                                                      dagster_home)), r)
 
     def median(label: str) -> tuple[float, float]:
         ordered = sorted(times[label])
@@ -187,14 +277,25 @@ def main() -> None:
 
     cp = median("cp -r")[0]
     cp_sync = median("cp -r + sync")[0]
-    print(f"\n{'what':<48}{'seconds':>9}{'MB/s':>9}{'vs cp -r':>10}{'peak RSS MiB':>14}")
+    print(f"\nmedians over {rounds} rounds (busy machines drift: see every round above)")
+    print(f"{'what':<64}{'seconds':>9}{'MB/s':>9}{'vs cp -r':>10}{'peak RSS MiB':>14}")
     for label in times:
         wall, rss = median(label)
-        print(f"{label:<48}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
-    durable = median("asset-pipeline ingest (durable: syncfs before commit)")[0]
-    print(f"(durable ingest vs cp -r + sync: {cp_sync / durable:.2f}x)")
-    paired = [c[0] / i[0] for c, i in zip(times["cp -r"], times["asset-pipeline ingest"])]
-    print(f"(ingest vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
+        print(f"{label:<64}{wall:>9.2f}{mb / wall:>9.0f}{cp / wall:>9.2f}x{rss:>14.0f}")
+    cli = median(cli_label)[0]
+    openssl2 = median("openssl dgst -sha256 (2 processes)")[0]
+    print(f"(CLI consume, durable, vs cp -r + sync: {cp_sync / cli:.2f}x"
+          + (f"; vs dvc add: {median('dvc add')[0] / cli:.2f}x" if dvc else "") + ")")
+    paired = [c[0] / i[0] for c, i in zip(times["cp -r"], times[cli_label])]
+    print(f"(CLI consume vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
+    print(f"(CLI consume beyond the 2-process openssl hash: {cli - openssl2:+.2f} s)")
+    small_ms = validation_ms(corpus)
+    fixed = median("empty inbox (CLI: the run's fixed cost)")[0]
+    cores = os.cpu_count() or 1
+    floor = max(openssl2, (openssl2 * 2 + args.small * small_ms / 1000) / cores) + fixed
+    print(f"(validation besides hashing: {small_ms:.2f} ms CPU per small file; floor = (hash + validation CPU) / "
+          f"{cores} cores + fixed cost {fixed:.2f} s = {floor:.2f} s; the CLI took {cli:.2f} s, "
+          f"{cli / floor:.2f}x the floor)")
 
     print("\npeak memory against file size (one file each, fresh store):")
     for size_mb in (16, 1024):
@@ -213,6 +314,8 @@ def main() -> None:
         print(f"  {size_mb:>5} MB file: {wall:6.2f} s, peak RSS {rss:.0f} MiB")
         shutil.rmtree(inbox, ignore_errors=True)
     shutil.rmtree(WORK / "home-one", ignore_errors=True)
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
     shutil.rmtree(runs, ignore_errors=True)  # last: deleting gigabytes slows whatever runs next
 
 

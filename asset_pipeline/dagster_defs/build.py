@@ -121,7 +121,6 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
         resources["dbt"] = modules["usage"].dbt_resource()
     return dg.Definitions(
         assets=assets,
-        asset_checks=modules["ingest"].CHECKS if "ingest" in modules else None,
         jobs=list(built.values()),
         schedules=schedules,
         sensors=sensors,
