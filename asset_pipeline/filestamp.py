@@ -33,6 +33,11 @@ class FileStamp:
         except FileNotFoundError:
             return None
 
+    @property
+    def key(self) -> str:
+        """The stamp as one string (how the hash cache records a sidecar's)."""
+        return f"{self.dev}:{self.ino}:{self.size}:{self.mtime_ns}:{self.ctime_ns}"
+
     def same_content(self, other: FileStamp | None) -> bool:
         """Same file, not written since: every field equal."""
         return other == self

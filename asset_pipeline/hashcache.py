@@ -1,10 +1,13 @@
 """The hash cache: (device, inode, size, mtime_ns, ctime_ns) → sha256 of files in a kept inbox.
 
 A watch folder that other tools own is re-scanned without re-reading what did not change: an
-input whose stamp matches the cache and whose content already is a version of its asset costs a
-stat and a sidecar read. ctime is part of the key because the kernel moves it on every write and
-nothing can move it back, so restoring mtime (`touch -r`, `rsync -t`, `os.utime`) after changing
-the content does not fool it. `--verify` re-hashes everything and rewrites the entries.
+input whose stamp and whose sidecar's stamp match the cache, and whose content the tables still
+hold as a version of the asset it was committed to, costs two stats (from the listing) and a
+lookup — nothing is opened. With only the media's stamp matching (the sidecar was rewritten),
+the sidecar is read again but the file is not hashed. ctime is part of the key because the
+kernel moves it on every write and nothing can move it back, so restoring mtime (`touch -r`,
+`rsync -t`, `os.utime`) after changing the content does not fool it. `--verify` re-hashes
+everything and rewrites the entries.
 
 One SQLite file per host under ``<home>/cache/`` (device and inode numbers mean nothing on another
 machine); SQLite's own locking lets concurrent ingests share it. Entries are written only for
@@ -17,13 +20,25 @@ from __future__ import annotations
 import socket
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from asset_pipeline.filestamp import FileStamp
 
-_SCHEMA = """create table if not exists hashes (
+_SCHEMA = """create table if not exists inputs (
     dev integer not null, ino integer not null, size integer not null, mtime_ns integer not null,
-    ctime_ns integer not null, sha256 text not null, primary key (dev, ino)) without rowid"""
+    ctime_ns integer not null, sha256 text not null, sidecar text not null, asset_id text not null,
+    primary key (dev, ino)) without rowid"""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the cache remembers of an input: its content's hash, its sidecar's stamp (a
+    `FileStamp.key`, '' without one) and the asset it was committed to."""
+
+    sha256: str
+    sidecar: str
+    asset_id: str
 
 
 def cache_file(home: Path) -> Path:
@@ -41,22 +56,24 @@ class HashCache:
         self._db.execute("pragma synchronous=normal")  # a lost entry only costs a re-hash
         self._db.execute(_SCHEMA)
 
-    def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, str]:
-        """{key: sha256} for the (key, stamp) pairs whose stamp the cache holds exactly."""
-        found: dict[str, str] = {}
-        query = "select size, mtime_ns, ctime_ns, sha256 from hashes where dev = ? and ino = ?"
+    def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, Known]:
+        """{key: Known} for the (key, stamp) pairs whose stamp the cache holds exactly."""
+        found: dict[str, Known] = {}
+        query = "select size, mtime_ns, ctime_ns, sha256, sidecar, asset_id from inputs where dev = ? and ino = ?"
         for key, st in stamps:
             row = self._db.execute(query, (st.dev, st.ino)).fetchone()
             if row is not None and tuple(row[:3]) == (st.size, st.mtime_ns, st.ctime_ns):
-                found[key] = row[3]
+                found[key] = Known(*row[3:])
         return found
 
-    def remember(self, entries: Iterable[tuple[FileStamp, str]]) -> int:
-        """Record (stamp → sha256) in one transaction; a file's older entry is replaced."""
-        rows = [(st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, sha) for st, sha in entries]
+    def remember(self, entries: Iterable[tuple[FileStamp, str, FileStamp | None, str]]) -> int:
+        """Record (stamp, sha256, sidecar stamp, asset id) of committed inputs in one transaction;
+        a file's older entry is replaced."""
+        rows = [(st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, sha, side.key if side else "", asset)
+                for st, sha, side, asset in entries]
         if rows:
             self._db.execute("begin")
-            self._db.executemany("insert or replace into hashes values (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany("insert or replace into inputs values (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("commit")
         return len(rows)
 

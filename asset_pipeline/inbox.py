@@ -29,6 +29,7 @@ class InboxItem:
     mtime_ns: int
     orphan_sidecar: bool = False  # a sidecar whose media file is missing
     stamp: FileStamp | None = None  # as scanned (local inboxes): the hash cache's key
+    sidecar_stamp: FileStamp | None = None  # the sidecar's, as scanned
 
 
 def _hidden(rel: PurePosixPath) -> bool:
@@ -67,7 +68,7 @@ def _item(root: Path, rel: str, stamp: FileStamp) -> InboxItem | None:
         return InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp)
     side = _file_stamp(os.path.join(base, rel + SIDECAR_SUFFIX))
     return InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size, stamp.mtime_ns,
-                     False, stamp)
+                     False, stamp, side)
 
 
 def iter_local(root: Path, only: list[str] | None = None) -> Iterator[InboxItem]:

@@ -39,7 +39,7 @@ from asset_pipeline.errors import InputRejected, ObjectMissing
 from asset_pipeline.examine import Examined, Rejection, die_with_parent, examine_many, resolve_identity, store_examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import inspect_file
-from asset_pipeline.hashcache import HashCache
+from asset_pipeline.hashcache import HashCache, Known
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.provenance.record import version_columns
@@ -70,6 +70,8 @@ class StoredBatch:
     rejected: list[Rejection] = field(default_factory=list)
     not_ready: list[str] = field(default_factory=list)
     leftovers: list[InboxItem] = field(default_factory=list)  # sidecars of inputs consumed by a crashed run
+    known: int = 0        # inputs the hash cache vouched for: unchanged since committed, not examined
+    known_bytes: int = 0
 
     @property
     def bytes_in(self) -> int:
@@ -200,12 +202,21 @@ def store_items(
         known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
     cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
         if cache is not None else {}
+    if cached:  # unchanged since committed (file and sidecar), still a version, blob there: nothing to examine
+        unchanged = [i for i in items if i.rel in cached and _still_known(i, cached[i.rel], known_by_rel, store)]
+        if unchanged:
+            batch.known, batch.known_bytes = len(unchanged), sum(i.size for i in unchanged)
+            gone = {i.rel for i in unchanged}
+            items = [i for i in items if i.rel not in gone]
+            order = [i for i in order if i.rel not in gone]
+            if progress:
+                progress(len(unchanged), batch.known_bytes)
     worker_store = store if store.process_safe else None
 
     def task(chunk: list[InboxItem]) -> tuple:
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
-        return chunk, known, worker_store, {i.rel: cached[i.rel] for i in chunk if i.rel in cached}, give_inode
-    done = [0, 0]
+        return chunk, known, worker_store, {i.rel: cached[i.rel].sha256 for i in chunk if i.rel in cached}, give_inode
+    done = [batch.known, batch.known_bytes]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
 
@@ -270,6 +281,15 @@ def store_items(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
     return batch
+
+
+def _still_known(item: InboxItem, known: Known, known_by_rel: dict[str, set[str]], store: ObjectStore) -> bool:
+    """The cache's entry still holds: the sidecar is the one committed with the file, the tables
+    still have that content as a version of that asset, and (local store) the blob is there —
+    so a re-run also puts back a blob that went missing."""
+    side = item.sidecar_stamp.key if item.sidecar_stamp is not None else ""
+    return (side == known.sidecar and f"{known.asset_id}:{known.sha256}" in known_by_rel.get(item.rel, ())
+            and (not store.process_safe or store.exists(known.sha256)))
 
 
 def _committed_at(tables: Tables, rels: list[str]) -> dict[str, datetime]:
@@ -520,19 +540,19 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
     failpoint("before-consume")
     consumed = consume(batch) if consume is not None else 0
-    if cache is not None:
-        cache.remember((a.stat_before, a.sha256) for a in batch.accepted
+    if cache is not None:  # only once the batch is committed: an entry vouches for its input
+        cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in batch.accepted
                        if a.intact and a.stat_before is not None and a.item.stamp is not None)
     return IngestSummary(
         run_id=run_id,
-        inputs=len(batch.accepted) + len(batch.rejected) + len(batch.not_ready),
+        inputs=len(batch.accepted) + len(batch.rejected) + len(batch.not_ready) + batch.known,
         new_versions=len(new_rows),
         new_assets=sum(1 for r in new_rows if r["version"] == 1),
-        unchanged=unchanged,
+        unchanged=unchanged + batch.known,
         deduplicated=sum(1 for a in batch.accepted if not a.written),
         rejected=len(batch.rejected),
         not_ready=len(batch.not_ready),
-        bytes_in=batch.bytes_in,
+        bytes_in=batch.bytes_in + batch.known_bytes,
         bytes_stored=batch.bytes_written,
         bytes_copied=sum(a.size for a in batch.accepted if a.placed == "copied"),
         hashed=sum(1 for a in batch.accepted if a.hashed) + len(batch.rejected),

@@ -225,3 +225,26 @@ def test_cli_keeps_the_inbox_when_told_and_verify_rehashes(tmp_path: Path, monke
     monkeypatch.setenv("ASSET_PIPELINE_INBOX_MODE", "consume")
     assert main(["ingest"]) == 0
     assert "inbox consumed:" in capsys.readouterr().out and _files(home / "inbox") == {}
+
+
+def test_a_rewritten_sidecar_is_read_again_in_a_kept_inbox(tmp_path: Path) -> None:
+    """The cache vouches for an input only with the sidecar it was committed with: a rewritten
+    sidecar is read again — with the same identity the file still is not hashed; naming another
+    project, the content becomes that project's new asset (examined in full)."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    data = render_image(9, (24, 24))
+    _drop(inbox, "art.png", data, project="p1")
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    assert Catalog(settings=settings).ingest().new_assets == 1
+    same = Catalog(settings=settings).ingest()
+    assert (same.new_versions, same.unchanged, same.hashed) == (0, 1, 0)
+    time.sleep(0.01)
+    side = {"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1", "tags": ["later"]}
+    (inbox / ("art.png" + SIDECAR_SUFFIX)).write_text(json.dumps(side))
+    retagged = Catalog(settings=settings).ingest()
+    assert (retagged.new_versions, retagged.unchanged, retagged.hashed) == (0, 1, 0)
+    (inbox / ("art.png" + SIDECAR_SUFFIX)).write_text(json.dumps({**side, "project": "p2"}))
+    moved = Catalog(settings=settings).ingest()
+    assert (moved.new_assets, moved.hashed) == (1, 1)
+    cat = Catalog(settings=settings)
+    assert sorted(r["project"] for r in cat.sql("select project from assets").to_pylist()) == ["p1", "p2"]

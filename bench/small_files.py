@@ -1,0 +1,148 @@
+"""Many small files: tiny PNGs with sidecars through `asset-pipeline ingest`, beside `dvc add` of
+the same files, in one run; files/s, peak memory, and unchanged re-runs.
+
+    python bench/small_files.py                          # 20,000 and 200,000 inputs, 3 rounds
+    python bench/small_files.py --files 20000 --rounds 5
+    python bench/small_files.py --files 1000000 --rounds 1 --no-dvc    # memory stays bounded
+
+Each input is an 8x8 PNG (unique pixels, written directly as PNG chunks) and its sidecar, 500 to
+a folder. Contenders, each round, in turn: the CLI consuming an inbox (a hard-link farm of the
+corpus made outside the timing, as a generator's fresh files would be), the library call doing
+the same, and `dvc add` on its own copy. Then unchanged re-runs, interleaved: a kept inbox
+re-scanned (hash cache) beside DVC's re-add. Every round is printed; medians end the table.
+Peak memory is the largest process's RSS (GNU time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import WORK, cli_cmd, dvc_binary, ingest_cmd, run  # noqa: E402 - the bench's own helpers
+
+PER_FOLDER = 500
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def tiny_png(i: int) -> bytes:
+    """An 8x8 RGB PNG whose pixels encode `i` (every file's content differs)."""
+    raw = b"".join(b"\x00" + bytes((i >> (8 * (c % 4)) & 0xFF) ^ (y * 8 + c) for c in range(24)) for y in range(8))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw, 1)) + _chunk(b"IEND", b""))
+
+
+def build(root: Path, n: int) -> None:
+    marker = root / f".complete-{n}"
+    if marker.exists():
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    for i in range(n):
+        folder = root / f"{i // PER_FOLDER:05d}"
+        if i % PER_FOLDER == 0:
+            folder.mkdir(parents=True)
+        (folder / f"{i:07d}.png").write_bytes(tiny_png(i))
+        (folder / f"{i:07d}.png.meta.json").write_text(json.dumps({
+            "model": "bench-model", "prompt": f"tiny output {i}", "seed": i, "created_by": "bench",
+            "project": "small"}))
+    marker.touch()
+
+
+def one_size(n: int, rounds: int, dvc: str | None, dagster_home: Path) -> None:
+    corpus = WORK / f"small-{n}"
+    runs = WORK / "small-runs"
+    counter = itertools.count()
+    print(f"\n{n:,} inputs ({2 * n:,} files): building ...", flush=True)
+    build(corpus, n)
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+
+    def fresh(name: str) -> Path:
+        return runs / f"{name}-{next(counter)}"
+
+    def farm() -> Path:  # outside the timing: cp -al of the corpus
+        inbox = fresh("inbox")
+        subprocess.run(["cp", "-al", str(corpus), str(inbox)], check=True)
+        return inbox
+
+    def dvc_repo() -> Path:
+        repo = fresh("dvc")
+        repo.mkdir()
+        subprocess.run(["cp", "-r", str(corpus), str(repo / "corpus")], check=True)
+        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
+        return repo
+
+    run(cli_cmd(fresh("home"), fresh("empty"), dagster_home))  # the Dagster instance exists, as for a user
+    cli_label = "asset-pipeline ingest (CLI, consume)"
+    rerun_label = "asset-pipeline ingest (CLI, keep), unchanged re-run"
+    contenders = [(cli_label, lambda: (cli_cmd(fresh("home"), farm(), dagster_home), None)),
+                  ("Catalog.ingest (library, consume)", lambda: (ingest_cmd(fresh("home"), farm(), True), None))]
+    if dvc:
+        contenders.append(("dvc add", lambda: ([dvc, "add", "-q", "corpus"], dvc_repo())))
+    times: dict[str, list[tuple[float, float]]] = {}
+
+    def report(label: str, result: tuple[float, float], r: int) -> None:
+        times.setdefault(label, []).append(result)
+        print(f"  round {r + 1}  {label:<52}{result[0]:>8.2f} s{n / result[0]:>9.0f} inputs/s"
+              f"{result[1]:>8.0f} MiB", flush=True)
+
+    for r in range(rounds):
+        for label, make in contenders:
+            cmd, cwd = make()
+            report(label, run(cmd, cwd=cwd), r)
+    kept = fresh("home")
+    run(cli_cmd(kept, corpus, dagster_home, "keep"))
+    repo = None
+    if dvc:
+        repo = dvc_repo()
+        run([dvc, "add", "-q", "corpus"], cwd=repo)
+    for r in range(rounds):
+        report(rerun_label, run(cli_cmd(kept, corpus, dagster_home, "keep")), r)
+        if repo is not None:
+            report("dvc add, unchanged re-run", run([dvc, "add", "-q", "corpus"], cwd=repo), r)
+    print(f"  medians over {rounds} rounds:")
+
+    def median(label: str, i: int = 0) -> float:
+        return statistics.median(v[i] for v in times[label])
+
+    for label in times:
+        print(f"  {'median':<9}{label:<52}{median(label):>8.2f} s{n / median(label):>9.0f} inputs/s"
+              f"{median(label, 1):>8.0f} MiB")
+    if dvc:
+        print(f"  (CLI vs dvc add, inputs/s: {median('dvc add') / median(cli_label):.2f}x; unchanged re-run "
+              f"vs DVC's: {median('dvc add, unchanged re-run') / median(rerun_label):.2f}x)")
+    shutil.rmtree(runs, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, nargs="+", default=[20_000, 200_000], help="inputs (each + a sidecar)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-dvc", action="store_true")
+    args = ap.parse_args()
+
+    WORK.mkdir(exist_ok=True)
+    dvc = dvc_binary(args.no_dvc)
+    dagster_home = WORK / "small-dagster-home"
+    shutil.rmtree(dagster_home, ignore_errors=True)
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    for n in args.files:
+        one_size(n, args.rounds, dvc, dagster_home)
+    print(f"\n({os.cpu_count()} cores; corpora kept under {WORK} for the next run)")
+
+
+if __name__ == "__main__":
+    main()
