@@ -367,7 +367,7 @@ class Catalog:
                         while chunk := content.read(1024 * 1024):
                             out.write(chunk)
             try:
-                info = inspect_file(path)
+                info = inspect_file(path, self.home.settings.validation_limits())
             except InputRejected as exc:
                 raise InputRejected(f"{path}: {exc.reason}", exc.field) from exc
             sha, size = hash_file(path)

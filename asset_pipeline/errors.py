@@ -9,6 +9,7 @@ class InputRejected(AssetPipelineError):
     """An inbox input (file or sidecar) cannot be ingested; `field` names the culprit."""
 
     def __init__(self, reason: str, field: str | None = None):
+        reason = " ".join(reason.split())  # one line, whatever a decoder's message held
         super().__init__(reason)
         self.reason = reason
         self.field = field
@@ -27,3 +28,7 @@ class ObjectMissing(AssetPipelineError):
 
 class AssetUnavailable(AssetPipelineError):
     """The asset exists but its content cannot be served (archived or deleted)."""
+
+
+class ConfigError(AssetPipelineError, ValueError):
+    """A setting (environment variable or configuration value) is invalid; the message names it."""

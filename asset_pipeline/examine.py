@@ -6,20 +6,26 @@ Per-file Python work (Pillow's chunk walk, JSON, stat) holds the GIL; with thous
 files, threads stall on it while processes scale with the cores. A file of up to `WHOLE_READ_MAX`
 is read once: the same bytes are hashed, checked and written, so the disk and page cache see one
 read instead of three, and the blob is exactly the bytes that were hashed. Larger files stream
-(memory stays flat for a 100 GB model)."""
+(memory stays flat for a 100 GB model).
+
+Every inbox file is opened with `open_in_inbox` (no symbolic link is followed, the sidecar's
+neither) and read, checked and copied through that descriptor, so what is stored is the file
+that was listed and hashed, never a link's target; a file replaced after it was hashed is
+caught by its identity (device, inode), not only its size and time."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
-from asset_pipeline.formats import FormatInfo, Source, inspect_file
-from asset_pipeline.hashing import hash_file, hash_stream
-from asset_pipeline.identity import asset_id_for, default_name
-from asset_pipeline.inbox import InboxItem
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.formats import FormatInfo, Source, ValidationLimits, inspect_file
+from asset_pipeline.hashing import hash_stream
+from asset_pipeline.identity import asset_id_for
+from asset_pipeline.inbox import InboxItem, fd_path, open_in_inbox
+from asset_pipeline.sidecar import MAX_SIDECAR_BYTES, SIDECAR_SUFFIX, Sidecar, name_from_path, parse_sidecar
 from asset_pipeline.store import ObjectStore
 
 WHOLE_READ_MAX = 16 * 1024 * 1024
@@ -31,6 +37,7 @@ class WorkerContext:
 
     known_versions: frozenset[str]  # "asset_id:sha256" pairs that already are versions
     store: ObjectStore | None       # set: workers write blobs themselves
+    limits: ValidationLimits = ValidationLimits()  # what format validation accepts (from Settings)
 
 
 _context = WorkerContext(frozenset(), None)
@@ -59,6 +66,7 @@ class Examined:
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
     intact: bool = True           # False: the file changed while it was read or copied
+    file_id: tuple[int, int] | None = None  # (device, inode) of the file that was hashed
 
 
 @dataclass
@@ -86,16 +94,20 @@ def resolve_identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str
                 f"sidecar project '{sidecar.project}' differs from asset {sidecar.asset_id}'s project '{project}'",
                 "project")
         return sidecar.asset_id, name, project
-    name = sidecar.name or default_name(rel)
+    name = sidecar.name or name_from_path(rel)
     return asset_id_for(sidecar.project, name), name, sidecar.project
 
 
 def _unchanged(ex: Examined) -> bool:
+    """The inbox path still names the very file that was hashed (lstat: a link put in its place
+    is a change), at the same size and time."""
     try:
-        after = os.stat(ex.item.path)
+        after = os.lstat(ex.item.path)
     except FileNotFoundError:
         return False
-    return (after.st_size, after.st_mtime_ns) == ex.stat_before and after.st_size == ex.size
+    same_file = ex.file_id is None or (after.st_dev, after.st_ino) == ex.file_id
+    return (stat.S_ISREG(after.st_mode) and same_file and (after.st_size, after.st_mtime_ns) == ex.stat_before
+            and after.st_size == ex.size)
 
 
 def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = None, write: bool = True) -> Examined:
@@ -108,8 +120,17 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
         ex.intact = _unchanged(ex)
         ex.written = store.put_bytes(content, ex.sha256) if ex.intact and write else False
         return ex
-    ex.written = store.put_file(ex.item.path, ex.sha256) if write else False
-    ex.intact = _unchanged(ex)
+    try:
+        fd = open_in_inbox(ex.item.root, ex.item.rel)
+    except (InputRejected, FileNotFoundError):  # replaced by a link, or gone: not read, not ready
+        ex.written, ex.intact = False, False
+        return ex
+    try:
+        ex.written = store.put_file(fd_path(fd), ex.sha256) if write else False
+        opened = os.fstat(fd)
+        ex.intact = _unchanged(ex) and ex.file_id in (None, (opened.st_dev, opened.st_ino))
+    finally:
+        os.close(fd)
     if not ex.intact and ex.written:
         with store.open(ex.sha256) as f:
             if hash_stream(f)[0] != ex.sha256:
@@ -117,35 +138,58 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
     return ex
 
 
+def read_sidecar(item: InboxItem) -> bytes:
+    """The sidecar's bytes, never through a link, and never more than one byte past the size a
+    sidecar may have (a 10 GB "sidecar" costs 1 MiB of memory to refuse)."""
+    rel = item.rel + SIDECAR_SUFFIX
+    try:
+        fd = open_in_inbox(item.root, rel)
+    except InputRejected as exc:
+        raise InputRejected(f"sidecar {exc.reason}", "sidecar") from exc
+    with open(fd, "rb", buffering=0) as f:
+        return f.read(MAX_SIDECAR_BYTES + 1)
+
+
 def examine(item: InboxItem) -> Examined | Rejection | NotReady:
     """Never raises for bad input: every problem becomes a Rejection naming the file or field."""
     try:
-        if item.orphan_sidecar:
-            media = item.rel[: -len(SIDECAR_SUFFIX)]
-            raise InputRejected(f"sidecar has no media file next to it (expected '{media}')", "sidecar")
-        if item.sidecar is None:
-            raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
-                                "sidecar")
-        sidecar = parse_sidecar(item.sidecar.read_bytes())
-        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
-        st = os.stat(item.path)
-        content: bytes | None = None
-        if st.st_size <= WHOLE_READ_MAX:
-            with open(item.path, "rb", buffering=0) as f:
-                content = f.read()
-            sha, size = hashlib.sha256(content).hexdigest(), len(content)
-        else:
-            sha, size = hash_file(item.path)
-        source: Source = content if content is not None else item.path
-        info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source)
-        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident)
-        if _context.store is not None and not sidecar.asset_id:
-            store_examined(ex, _context.store, content)
-        return ex
+        if item.refused:
+            raise InputRejected(item.refused, "key")
+        fd = open_in_inbox(item.root, item.rel)  # a link is refused here, before anything is read
+        try:
+            return _examine_open(item, fd)
+        finally:
+            os.close(fd)
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)
     except FileNotFoundError:
         return NotReady(item)
+
+
+def _examine_open(item: InboxItem, fd: int) -> Examined:
+    if item.orphan_sidecar:
+        media = item.rel[: -len(SIDECAR_SUFFIX)]
+        raise InputRejected(f"sidecar has no media file next to it (expected {media!r})", "sidecar")
+    if item.sidecar is None:
+        raise InputRejected(f"no sidecar: expected {item.rel + SIDECAR_SUFFIX!r} with the generation metadata",
+                            "sidecar")
+    sidecar = parse_sidecar(read_sidecar(item))
+    ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+    st = os.fstat(fd)
+    content: bytes | None = None
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        if st.st_size <= WHOLE_READ_MAX:
+            content = f.read()
+            sha, size = hashlib.sha256(content).hexdigest(), len(content)
+        else:
+            sha, size = hash_stream(f)
+    source: Source = content if content is not None else fd_path(fd)
+    info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source, _context.limits)
+    ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident,
+                  file_id=(st.st_dev, st.st_ino))
+    if _context.store is not None and not sidecar.asset_id:
+        store_examined(ex, _context.store, content)
+    return ex
 
 
 def examine_many(items: list[InboxItem]) -> list[Examined | Rejection | NotReady]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -35,7 +36,7 @@ from asset_pipeline.examine import (
     store_examined,
 )
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import inspect_file
+from asset_pipeline.formats import ValidationLimits, inspect_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
@@ -128,6 +129,7 @@ def store_items(
     tables: Tables,
     workers: int = 2,
     progress: Progress | None = None,
+    limits: ValidationLimits = ValidationLimits(),
 ) -> StoredBatch:
     """Validate, hash and store every input, in `workers` processes, biggest files first so no
     worker idles at the end. Content is hashed before it is written, so known content is never
@@ -143,7 +145,7 @@ def store_items(
         f"{r['asset_id']}:{r['sha256']}" for r in tables.read(
             "asset_versions", where="source_path in (select unnest(?))", params=[rels],
             columns=["asset_id", "sha256"]).to_pylist()) if rels else frozenset()
-    context = WorkerContext(known_versions, store if store.process_safe else None)
+    context = WorkerContext(known_versions, store if store.process_safe else None, limits)
     done = [0, 0]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -360,7 +362,8 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
             "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
-            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel), "run_id": run_id, "recorded_at": now,
+            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel) if os.path.lexists(r.item.path) else None,
+            "run_id": run_id, "recorded_at": now,
         })
     tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
     for r, row in zip(rejected, rows):

@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from asset_pipeline.errors import ConfigError
+from asset_pipeline.formats import DEFAULT_MAX_IMAGE_PIXELS, ValidationLimits
+
 DEFAULT_HOME = "data"
 
 
@@ -20,6 +23,28 @@ def _split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"S3 URI has no bucket: {uri!r}")
     return bucket, prefix.strip("/")
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number above 0, got {raw!r}")
+    return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -40,10 +65,13 @@ class Settings:
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # declared size checked before an image is decoded
+    allow_trailing_bytes: bool = False  # accept bytes after an image's end (a ZIP appended to a PNG)
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
-        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` (plus AWS endpoint and region)."""
+        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` / ``_ARCHIVE``, the validation knobs
+        ``_MAX_IMAGE_PIXELS`` and ``_ALLOW_TRAILING_BYTES`` (plus AWS endpoint and region)."""
         home_path = Path(home or os.environ.get("ASSET_PIPELINE_HOME") or DEFAULT_HOME).absolute()
         inbox = os.environ.get("ASSET_PIPELINE_INBOX") or str(home_path / "inbox")
         settings = cls(
@@ -53,8 +81,14 @@ class Settings:
             archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            max_image_pixels=_positive_int("ASSET_PIPELINE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+            allow_trailing_bytes=_flag("ASSET_PIPELINE_ALLOW_TRAILING_BYTES"),
         )
         return replace(settings, **overrides) if overrides else settings
+
+    def validation_limits(self) -> ValidationLimits:
+        """What format validation accepts; handed to the ingest's workers."""
+        return ValidationLimits(self.max_image_pixels, self.allow_trailing_bytes)
 
     # Paths derived from the home; kept here so every component uses the same layout.
     @property

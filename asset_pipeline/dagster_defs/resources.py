@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from asset_pipeline.formats import DEFAULT_MAX_IMAGE_PIXELS
 from asset_pipeline.home import Home
 from asset_pipeline.settings import Settings
 
@@ -21,6 +22,8 @@ class PipelineHome(dg.ConfigurableResource):
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     progress: bool = False  # print a progress line on stderr (the CLI sets it on a terminal)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # images declaring more pixels are refused undecoded
+    allow_trailing_bytes: bool = False  # accept bytes after an image's end
     s3: S3Resource = S3Resource()
 
     @classmethod
@@ -29,6 +32,7 @@ class PipelineHome(dg.ConfigurableResource):
             home=str(settings.home), inbox=settings.inbox, store=settings.store, durable=settings.durable,
             workers=settings.workers, presign_expiry_s=settings.presign_expiry_s,
             multipart_threshold_bytes=settings.multipart_threshold_bytes, progress=progress,
+            max_image_pixels=settings.max_image_pixels, allow_trailing_bytes=settings.allow_trailing_bytes,
             s3=S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
         )
 
@@ -37,6 +41,7 @@ class PipelineHome(dg.ConfigurableResource):
             home=Path(self.home), inbox=self.inbox, store=self.store, s3_endpoint_url=self.s3.endpoint_url,
             s3_region=self.s3.region_name, presign_expiry_s=self.presign_expiry_s,
             multipart_threshold_bytes=self.multipart_threshold_bytes, durable=self.durable, workers=self.workers,
+            max_image_pixels=self.max_image_pixels, allow_trailing_bytes=self.allow_trailing_bytes,
         )
 
     def open(self) -> Home:

@@ -46,7 +46,8 @@ def stored_objects(context: dg.AssetExecutionContext, inbox_files: list[InboxIte
     """Validated inputs, hashed (sha256) and written to the content-addressed store."""
     home = pipeline.open()
     progress = ProgressLine(len(inbox_files), sum(i.size for i in inbox_files)) if pipeline.progress else None
-    batch = store_items(inbox_files, home.store, home.tables, home.settings.workers, progress)
+    batch = store_items(inbox_files, home.store, home.tables, home.settings.workers, progress,
+                        home.settings.validation_limits())
     written = sum(1 for a in batch.accepted if a.written)
     context.add_output_metadata({
         "accepted": len(batch.accepted), "new_objects": written,
