@@ -8,7 +8,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -227,14 +227,31 @@ class Catalog:
         if asset["status"] == "archived":
             raise AssetUnavailable(f"asset {asset_id} is archived; restore it with Catalog.restore({asset_id!r})")
         if asset["status"] == "deleted":
-            raise AssetUnavailable(f"asset {asset_id} is deleted; undelete it within the grace period with "
-                                   f"Catalog.undelete({asset_id!r})")
+            raise AssetUnavailable(self._deleted_message(asset))
         row = self.get_version(asset_id, version if version is not None else asset["current_version"])
         meta = {**row, "name": asset["name"], "project": asset["project"], "status": asset["status"],
                 "current_version": asset["current_version"]}
         self._usage.record(asset_id, "download", user_id or self.user, at=None, version=row["version"],
                            collection_id=collection_id)
         return AssetContent(asset_id, row["version"], row["sha256"], meta, self.home)
+
+    def _deleted_message(self, asset: dict[str, Any]) -> str:
+        """What happened to a deleted asset and when: purged for good, or undeletable until when."""
+        from asset_pipeline.lifecycle.actions import hard_delete_record
+        from asset_pipeline.lifecycle.policies import PolicyError
+
+        asset_id, deleted_at = asset["id"], asset["deleted_at"]
+        purged = hard_delete_record(self.tables, asset_id)
+        if purged is not None:
+            return (f"asset {asset_id} was deleted on {deleted_at:%Y-%m-%d %H:%M} UTC and hard-deleted on "
+                    f"{purged['acted_at']:%Y-%m-%d %H:%M} UTC by the retention sweep {purged['partition_key']} "
+                    "after its grace period: its content is gone and it cannot be undeleted")
+        try:
+            deadline = f" before {deleted_at + timedelta(days=self._retention().grace_period_days):%Y-%m-%d %H:%M} UTC"
+        except PolicyError:
+            deadline = " within the grace period"
+        return (f"asset {asset_id} was deleted on {deleted_at:%Y-%m-%d %H:%M} UTC; undelete it{deadline} with "
+                f"Catalog.undelete({asset_id!r})")
 
     def url(self, asset_id: str, version: int | None = None, expires_s: int | None = None) -> str:
         """A presigned download URL (S3 store only)."""

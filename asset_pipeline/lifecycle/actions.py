@@ -18,7 +18,8 @@ from typing import Any
 
 from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.lifecycle.policies import Policy
+from asset_pipeline.lifecycle.guard import check_mass_delete
+from asset_pipeline.lifecycle.policies import GuardRails, Policy
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
@@ -40,6 +41,8 @@ class SweepSummary:
     bytes_freed: int = 0
     audit_rows: int = 0
     problems: list[str] = field(default_factory=list)
+    previewed: list[str] = field(default_factory=list)  # new policies run as dry runs this time
+    mass_delete: str | None = None  # what the guard says about this sweep's deletions (allowed or a dry run)
 
 
 def action_id(*parts: Any) -> str:
@@ -54,6 +57,13 @@ class Lifecycle:
     def purged_ids(self) -> set[str]:
         return set(self.tables.read("lifecycle_actions", where="action = 'hard_delete' and not dry_run",
                                     columns=["asset_id"])["asset_id"].to_pylist())
+
+    def policies_seen_before(self, partition: str, names: list[str]) -> set[str]:
+        """Those of `names` that recorded audit rows (a preview or real actions) in an earlier partition."""
+        if not names:
+            return set()
+        return set(self.tables.read("lifecycle_actions", where="policy in (select unnest(?)) and partition_key < ?",
+                                    params=[names, partition], columns=["policy"])["policy"].to_pylist())
 
     def _versions(self, where: str, params: list) -> list[dict]:
         con = connect(self.tables, ["assets", "asset_versions"])
@@ -135,8 +145,11 @@ class Lifecycle:
         asset = self._asset(asset_id)
         if asset["status"] != "deleted":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}, not deleted")
-        if asset_id in self.purged_ids():
-            raise LifecycleError(f"asset {asset_id} was hard-deleted after its grace period; it cannot be undeleted")
+        purged = hard_delete_record(self.tables, asset_id)
+        if purged is not None:
+            raise LifecycleError(f"asset {asset_id} was hard-deleted on {purged['acted_at']:%Y-%m-%d %H:%M} UTC "
+                                 f"(retention sweep {purged['partition_key']}) after its grace period; its content is "
+                                 "gone and it cannot be undeleted")
         deadline = asset["deleted_at"] + timedelta(days=grace_period_days)
         if datetime.now(UTC) > deadline:
             raise LifecycleError(f"asset {asset_id}'s grace period ended at {deadline.isoformat()}; "
@@ -147,11 +160,8 @@ class Lifecycle:
                             dry_run: bool = False) -> tuple[int, int]:
         """Soft-deleted assets past the grace period: audit (bytes each version frees), then drop
         their embeddings; `reconcile_blobs` frees the blobs nobody else references."""
-        cutoff = as_of - timedelta(days=grace_period_days)
         purged = self.purged_ids()
-        expired = [r["id"] for r in self.tables.read(
-            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
-            if r["id"] not in purged]
+        expired = self.expired_ids(as_of, grace_period_days, purged)
         if not expired:
             return 0, 0
         still_needed = {v["sha256"] for v in self._versions(
@@ -171,6 +181,14 @@ class Lifecycle:
         if not dry_run:
             self._drop_embeddings(expired)
         return len(expired), sum(r["bytes"] for r in rows)
+
+    def expired_ids(self, as_of: datetime, grace_period_days: float, purged: set[str] | None = None) -> list[str]:
+        """Soft-deleted assets whose grace period ended by `as_of` and that are not purged yet."""
+        cutoff = as_of - timedelta(days=grace_period_days)
+        purged = self.purged_ids() if purged is None else purged
+        return [r["id"] for r in self.tables.read(
+            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
+            if r["id"] not in purged]
 
     # --- data placement ----------------------------------------------------------------------
     def _copy(self, sha: str, src: ObjectStore, dst: ObjectStore) -> None:
@@ -245,19 +263,39 @@ class Lifecycle:
 
 
 def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
-          run_id: str, dry_run: bool = False) -> SweepSummary:
+          run_id: str, dry_run: bool = False, rails: GuardRails = GuardRails()) -> SweepSummary:
     """One day's sweep. `as_of` is the end of the partition's day, so re-running a partition
-    selects the same way; already-applied assets no longer match, so a re-run changes nothing."""
+    selects the same way; already-applied assets no longer match, so a re-run changes nothing.
+
+    Everything is selected first, then the guard rails decide (see `lifecycle.policies`): a policy
+    not seen in an earlier partition runs as a dry run (its preview), and deletions above the
+    allowed share raise MassDeleteRefused before anything is changed."""
     as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
     summary = SweepSummary(partition, dry_run)
+    seen = lifecycle.policies_seen_before(partition, [p.name for p in policies]) \
+        if rails.preview_new_policies and not dry_run else None
+    plan: list[tuple[Policy, list[str], bool]] = []
     claimed: set[str] = set()
     for policy in policies:
         ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
         claimed |= set(ids)  # the first policy that selects an asset acts on it
         summary.selected[policy.name] = len(ids)
+        preview = seen is not None and policy.name not in seen
+        if preview:
+            summary.previewed.append(policy.name)
+        plan.append((policy, ids, dry_run or preview))
+    expired = lifecycle.expired_ids(as_of, grace_period_days)
+    deleting = {p.name: ids for p, ids, dry in plan if p.action == "delete" and not dry}
+    if dry_run:  # a dry run never fails: it says what a real run would meet
+        summary.mass_delete = check_mass_delete(lifecycle.tables, {p.name: ids for p, ids, _ in plan
+                                                                   if p.action == "delete"}, expired,
+                                                GuardRails(rails.max_delete_share, True), partition)
+    else:
+        summary.mass_delete = check_mass_delete(lifecycle.tables, deleting, expired, rails, partition)
+    for policy, ids, dry in plan:
         summary.audit_rows += lifecycle.apply(policy.action, ids, policy=policy.name, partition=partition,
-                                              run_id=run_id, by="sweep", dry_run=dry_run)
-        if not dry_run:
+                                              run_id=run_id, by="sweep", dry_run=dry)
+        if not dry:
             if policy.action == "archive":
                 summary.archived += len(ids)
             else:
@@ -272,6 +310,13 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
     else:
         summary.bytes_freed = freed
     return summary
+
+
+def hard_delete_record(tables: Tables, asset_id: str) -> dict | None:
+    """When and by which sweep the asset was hard-deleted (None: it was not)."""
+    rows = tables.read("lifecycle_actions", where="asset_id = ? and action = 'hard_delete' and not dry_run",
+                       params=[asset_id], columns=["acted_at", "partition_key"]).to_pylist()
+    return min(rows, key=lambda r: r["acted_at"]) if rows else None
 
 
 def blob_report(lifecycle: Lifecycle) -> dict[str, list[str]]:

@@ -29,14 +29,16 @@ def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None) -> Life
           check_specs=[dg.AssetCheckSpec("blob_references", asset="lifecycle_actions",
                                          description="no orphan blobs, no version without its blob")])
 def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipeline: PipelineHome):
-    """Apply the retention policies as of the end of the partition's day; audit every action."""
+    """Apply the retention policies as of the end of the partition's day; audit every action.
+    A sweep that would delete more than the allowed share fails here, before any change, with the
+    numbers (see lifecycle/guard.py); a policy's first sweep is a dry run (its preview)."""
     settings = pipeline.settings()
     retention = (parse_config(config.policies, "run config policies") if config.policies is not None
                  else load_config(settings.retention_file))  # invalid policies fail here, before any change
     dry_run = retention.dry_run if config.dry_run is None else config.dry_run
     lifecycle = _lifecycle(pipeline, retention.archive_storage_class)
     s = sweep(lifecycle, retention.policies, retention.grace_period_days, context.partition_key, context.run_id,
-              dry_run)
+              dry_run, retention.guard_rails)
     totals = lifecycle.tables.read("lifecycle_actions", where="partition_key = ?", params=[context.partition_key])
     yield dg.MaterializeResult(metadata={
         "dry_run": dry_run, "policies": len(retention.policies), "archived": s.archived, "soft_deleted": s.deleted,
@@ -44,6 +46,8 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
         "audit_rows_this_run": s.audit_rows, "audit_rows_for_partition": totals.num_rows,
         "selected": markdown_table([{"policy": k, "assets": v} for k, v in s.selected.items()]),
         "problems": "\n".join(s.problems) or "none",
+        "previewed_policies": ", ".join(s.previewed) or "none",
+        "mass_delete_guard": s.mass_delete or "within the limit",
     })
     report = blob_report(lifecycle)
     yield dg.AssetCheckResult(check_name="blob_references", passed=not report["orphans"] and not report["missing"],
