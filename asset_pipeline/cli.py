@@ -196,13 +196,14 @@ def _format(table) -> str:
 
 def cmd_get(args: argparse.Namespace) -> int:
     from asset_pipeline.catalog import Catalog
+    from asset_pipeline.output_file import check_target, write_file
 
+    if args.output:
+        check_target(Path(args.output), args.force)  # before the download is fetched (and recorded)
     content = Catalog().get(args.asset_id, args.version)
     if args.output:
-        with open(args.output, "wb") as out:
-            for chunk in content.iter_chunks():
-                out.write(chunk)
-        print(f"wrote {content.metadata['size_bytes']} bytes (v{content.version}, {content.sha256}) to {args.output}")
+        size = write_file(Path(args.output), content.iter_chunks(), args.force)
+        print(f"wrote {size} bytes (v{content.version}, {content.sha256}) to {args.output}")
     else:
         print(json.dumps(content.metadata, default=str, indent=2))
     return 0
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("get", help="metadata of an asset, or its content with -o FILE")
     p.add_argument("asset_id")
     p.add_argument("--version", type=int)
-    p.add_argument("-o", "--output")
+    p.add_argument("-o", "--output", help="write the content to this file (never through a symbolic link)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(fn=cmd_get)
     p = sub.add_parser("versions", help="list an asset's versions")
     p.add_argument("asset_id")
