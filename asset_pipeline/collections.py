@@ -4,6 +4,10 @@ Levels: view (list the collection, get its assets) < edit (add and remove assets
 unshare, delete the collection). The owner is admin. Every check happens before anything is
 written, so a denied call changes nothing. Names and user ids are data: they are only ever
 passed as query parameters or Arrow values, never spliced into SQL.
+
+These permissions protect collections, not the catalog: `Catalog.get` without a collection,
+`Catalog.sql` and the files under the home are open to whoever can call or read them, and user
+ids are not authenticated (README, "What permissions protect, and what they do not").
 """
 
 from __future__ import annotations
