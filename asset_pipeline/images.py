@@ -4,7 +4,9 @@
 declares passes it, and so does a 74-byte file declaring 13000x13000. Here the declared size is
 checked first (Pillow has read only the header: nothing is allocated), then the structure is
 walked to its end (`image_layout`: truncation, missing rows, bytes appended after the image),
-then every frame is decoded.
+then every frame is decoded. A JPEG is decoded a second time by FFmpeg with error detection
+on: libjpeg (Pillow's decoder) fills a scan that ends early at an end-of-image marker with grey
+and only warns, so half a JPEG with an EOI appended would pass Pillow alone.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ def _check_end(src: Source, fmt: str, limits: ValidationLimits) -> None:
                             "ASSET_PIPELINE_ALLOW_TRAILING_BYTES=1 to accept them)", "content")
 
 
+def _jpeg_decodes_strictly(src: Source) -> None:
+    import av
+
+    try:
+        with open_source(src) as f, av.open(f, format="jpeg_pipe") as container:
+            container.streams.video[0].codec_context.options = {"err_detect": "explode"}
+            if not any(True for _ in container.decode(video=0)):
+                raise InputRejected("jpeg image decodes to no picture", "content")
+    except InputRejected:
+        raise
+    except Exception as exc:  # FFmpeg's error classes
+        raise InputRejected(f"jpeg image data is corrupt or ends early: {exc}", "content") from exc
+
+
 def check_image(src: Source, fmt: str, limits: ValidationLimits) -> FormatInfo:
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
@@ -50,6 +66,8 @@ def check_image(src: Source, fmt: str, limits: ValidationLimits) -> FormatInfo:
                     raise InputRejected(f"{fmt} animation decodes to more than {limits.max_image_pixels} pixels "
                                         f"over its frames ({width}x{height} each; {_LIMIT_SETTING})", "content")
                 frame.load()
+        if fmt == "jpeg":
+            _jpeg_decodes_strictly(src)
     except Image.DecompressionBombError as exc:
         raise InputRejected(f"{fmt} image is above Pillow's decompression-bomb limit: {exc}", "content") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -46,6 +46,13 @@ def zip_bytes() -> bytes:
     return buf.getvalue()
 
 
+def half_a_jpeg() -> bytes:
+    """The first two thirds of a JPEG's scan with an end-of-image marker put after it: libjpeg
+    only warns and fills the rest with grey."""
+    whole = render_image(7, (256, 256), "JPEG")
+    return whole[: len(whole) * 2 // 3] + b"\xff\xd9"
+
+
 def st_file(header: dict | str, data: bytes = b"") -> bytes:
     raw = (header if isinstance(header, str) else json.dumps(header)).encode()
     return struct.pack("<Q", len(raw)) + raw + data
@@ -94,6 +101,7 @@ HOSTILE = {
     "huge-declared.png": (png_with_rows(13000, 13000, 0), "13000x13000"),
     "png-plus-zip.png": (render_image(1, (32, 32)) + zip_bytes(), "after the end of the png image"),
     "jpeg-plus-zip.jpg": (render_image(2, (32, 32), "JPEG") + zip_bytes(), "after the end of the jpeg image"),
+    "half-a-jpeg.jpg": (half_a_jpeg(), "ends early"),
     "tiny.safetensors": (st_file("{}   "), "no tensors"),
     "empty-header.safetensors": (st_file({}), "no tensors"),
     "short-data.safetensors": (st_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
@@ -158,6 +166,10 @@ def test_trailing_bytes_can_be_allowed_by_a_setting() -> None:
     polyglot = render_image(4, (32, 32)) + zip_bytes()
     info = inspect_file(polyglot, ValidationLimits(allow_trailing_bytes=True))
     assert (info.format, info.width) == ("png", 32)
+    motion_photo = render_image(5, (32, 32), "JPEG") + _mp4()  # a JPEG with a video appended, as some phones write
+    assert inspect_file(motion_photo, ValidationLimits(allow_trailing_bytes=True)).format == "jpeg"
+    with pytest.raises(InputRejected, match="after the end of the jpeg image"):
+        inspect_file(motion_photo)
 
 
 def test_truncated_video_is_refused_when_its_header_claims_more_than_its_data(tmp_path: Path) -> None:
