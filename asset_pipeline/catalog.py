@@ -20,7 +20,7 @@ from asset_pipeline.formats import FormatInfo, inspect_file
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.home import Home
 from asset_pipeline.inbox import InboxItem
-from asset_pipeline.ingest import IngestSummary, Progress, commit_versions, new_run_id
+from asset_pipeline.ingest import IngestSummary, Progress, commit_versions, new_run_id, verify_blobs
 from asset_pipeline.settings import Settings
 from asset_pipeline.sidecar import Sidecar
 from asset_pipeline.sql import connect
@@ -41,6 +41,12 @@ class AssetContent:
         try:
             return self._home.store.open(self.sha256)
         except FileNotFoundError as exc:
+            pruned = self._home.tables.read(
+                "lifecycle_actions", where="action = 'prune_version' and not dry_run and asset_id = ? and version = ?",
+                params=[self.asset_id, self.version], columns=["policy"])["policy"].to_pylist()
+            if pruned:  # keep-last-N retention (issue 14) released this version's bytes
+                raise AssetUnavailable(f"asset {self.asset_id} v{self.version} was pruned by retention policy "
+                                       f"{pruned[0]!r} (keeps only the newest versions); its content is gone") from exc
             raise ObjectMissing(f"asset {self.asset_id} v{self.version}: blob {self.sha256} is missing "
                                 "from the object store") from exc
 
@@ -96,10 +102,15 @@ class Catalog:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def lifecycle(self, storage_class: str | None = None):
+        from datetime import timedelta
+
         from asset_pipeline.lifecycle.actions import Lifecycle
 
-        return Lifecycle(self.tables, self.home.store, self.home.archive_store(storage_class),
-                         self.home.settings.lancedb_dir)
+        retention = self._retention()
+        return Lifecycle(self.tables, self.home.store,
+                         self.home.archive_store(storage_class or retention.archive_storage_class),
+                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours),
+                         exclusive=lambda: self.home.lock("lifecycle"))
 
     def _retention(self):
         from asset_pipeline.lifecycle.policies import load_config
@@ -122,6 +133,70 @@ class Catalog:
     def undelete(self, asset_id: str) -> None:
         """Undo a soft delete within the grace period."""
         self.lifecycle().undelete(asset_id, self._retention().grace_period_days, by=self.user)
+
+    # --- provenance (issue 14): export, lineage, recall, pHash, storage --------------------------
+    def export(self, asset_id: str, path: str | os.PathLike[str], version: int | None = None):
+        """Write a copy of the version that declares itself AI-generated (IPTC trainedAlgorithmicMedia
+        and the generation facts in XMP; a signed C2PA manifest when a signing certificate is
+        configured). Returns an `ExportResult`; records a download like `get`."""
+        from asset_pipeline.provenance.export import export_copy
+
+        content = self.get(asset_id, version)
+        s = self.home.settings
+        return export_copy(self.home.store, content.metadata, path, self._signing(),
+                           Path(s.c2pa_trust_anchors).read_bytes() if s.c2pa_trust_anchors else None)
+
+    def _signing(self):
+        from asset_pipeline.provenance.credentials import SigningConfig
+
+        s = self.home.settings
+        if not (s.c2pa_sign_cert and s.c2pa_sign_key):
+            return None
+        return SigningConfig.from_files(s.c2pa_sign_cert, s.c2pa_sign_key, s.c2pa_sign_alg, s.c2pa_tsa_url)
+
+    def produced_by(self, model: str, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Assets with a version made by `model` (as checkpoint or as LoRA/adapter), newest first."""
+        from asset_pipeline.provenance.lineage import produced_by
+
+        if isinstance(since, str):
+            since = datetime.fromisoformat(since)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return produced_by(self.tables, model, since)
+
+    def lineage(self, asset_id: str) -> dict[str, Any]:
+        """Models, adapters, inputs (resolved to assets where they are ones) of every version, and
+        the assets made from this one."""
+        from asset_pipeline.provenance.lineage import lineage
+
+        return lineage(self.tables, asset_id)
+
+    def recall(self, model: str, reason: str, by: str | None = None, dry_run: bool = False):
+        """Soft-delete every asset `model` produced (audited, grace period, reversible until hard
+        delete with `undo_recall`); `dry_run` only lists and records what it would take."""
+        from asset_pipeline.provenance.recall import recall
+
+        with self.home.lock("lifecycle"):  # statuses change: never beside a sweep
+            return recall(self.lifecycle(), model, reason, by or self.user, dry_run)
+
+    def undo_recall(self, recall_id: str) -> list[str]:
+        """Undelete what a recall took, within the grace period; returns the asset ids restored."""
+        from asset_pipeline.provenance.recall import undo_recall
+
+        return undo_recall(self.lifecycle(), recall_id, self._retention().grace_period_days, self.user)
+
+    def similar_images(self, max_distance: int = 8) -> list[dict[str, Any]]:
+        """Pairs of live images' current versions whose pHashes differ in at most `max_distance` bits."""
+        from asset_pipeline.provenance.phash import phash_pairs
+
+        return phash_pairs(self.tables, max_distance)
+
+    def storage(self, by: str = "project") -> list[dict[str, Any]]:
+        """Stored bytes per project or per creator (``by="created_by"``); a blob shared by several
+        assets is split equally among them (see `asset_pipeline.storage_attribution`)."""
+        from asset_pipeline.storage_attribution import attributed_bytes
+
+        return attributed_bytes(self.tables, by)
 
     # --- collections -------------------------------------------------------------------------
     @property
@@ -178,12 +253,12 @@ class Catalog:
         """Run DuckDB SQL over the views of every Delta table (``assets``, ``asset_versions``,
         ``ingest_errors``, ``usage_events``, …) and the usage reports (``daily_usage``,
         ``popular_assets``, ``asset_usage_stats``, ``storage_by_project``) once built."""
-        from asset_pipeline.usage.reports import analytics_path, attach_reports
+        from asset_pipeline.usage.reports import attach_reports
 
         self._usage.flush()  # a query sees the caller's own events
         con = connect(self.tables)
         try:
-            attach_reports(con, analytics_path(self.home.settings.home))
+            attach_reports(con, self.home.settings.home)
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
@@ -344,12 +419,13 @@ class Catalog:
         return self.home.ingest(only, progress)
 
     def _commit_one(self, asset_id: str, sha: str, size: int, info: FormatInfo, sidecar: Sidecar,
-                    source: str, force: bool) -> dict[str, Any]:
+                    source: str, force: bool, path: Path | None = None, written: bool = False) -> dict[str, Any]:
         asset = self.asset(asset_id)
-        item = InboxItem(source, Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
+        item = InboxItem(source, path or Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
         acc = Examined(item, sidecar, info, sha, size, (size, item.mtime_ns), asset_id, asset["name"], asset["project"],
-                       written=False)
+                       written=written)
         new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
+        verify_blobs(new_rows, [acc], self.home.store)
         if new_rows:
             return new_rows[0]
         return next(v for v in reversed(self.list_versions(asset_id)) if v["sha256"] == sha)
@@ -388,11 +464,12 @@ class Catalog:
             except InputRejected as exc:
                 raise InputRejected(f"{path}: {exc.reason}", exc.field) from exc
             sha, size = hash_file(path)
-            self.home.store.put_file(path, sha)
-        self.home.store.flush()
-        sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
-                                     **generation)
-        return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False)
+            written = self.home.store.put_file(path, sha)
+            self.home.store.flush()
+            sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
+                                         **generation)
+            return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False,
+                                    path=path, written=written)
 
     def revert(self, asset_id: str, version: int, created_by: str | None = None) -> dict[str, Any]:
         """Make version `version`'s content current again, as a new version (history is append-only)."""

@@ -11,6 +11,20 @@ from pathlib import Path
 from asset_pipeline.progress import human_bytes
 from asset_pipeline.settings import Settings
 
+INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+# Runs launched through the queue (schedules, sensors, backfills, the UI) that carry the same
+# asset_pipeline/exclusive tag never overlap: one retention sweep, one report build at a time.
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: asset_pipeline/exclusive
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+
 
 def dagster_instance(settings: Settings):
     """$DAGSTER_HOME's instance, else a persistent one under ``<home>/dagster`` so that
@@ -18,14 +32,23 @@ def dagster_instance(settings: Settings):
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
+    from asset_pipeline.failpoints import failpoint
+    from asset_pipeline.locks import file_lock
+
+    failpoint("dagster-instance")
     if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+        home = Path(os.environ["DAGSTER_HOME"])
+        with file_lock(home / ".asset-pipeline-instance.lock"):  # first use creates the SQLite storage
+            return dg.DagsterInstance.get()
     base = settings.home / "dagster"
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
+    # Several CLI runs on a new home would otherwise race to create (and migrate) the same SQLite
+    # storage; the first creates it under the lock, the others open what it made.
+    with file_lock(base / ".instance.lock"):
+        config = base / "dagster.yaml"
+        if not config.exists():
+            config.write_text(INSTANCE_YAML)
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
 
 
 def run_job(settings: Settings, job_name: str, run_config: dict | None = None, progress: bool = False,
@@ -53,7 +76,7 @@ def _print_ingest(result) -> int:
             if event.is_failure:
                 print(f"error: {event.message}", file=sys.stderr)
         return 1
-    v, a, s = metadata.get("asset_versions", {}), metadata.get("assets", {}), metadata.get("stored_objects", {})
+    v, a, s = metadata.get("asset_versions", {}), metadata.get("assets", {}), metadata.get("asset_versions", {})
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     print(f"ingested {v.get('new_versions', 0)} versions ({a.get('new_assets', 0)} new assets) from "
           f"{a.get('inputs', 0)} inputs: {v.get('unchanged', 0)} unchanged, {s.get('deduplicated', 0)} "
@@ -196,16 +219,44 @@ def _format(table) -> str:
 
 def cmd_get(args: argparse.Namespace) -> int:
     from asset_pipeline.catalog import Catalog
-    from asset_pipeline.output_file import check_target, write_file
+    from asset_pipeline.output_file import OutputError, check_target, write_file
 
-    if args.output:
-        check_target(Path(args.output), args.force)  # before the download is fetched (and recorded)
+    if args.output:  # refused before anything is fetched (or a download recorded)
+        check_target(Path(args.output), args.force, devices=args.original)
+    if args.output and not args.original:  # a copy that declares itself AI-generated (issue 14)
+        check_target(Path(args.output + ".xmp"), args.force)  # the XMP sidecar some formats get
+        try:
+            r = Catalog().export(args.asset_id, args.output, args.version)
+        except OSError as exc:  # e.g. no permission to write in the folder
+            raise OutputError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+        credentials = f"signed C2PA manifest ({r.c2pa_state})" if r.signed else "no C2PA signing key configured"
+        print(f"wrote v{r.version} of {r.asset_id} (original sha256 {r.sha256}) to {r.path}: XMP "
+              f"{'embedded' if r.xmp == 'embedded' else 'in ' + r.xmp} (trainedAlgorithmicMedia), {credentials}")
+        return 0
     content = Catalog().get(args.asset_id, args.version)
     if args.output:
         size = write_file(Path(args.output), content.iter_chunks(), args.force)
         print(f"wrote {size} bytes (v{content.version}, {content.sha256}) to {args.output}")
     else:
         print(json.dumps(content.metadata, default=str, indent=2))
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    """Through Dagster's recall_job, so the run and what it took show in the UI."""
+    config = {"model": args.model, "reason": args.reason, "dry_run": args.dry_run,
+              **({"by": args.by} if args.by else {})}
+    result = run_job(Settings.from_env(), "recall_job", {"ops": {"recalls": {"config": config}}})
+    if not result.success:
+        return _print_embed(result)  # prints the failure
+    m = _metadata(result)["recalls"]
+    verb = "would take" if m["dry_run"] else "took"
+    print(f"recall {m['recall_id']} of model {m['model']!r}: {verb} {m['assets']} assets "
+          f"({human_bytes(m['bytes'])}); {m['already_deleted']} were already deleted")
+    print(m["taken"])
+    if not m["dry_run"]:
+        print(f"reversible with Catalog().undo_recall({m['recall_id']!r}) for {m['grace_period_days']:g} days, "
+              "then hard-deleted by the lifecycle sweep")
     return 0
 
 
@@ -251,9 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("get", help="metadata of an asset, or its content with -o FILE")
     p.add_argument("asset_id")
     p.add_argument("--version", type=int)
-    p.add_argument("-o", "--output", help="write the content to this file (never through a symbolic link)")
-    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-o", "--output", help="write an AI-generated-declaring copy (XMP; C2PA when a key is set); "
+                                          "never over an existing file without --force, never through a link")
+    p.add_argument("--original", action="store_true", help="with -o: the stored bytes unchanged instead")
+    p.add_argument("--force", action="store_true", help="with -o: replace OUTPUT if it exists")
     p.set_defaults(fn=cmd_get)
+    p = sub.add_parser("recall", help="soft-delete everything a model (or LoRA) produced, through Dagster")
+    p.add_argument("--model", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by")
+    p.add_argument("--dry-run", action="store_true", help="list what it would take; change nothing")
+    p.set_defaults(fn=cmd_recall)
     p = sub.add_parser("versions", help="list an asset's versions")
     p.add_argument("asset_id")
     p.set_defaults(fn=cmd_versions)

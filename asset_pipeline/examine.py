@@ -21,32 +21,31 @@ import stat
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, Source, ValidationLimits, inspect_file
 from asset_pipeline.hashing import hash_stream
 from asset_pipeline.identity import asset_id_for
 from asset_pipeline.inbox import InboxItem, fd_path, open_in_inbox
-from asset_pipeline.sidecar import MAX_SIDECAR_BYTES, SIDECAR_SUFFIX, Sidecar, name_from_path, parse_sidecar
+from asset_pipeline.provenance.record import Provenance, add_content_facts, generation_metadata
+from asset_pipeline.sidecar import MAX_SIDECAR_BYTES, SIDECAR_SUFFIX, Sidecar, name_from_path
 from asset_pipeline.store import ObjectStore
 
 WHOLE_READ_MAX = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class WorkerContext:
-    """What every worker needs to know about the state before the run (forked, not pickled)."""
+def die_with_parent() -> None:
+    """Process-pool initializer: the worker is killed when the process that forked it dies, so a
+    `kill -9` of an ingest never leaves workers (or the resource tracker they keep open) behind."""
+    import ctypes
+    import signal
 
-    known_versions: frozenset[str]  # "asset_id:sha256" pairs that already are versions
-    store: ObjectStore | None       # set: workers write blobs themselves
-    limits: ValidationLimits = ValidationLimits()  # what format validation accepts (from Settings)
-
-
-_context = WorkerContext(frozenset(), None)
-
-
-def init_worker(context: WorkerContext) -> None:
-    """Pool initializer."""
-    global _context
-    _context = context
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to arm
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Examined:
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
     intact: bool = True           # False: the file changed while it was read or copied
+    provenance: Provenance | None = None  # field sources, pHash, C2PA, inputs (provenance/record.py)
     file_id: tuple[int, int] | None = None  # (device, inode) of the file that was hashed
 
 
@@ -138,6 +138,32 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
     return ex
 
 
+def inspect_input(item: InboxItem, limits: ValidationLimits = ValidationLimits()) -> FormatInfo:
+    """Validate an input again, later in the run, through the same no-link open as `examine`."""
+    fd = open_in_inbox(item.root, item.rel)
+    try:
+        return inspect_file(fd_path(fd), limits)
+    finally:
+        os.close(fd)
+
+
+def restore_from_input(ex: Examined, store: ObjectStore) -> bool:
+    """Store the blob again from the input it came from, if the input (reached without following
+    a link) still holds exactly those bytes."""
+    try:
+        fd = open_in_inbox(ex.item.root, ex.item.rel)
+    except (InputRejected, FileNotFoundError):
+        return False
+    try:
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            if hash_stream(f)[0] != ex.sha256:
+                return False
+        store.put_file(fd_path(fd), ex.sha256)
+        return True
+    finally:
+        os.close(fd)
+
+
 def read_sidecar(item: InboxItem) -> bytes:
     """The sidecar's bytes, never through a link, and never more than one byte past the size a
     sidecar may have (a 10 GB "sidecar" costs 1 MiB of memory to refuse)."""
@@ -150,14 +176,21 @@ def read_sidecar(item: InboxItem) -> bytes:
         return f.read(MAX_SIDECAR_BYTES + 1)
 
 
-def examine(item: InboxItem) -> Examined | Rejection | NotReady:
-    """Never raises for bad input: every problem becomes a Rejection naming the file or field."""
+def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
+            store: ObjectStore | None = None, limits: ValidationLimits = ValidationLimits()
+            ) -> Examined | Rejection | NotReady:
+    """Never raises for bad input: every problem becomes a Rejection naming the file or field.
+
+    `known_versions` ("asset_id:sha256") are contents that already are versions of their asset:
+    their format is not checked again. With `store`, the blob is written here, by the process
+    that holds the bytes. `limits` bound what format validation decodes and accepts."""
+    failpoint("examine-item")
     try:
         if item.refused:
             raise InputRejected(item.refused, "key")
         fd = open_in_inbox(item.root, item.rel)  # a link is refused here, before anything is read
         try:
-            return _examine_open(item, fd)
+            return _examine_open(item, fd, known_versions, store, limits)
         finally:
             os.close(fd)
     except InputRejected as exc:
@@ -166,15 +199,12 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
         return NotReady(item)
 
 
-def _examine_open(item: InboxItem, fd: int) -> Examined:
+def _examine_open(item: InboxItem, fd: int, known_versions: frozenset[str], store: ObjectStore | None,
+                  limits: ValidationLimits) -> Examined:
     if item.orphan_sidecar:
         media = item.rel[: -len(SIDECAR_SUFFIX)]
         raise InputRejected(f"sidecar has no media file next to it (expected {media!r})", "sidecar")
-    if item.sidecar is None:
-        raise InputRejected(f"no sidecar: expected {item.rel + SIDECAR_SUFFIX!r} with the generation metadata",
-                            "sidecar")
-    sidecar = parse_sidecar(read_sidecar(item))
-    ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+    sidecar_raw = read_sidecar(item) if item.sidecar is not None else None
     st = os.fstat(fd)
     content: bytes | None = None
     with open(fd, "rb", buffering=0, closefd=False) as f:
@@ -184,13 +214,23 @@ def _examine_open(item: InboxItem, fd: int) -> Examined:
         else:
             sha, size = hash_stream(f)
     source: Source = content if content is not None else fd_path(fd)
-    info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source, _context.limits)
-    ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident,
+    # The sidecar, or what the file embeds (A1111/ComfyUI/EXIF/XMP), field by field.
+    sidecar, provenance = generation_metadata(item.rel, sidecar_raw, source)
+    ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+    info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source, limits)
+    if info is not None:
+        add_content_facts(provenance, source, info.type, info.format)
+    ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident, provenance=provenance,
                   file_id=(st.st_dev, st.st_ino))
-    if _context.store is not None and not sidecar.asset_id:
-        store_examined(ex, _context.store, content)
+    if store is not None and not sidecar.asset_id:
+        store_examined(ex, store, content)
     return ex
 
 
-def examine_many(items: list[InboxItem]) -> list[Examined | Rejection | NotReady]:
-    return [examine(i) for i in items]
+def examine_many(items: list[InboxItem], known_versions: frozenset[str] = frozenset(),
+                 store: ObjectStore | None = None, limits: ValidationLimits = ValidationLimits()
+                 ) -> list[Examined | Rejection | NotReady]:
+    """One task for a worker: everything it needs travels with the task (a small pickle: only the
+    known versions of these items, and the validation limits), so concurrent ingests in one
+    process never share state."""
+    return [examine(i, known_versions, store, limits) for i in items]

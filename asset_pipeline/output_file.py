@@ -26,8 +26,10 @@ def _problem(exc: OSError, target: Path) -> OutputError:
     return OutputError(f"cannot write {target}: {exc.strerror or exc}")
 
 
-def check_target(target: Path, force: bool = False) -> os.stat_result | None:
-    """Refuse a path before any content is fetched; returns its lstat (None: it does not exist)."""
+def check_target(target: Path, force: bool = False, devices: bool = True) -> os.stat_result | None:
+    """Refuse a path before any content is fetched; returns its lstat (None: it does not exist).
+    `devices` False: an existing device or FIFO is refused too (a copy renamed into place would
+    replace the device node, not write into it)."""
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -45,6 +47,9 @@ def check_target(target: Path, force: bool = False) -> os.stat_result | None:
         raise OutputError(f"{target} is a folder: give a file name to write to")
     if not force:
         raise OutputError(f"{target} exists: not overwritten (use --force to replace it)")
+    if not devices and not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{target} is not a regular file: an exported copy is written as a file (use --original "
+                          "to write the stored bytes into it)")
     return st
 
 

@@ -64,9 +64,17 @@ class Settings:
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
+    commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # declared size checked before an image is decoded
     allow_trailing_bytes: bool = False  # accept bytes after an image's end (a ZIP appended to a PNG)
+    # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
+    # sign a C2PA manifest into every exported copy; trust anchors (PEM) judge signers when reading.
+    c2pa_sign_cert: str | None = None
+    c2pa_sign_key: str | None = None
+    c2pa_sign_alg: str = "es256"
+    c2pa_tsa_url: str | None = None
+    c2pa_trust_anchors: str | None = None
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -83,6 +91,11 @@ class Settings:
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             max_image_pixels=_positive_int("ASSET_PIPELINE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
             allow_trailing_bytes=_flag("ASSET_PIPELINE_ALLOW_TRAILING_BYTES"),
+            c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
+            c2pa_sign_key=os.environ.get("ASSET_PIPELINE_C2PA_KEY") or None,
+            c2pa_sign_alg=os.environ.get("ASSET_PIPELINE_C2PA_ALG") or "es256",
+            c2pa_tsa_url=os.environ.get("ASSET_PIPELINE_C2PA_TSA_URL") or None,
+            c2pa_trust_anchors=os.environ.get("ASSET_PIPELINE_C2PA_TRUST_ANCHORS") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -114,7 +114,9 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def _load(raw: bytes) -> Any:
+def load_document(raw: bytes) -> Any:
+    """The parsed JSON of a sidecar, held to plain JSON (size, repeated keys, NaN, nesting), or
+    InputRejected (field ``sidecar``) saying which rule it broke."""
     if len(raw) > MAX_SIDECAR_BYTES:
         raise InputRejected("sidecar is larger than 1 MiB", "sidecar")
     try:
@@ -140,7 +142,7 @@ def _timestamp(value: Any) -> datetime:
 
 def parse_sidecar(raw: bytes) -> Sidecar:
     """Validate a sidecar document; raises InputRejected naming the offending field."""
-    doc = _load(raw)
+    doc = load_document(raw)
     if not isinstance(doc, dict):
         raise InputRejected("sidecar must be a JSON object", "sidecar")
 

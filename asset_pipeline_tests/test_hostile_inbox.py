@@ -218,3 +218,30 @@ def test_a_huge_sidecar_is_refused_without_reading_it_all(settings, tmp_path: Pa
         tracemalloc.stop()
     assert isinstance(result, Rejection) and "larger than 1 MiB" in result.reason
     assert peak < 4 * 1024 * 1024
+
+
+def test_a_hostile_sidecar_next_to_embedded_metadata_is_refused_too(catalog: Catalog, settings) -> None:
+    """A file that carries its own (A1111) metadata takes the merging path for its sidecar: the
+    same plain-JSON rules hold there, and a sidecar built to crash the parser stops only itself."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    inbox = Path(settings.inbox)
+    _drop(inbox, "good.png", render_image(40, (16, 16)))
+    hostile = {"deep.png": "[" * 100_000 + "]" * 100_000,
+               "twice.png": '{"project": "p1", "project": "someone-elses"}',
+               "nan.png": '{"parameters": {"cfg": NaN}}'}
+    for i, (name, raw) in enumerate(hostile.items()):
+        info = PngInfo()
+        info.add_text("parameters", f"a red rocket\nSteps: 4, Seed: {i}, Model: sdxl-turbo")
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(render_image(41 + i, (16, 16)))).save(buf, "PNG", pnginfo=info)
+        (inbox / name).write_bytes(buf.getvalue())
+        (inbox / (name + SIDECAR_SUFFIX)).write_text(raw)
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected) == (1, 3)
+    reasons = {r["source_path"]: r["reason"] for r in catalog.sql("select * from ingest_errors").to_pylist()}
+    assert "nested" in reasons["deep.png"] and "repeats the key 'project'" in reasons["twice.png"]
+    assert "NaN" in reasons["nan.png"]

@@ -1,6 +1,7 @@
 """Retention is the one place the product destroys data: the guard rails that stop a careless
 policy, and what `get` says once something is gone."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -25,8 +26,9 @@ def _day(offset: int = 0) -> str:
 
 
 def _sweep(cat: Catalog, doc: dict, day: str, dry_run: bool | None = None):
+    """One sweep as its own run (a run's own rows never count as a policy's preview)."""
     config = parse_config(doc)
-    return sweep(cat.lifecycle(), config.policies, config.grace_period_days, day, "test",
+    return sweep(cat.lifecycle(), config.policies, config.grace_period_days, day, f"test-{uuid.uuid4().hex[:8]}",
                  config.dry_run if dry_run is None else dry_run, config.guard_rails)
 
 
@@ -96,19 +98,20 @@ def test_allow_mass_delete_lets_a_sweep_through(ingested: Catalog) -> None:
 
 
 def test_the_share_counts_bytes_too(ingested: Catalog) -> None:
-    """One asset of 13 (8%) is within a 10% share of assets, but not when it holds 44% of the bytes."""
+    """One asset of 13 (8%) is within a 10% share of assets, but not when it holds a third of the bytes."""
     chime = asset_id_for("research", "audio/chime")
     held = {r["id"]: int(r["b"]) for r in ingested.sql(
         "select asset_id id, sum(size_bytes) b from asset_versions group by all").to_pylist()}
-    assert held[chime] > 0.4 * sum(held.values()) and held[ICON] < 0.01 * sum(held.values())
+    total = sum(held.values())
+    assert held[chime] > 0.3 * total and held[ICON] < 0.1 * total
     base = {"grace_period_days": 30, "preview_new_policies": False}
     sfx = {"name": "sfx", "action": "delete", "select": {"tags": ["sfx"]}}
-    with pytest.raises(MassDeleteRefused, match=r"would delete 1 assets .* 8% of the 13 active assets, holding "
-                                                r"32.0 KB, 44% of"):
+    with pytest.raises(MassDeleteRefused, match=rf"would delete 1 assets .* 8% of the 13 active assets, holding "
+                                                rf"32.0 KB, {100 * held[chime] / total:.0f}% of"):
         _sweep(ingested, {**base, "policies": [sfx]}, _day())
     assert _statuses(ingested)[chime] == "active"
     icons = {"name": "icons", "action": "delete", "select": {"tags": ["icon"]}}
-    assert _sweep(ingested, {**base, "policies": [icons]}, _day()).deleted == 1  # 1 asset, 0.5% of the bytes
+    assert _sweep(ingested, {**base, "policies": [icons]}, _day()).deleted == 1  # 1 asset, 5% of the bytes
     assert _sweep(ingested, {**base, "max_delete_share": 0.5, "policies": [sfx]}, _day()).deleted == 1
 
 
@@ -178,3 +181,39 @@ def test_policy_names_the_audit_uses_itself_are_reserved(name) -> None:
 def test_guard_rail_settings_are_validated(doc, words) -> None:
     with pytest.raises(PolicyError, match=words):
         parse_config(doc)
+
+
+def test_a_backfill_is_checked_over_all_its_days_before_any_changes(ingested: Catalog, settings) -> None:
+    """Day by day, each day deletes one asset of 13 (8%); over the run they are 2 of 13 (15%): the
+    run is refused before its first day changes anything."""
+    table = DeltaTable(ingested.tables.uri("assets"))
+    table.update({"created_at": "'2026-12-01T00:00:00Z'::timestamp"}, predicate="true")
+    table.update({"created_at": "'2026-11-20T10:00:00Z'::timestamp"}, predicate=f"id = '{ICON}'")
+    table.update({"created_at": "'2026-11-21T10:00:00Z'::timestamp"}, predicate=f"id = '{FOREST}'")
+    settings.retention_file.write_text(yaml.safe_dump({"grace_period_days": 30, "preview_new_policies": False,
+                                                       "policies": [EVERYTHING]}))
+    job = build_definitions(settings).resolve_job_def("lifecycle_job")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
+            "dagster/asset_partition_range_start": "2026-11-20", "dagster/asset_partition_range_end": "2026-11-21"})
+    assert not result.success
+    message = _failure(result)
+    assert "retention sweep 2026-11-20…2026-11-21" in message and "would delete 2 assets" in message
+    assert set(_statuses(ingested).values()) == {"active"}
+    for day in ("2026-11-20", "2026-11-21"):  # each day alone is within the share
+        assert _sweep(ingested, {"grace_period_days": 30, "preview_new_policies": False, "policies": [EVERYTHING]},
+                      day).deleted == 1
+
+
+def test_a_new_prune_policy_is_previewed_too(ingested: Catalog) -> None:
+    hero = asset_id_for("research", "images/hero")
+    doc = {"policies": [{"name": "keep-1", "action": "prune_versions",
+                         "select": {"keep_last_versions": 1, "project": "research"}}]}
+    first = _sweep(ingested, doc, "2026-11-10")
+    assert first.previewed == ["keep-1"]
+    rows = ingested.sql("select version, dry_run from lifecycle_actions where action = 'prune_version'").to_pylist()
+    assert rows == [{"version": 1, "dry_run": True}]
+    assert ingested.get(hero, version=1).read()
+    second = _sweep(ingested, doc, "2026-11-11")
+    acted = ingested.sql("select count(*) n from lifecycle_actions where action = 'prune_version' and not dry_run")
+    assert second.previewed == [] and acted.to_pylist() == [{"n": 1}]

@@ -11,6 +11,8 @@ every referenced blob in at least one store, and a re-run converges.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +39,7 @@ class SweepSummary:
     archived: int = 0
     deleted: int = 0
     hard_deleted: int = 0
+    versions_purged: int = 0  # keep-last-N: versions whose bytes were released
     bytes_moved: int = 0
     bytes_freed: int = 0
     audit_rows: int = 0
@@ -49,27 +52,49 @@ def action_id(*parts: Any) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
 
+DEFAULT_BLOB_GRACE = timedelta(hours=24)
+
+
 class Lifecycle:
-    def __init__(self, tables: Tables, hot: ObjectStore, archive: ObjectStore, vectors_dir=None):
+    """Status changes (audited) and the placement of blobs that follows them.
+
+    `blob_grace`: how long a blob must stay unneeded before it is deleted — longer than any run
+    lasts, so a run that read the catalog before the blob became unneeded has long finished."""
+
+    def __init__(self, tables: Tables, hot: ObjectStore, archive: ObjectStore, vectors_dir=None,
+                 blob_grace: timedelta = DEFAULT_BLOB_GRACE,
+                 exclusive: Callable[[], AbstractContextManager] = nullcontext):
         self.tables, self.hot_store, self.archive_store, self.vectors_dir = tables, hot, archive, vectors_dir
+        self.blob_grace = blob_grace
+        self.exclusive = exclusive  # the home's lifecycle lock: one sweep or blob move at a time
 
     # --- reading state -----------------------------------------------------------------------
     def purged_ids(self) -> set[str]:
         return set(self.tables.read("lifecycle_actions", where="action = 'hard_delete' and not dry_run",
                                     columns=["asset_id"])["asset_id"].to_pylist())
 
-    def policies_seen_before(self, partition: str, names: list[str]) -> set[str]:
-        """Those of `names` that recorded audit rows (a preview or real actions) in an earlier partition."""
+    def policies_seen_before(self, partition: str, names: list[str], run_id: str) -> set[str]:
+        """Those of `names` that an earlier run recorded audit rows for (a preview or real actions)
+        in an earlier partition: a backfill's first day does not count as the preview of its next."""
         if not names:
             return set()
-        return set(self.tables.read("lifecycle_actions", where="policy in (select unnest(?)) and partition_key < ?",
-                                    params=[names, partition], columns=["policy"])["policy"].to_pylist())
+        return set(self.tables.read(
+            "lifecycle_actions", where="policy in (select unnest(?)) and partition_key < ? and run_id <> ?",
+            params=[names, partition, run_id], columns=["policy"])["policy"].to_pylist())
 
     def _versions(self, where: str, params: list) -> list[dict]:
-        con = connect(self.tables, ["assets", "asset_versions"])
+        """Versions with their asset's status — or 'pruned' for a version whose bytes a
+        keep-last-N policy released (its row stays; no store keeps its blob for it)."""
+        con = connect(self.tables, ["assets", "asset_versions", "lifecycle_actions"])
         try:
-            return con.sql(f"""select a.id as asset_id, a.status, a.deleted_at, v.version, v.sha256, v.size_bytes
-                               from assets a join asset_versions v on v.asset_id = a.id where {where}
+            return con.sql(f"""select a.id as asset_id,
+                                      case when p.version is null then a.status else 'pruned' end as status,
+                                      a.deleted_at, v.version, v.sha256, v.size_bytes
+                               from assets a join asset_versions v on v.asset_id = a.id
+                               left join (select distinct asset_id, version from lifecycle_actions
+                                          where action = 'version_purged' and not dry_run) p
+                                 on p.asset_id = v.asset_id and p.version = v.version
+                               where {where}
                                order by a.id, v.version""", params=params or None).to_arrow_table().to_pylist()
         finally:
             con.close()
@@ -119,18 +144,21 @@ class Lifecycle:
         asset = self._asset(asset_id)
         if asset["status"] != "active":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
-        self.apply("archive", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            self.apply("archive", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def restore(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
         if asset["status"] != "archived":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}, not archived")
-        # Bring the bytes back before the asset becomes active again.
-        for v in self._versions("a.id = ?", [asset_id]):
-            self._copy(v["sha256"], self.archive_store, self.hot_store)
-        self.apply("restore", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            # Bring the bytes back before the asset becomes active again.
+            for v in self._versions("a.id = ?", [asset_id]):
+                if v["status"] != "pruned":
+                    self._copy(v["sha256"], self.archive_store, self.hot_store)
+            self.apply("restore", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def delete(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
@@ -138,7 +166,8 @@ class Lifecycle:
             return
         if asset["status"] == "archived":
             for v in self._versions("a.id = ?", [asset_id]):  # undeletable: keep the bytes hot
-                self._copy(v["sha256"], self.archive_store, self.hot_store)
+                if v["status"] != "pruned":
+                    self._copy(v["sha256"], self.archive_store, self.hot_store)
         self.apply("delete", [asset_id], by=by)
 
     def undelete(self, asset_id: str, grace_period_days: float, by: str = "api") -> None:
@@ -190,6 +219,67 @@ class Lifecycle:
             "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
             if r["id"] not in purged]
 
+    # --- keep the last N versions (issue 14) --------------------------------------------------
+    def prune_versions(self, ids: list[str], keep: int, policy: str, partition: str, run_id: str,
+                       dry_run: bool = False) -> int:
+        """Mark the versions of `ids` older than their newest `keep` (audit `prune_version`); their
+        bytes go only after the grace period (`purge_pruned_versions`). Returns versions marked."""
+        if not ids:
+            return 0
+        con = connect(self.tables, ["asset_versions", "lifecycle_actions"])
+        try:
+            rows = con.execute("""
+                select v.asset_id, v.version, v.sha256, v.size_bytes from asset_versions v
+                join (select asset_id, max(version) latest from asset_versions
+                      where asset_id in (select unnest($ids)) group by 1) m on m.asset_id = v.asset_id
+                where v.version <= m.latest - $keep and not exists (
+                    select 1 from lifecycle_actions l where l.action = 'prune_version' and not l.dry_run
+                    and l.asset_id = v.asset_id and l.version = v.version)
+                order by 1, 2""", {"ids": ids, "keep": keep}).fetchall()
+        finally:
+            con.close()
+        now = datetime.now(UTC)
+        self._audit([{"action_id": action_id(partition, "prune_version", policy, a, v, dry_run), "acted_at": now,
+                      "partition_key": partition, "policy": policy, "action": "prune_version", "asset_id": a,
+                      "version": v, "sha256": sha, "bytes": size, "dry_run": dry_run, "run_id": run_id,
+                      "by": "sweep"} for a, v, sha, size in rows])
+        return len(rows)
+
+    def purge_pruned_versions(self, as_of: datetime, grace_period_days: float, partition: str, run_id: str,
+                              dry_run: bool = False) -> tuple[int, int]:
+        """Versions pruned at least the grace period ago lose their bytes (audit `version_purged`,
+        bytes it frees: 0 while another live version shares the blob); `reconcile_blobs` deletes."""
+        cutoff = as_of - timedelta(days=grace_period_days)
+        con = connect(self.tables, ["lifecycle_actions"])
+        try:
+            due = con.execute("""
+                select distinct p.asset_id, p.version, p.sha256 from lifecycle_actions p
+                where p.action = 'prune_version' and not p.dry_run and p.acted_at <= ? and not exists (
+                    select 1 from lifecycle_actions q where q.action = 'version_purged' and not q.dry_run
+                    and q.asset_id = p.asset_id and q.version = p.version) order by 1, 2""", [cutoff]).fetchall()
+        finally:
+            con.close()
+        if not due:
+            return 0, 0
+        going = {(a, v) for a, v, _ in due}
+        purged = self.purged_ids()
+        keep = {v["sha256"] for v in self._versions("true", [])
+                if (v["asset_id"], v["version"]) not in going and v["status"] != "pruned"
+                and v["asset_id"] not in purged}
+        sizes = {v["sha256"]: v["size_bytes"] for v in self._versions("a.id in (select unnest(?))",
+                                                                      [sorted({a for a, _, _ in due})])}
+        freed: set[str] = set()
+        rows, now = [], datetime.now(UTC)
+        for a, v, sha in due:
+            frees = sha not in keep and sha not in freed
+            freed |= {sha} if frees else set()
+            rows.append({"action_id": action_id(partition, "version_purged", a, v, dry_run), "acted_at": now,
+                         "partition_key": partition, "policy": "grace_period", "action": "version_purged",
+                         "asset_id": a, "version": v, "sha256": sha, "bytes": sizes.get(sha, 0) if frees else 0,
+                         "dry_run": dry_run, "run_id": run_id, "by": "sweep"})
+        self._audit(rows)
+        return len(rows), sum(r["bytes"] for r in rows)
+
     # --- data placement ----------------------------------------------------------------------
     def _copy(self, sha: str, src: ObjectStore, dst: ObjectStore) -> None:
         if dst.exists(sha):
@@ -203,47 +293,85 @@ class Lifecycle:
             raise ObjectMissing(f"blob {sha} read back with hash {stored}: not copied")
         dst.flush()
 
-    def reconcile_blobs(self) -> list[dict]:
-        """Make the stores match the statuses; returns audit rows of bytes moved and freed."""
+    def _placement(self) -> tuple[dict[str, int], set[str], set[str], set[str]]:
+        """From the tables as they are now: sizes, every referenced hash, and the hashes the hot
+        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot)."""
         purged = self.purged_ids()
-        versions = self._versions("true", [])
         hot_needed, archive_needed, referenced, sizes = set(), set(), set(), {}
-        for v in versions:
+        for v in self._versions("true", []):
             referenced.add(v["sha256"])
             sizes[v["sha256"]] = v["size_bytes"]
             if v["status"] == "archived":
                 archive_needed.add(v["sha256"])
             elif v["status"] == "active" or (v["status"] == "deleted" and v["asset_id"] not in purged):
                 hot_needed.add(v["sha256"])
+        return sizes, referenced, hot_needed, archive_needed
+
+    def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str) -> dict[str, set[str]]:
+        """Mark phase: record when each store's copy of a hash was first seen unneeded, forget
+        marks whose hash is needed again, and return what has stayed unneeded for `blob_grace`."""
+        marks = self.tables.read("blob_marks").to_pylist()
+        have = {(m["store"], m["sha256"]): m["marked_at"] for m in marks}
+        fresh = [{"sha256": sha, "store": store, "marked_at": now, "run_id": run_id}
+                 for store, shas in candidates.items() for sha in sorted(shas) if (store, sha) not in have]
+        stale = [m for m in marks if m["sha256"] not in candidates.get(m["store"], set())]
+        if fresh:
+            self.tables.merge("blob_marks", fresh, keys=("store", "sha256"), update=False)
+        if stale:
+            self.tables.delete_matching("blob_marks", stale, keys=("store", "sha256"))
+        since = {**have, **{(f["store"], f["sha256"]): now for f in fresh}}
+        cutoff = now - self.blob_grace
+        return {store: {sha for sha in shas if since[(store, sha)] <= cutoff} for store, shas in candidates.items()}
+
+    def reconcile_blobs(self, run_id: str = "reconcile") -> list[dict]:
+        """Make the stores match the statuses; returns audit rows of bytes moved and freed.
+
+        Copies are made first. A copy nobody needs is then only marked; once it has stayed
+        unneeded for `blob_grace`, it is hidden, the references are read again, and it is purged
+        — or unhidden if a concurrent writer (an ingest that deduplicated against it, a restore)
+        referenced it meanwhile. Together with the writers' check after their commit this keeps
+        every committed version's blob, whatever runs beside the sweep."""
+        sizes, referenced, hot_needed, archive_needed = self._placement()
+        stores = {"hot": self.hot_store, "archive": self.archive_store}
+        needed = {"hot": hot_needed, "archive": archive_needed}
         moves, problems = [], []
-        now = datetime.now(UTC)
         # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do).
-        present = {id(self.hot_store): set(self.hot_store.iter_hashes()),
-                   id(self.archive_store): set(self.archive_store.iter_hashes())}
-        wanted = ((archive_needed, self.hot_store, self.archive_store, "blob_archived"),
-                  (hot_needed, self.archive_store, self.hot_store, "blob_restored"))
-        for needed, src, dst, kind in wanted:  # copy first...
-            for sha in sorted(needed - present[id(dst)]):
+        present = {name: set(store.iter_hashes()) for name, store in stores.items()}
+        for dst, src in (("archive", "hot"), ("hot", "archive")):  # copy first...
+            for sha in sorted(needed[dst] - present[dst]):
                 try:
-                    self._copy(sha, src, dst)
-                    present[id(dst)].add(sha)
-                    moves.append((kind, sha))
+                    self._copy(sha, stores[src], stores[dst])
+                    present[dst].add(sha)
+                    moves.append(("blob_archived" if dst == "archive" else "blob_restored", sha))
                 except ObjectMissing as exc:
                     problems.append(str(exc))
         failpoint("lifecycle-reconcile")
-        unwanted = ((hot_needed, self.hot_store, archive_needed, self.archive_store, "blob_freed_hot"),
-                    (archive_needed, self.archive_store, hot_needed, self.hot_store, "blob_freed_archive"))
-        for needed, store, needed_elsewhere, elsewhere, kind in unwanted:  # ...then delete what no one needs
-            for sha in sorted((referenced - needed) & present[id(store)]):
-                if sha in needed_elsewhere and sha not in present[id(elsewhere)]:
-                    continue  # its only copy
-                if store.delete(sha):
-                    present[id(store)].discard(sha)
-                    moves.append((kind, sha))
+        # ...then collect what no one needs: never a blob's only copy, never an unreferenced blob
+        # (it may belong to an ingest that has not committed yet).
+        candidates = {name: {sha for sha in (referenced - needed[name]) & present[name]
+                             if not (sha in needed[other] and sha not in present[other])}
+                      for name, other in (("hot", "archive"), ("archive", "hot"))}
+        now = datetime.now(UTC)
+        eligible = self._marked_long_enough(candidates, now, run_id)
+        hidden = {name: {sha for sha in sorted(eligible[name]) if stores[name].hide(sha)}
+                  | set(stores[name].hidden_hashes()) for name in stores}  # plus a crashed sweep's
+        failpoint("gc-hidden")
+        if any(hidden.values()):
+            sizes, _, hot_needed, archive_needed = self._placement()  # the references as they are now
+            needed = {"hot": hot_needed, "archive": archive_needed}
+            settled = []
+            for name, shas in hidden.items():
+                for sha in sorted(shas):
+                    if sha in needed[name]:
+                        stores[name].unhide(sha)
+                    elif stores[name].purge_hidden(sha):
+                        moves.append((f"blob_freed_{name}", sha))
+                    settled.append({"store": name, "sha256": sha})
+            self.tables.delete_matching("blob_marks", settled, keys=("store", "sha256"))
         rows = [{"action_id": action_id(now.isoformat(), kind, sha), "acted_at": now,
                  "partition_key": now.date().isoformat(), "policy": "refcount", "action": kind, "asset_id": None,
                  "version": None, "sha256": sha, "bytes": sizes.get(sha, 0), "dry_run": False,
-                 "run_id": "reconcile", "by": "sweep"}
+                 "run_id": run_id, "by": "sweep"}
                 for kind, sha in moves]
         self._audit(rows)
         self.problems = problems
@@ -262,37 +390,80 @@ class Lifecycle:
         return rows[0]
 
 
+@dataclass
+class SweepPlan:
+    """What one day's sweep would do, decided before anything changes."""
+
+    partition: str
+    as_of: datetime
+    steps: list[tuple[Policy, list[str], bool]]  # (policy, selected ids, as a dry run)
+    expired: list[str]                           # soft-deleted assets past their grace period
+    previewed: list[str]
+
+    def deleting(self, acting_only: bool = True) -> dict[str, list[str]]:
+        return {p.name: ids for p, ids, dry in self.steps if p.action == "delete" and not (acting_only and dry)}
+
+
+def plan_sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
+               run_id: str, dry_run: bool = False, rails: GuardRails = GuardRails()) -> SweepPlan:
+    """Select for every policy (the first that selects an asset acts on it) and decide previews:
+    a policy acts only once an earlier run recorded rows for it in an earlier partition."""
+    as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
+    seen = lifecycle.policies_seen_before(partition, [p.name for p in policies], run_id) \
+        if rails.preview_new_policies and not dry_run else None
+    steps: list[tuple[Policy, list[str], bool]] = []
+    previewed: list[str] = []
+    claimed: set[str] = set()
+    for policy in policies:
+        if policy.action == "prune_versions":  # keeps the asset as it is: claims nothing
+            ids = lifecycle.select(policy, as_of)
+        else:
+            ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
+            claimed |= set(ids)  # the first policy that selects an asset acts on it
+        preview = seen is not None and policy.name not in seen
+        if preview:
+            previewed.append(policy.name)
+        steps.append((policy, ids, dry_run or preview))
+    return SweepPlan(partition, as_of, steps, lifecycle.expired_ids(as_of, grace_period_days), previewed)
+
+
+def check_run(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, days: list[str],
+              run_id: str, rails: GuardRails = GuardRails()) -> str | None:
+    """The mass-delete guard over a whole run (a backfill sweeps many days): every day is planned
+    before any changes, and the union of their deletions is checked at once, so a backfill cannot
+    delete a share day by day. Raises MassDeleteRefused; returns the guard's note when allowed."""
+    plans = [plan_sweep(lifecycle, policies, grace_period_days, day, run_id, False, rails) for day in days]
+    by_policy: dict[str, list[str]] = {}
+    for plan in plans:
+        for name, ids in plan.deleting().items():
+            by_policy.setdefault(name, []).extend(ids)
+    taken: set[str] = set()
+    by_policy = {name: [i for i in ids if not (i in taken or taken.add(i))] for name, ids in by_policy.items()}
+    expired = sorted({i for plan in plans for i in plan.expired} - taken)
+    label = days[0] if len(days) == 1 else f"{days[0]}…{days[-1]}"
+    return check_mass_delete(lifecycle.tables, by_policy, expired, rails, label)
+
+
 def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
           run_id: str, dry_run: bool = False, rails: GuardRails = GuardRails()) -> SweepSummary:
     """One day's sweep. `as_of` is the end of the partition's day, so re-running a partition
     selects the same way; already-applied assets no longer match, so a re-run changes nothing.
 
-    Everything is selected first, then the guard rails decide (see `lifecycle.policies`): a policy
-    not seen in an earlier partition runs as a dry run (its preview), and deletions above the
-    allowed share raise MassDeleteRefused before anything is changed."""
-    as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
-    summary = SweepSummary(partition, dry_run)
-    seen = lifecycle.policies_seen_before(partition, [p.name for p in policies]) \
-        if rails.preview_new_policies and not dry_run else None
-    plan: list[tuple[Policy, list[str], bool]] = []
-    claimed: set[str] = set()
-    for policy in policies:
-        ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
-        claimed |= set(ids)  # the first policy that selects an asset acts on it
-        summary.selected[policy.name] = len(ids)
-        preview = seen is not None and policy.name not in seen
-        if preview:
-            summary.previewed.append(policy.name)
-        plan.append((policy, ids, dry_run or preview))
-    expired = lifecycle.expired_ids(as_of, grace_period_days)
-    deleting = {p.name: ids for p, ids, dry in plan if p.action == "delete" and not dry}
-    if dry_run:  # a dry run never fails: it says what a real run would meet
-        summary.mass_delete = check_mass_delete(lifecycle.tables, {p.name: ids for p, ids, _ in plan
-                                                                   if p.action == "delete"}, expired,
-                                                GuardRails(rails.max_delete_share, True), partition)
-    else:
-        summary.mass_delete = check_mass_delete(lifecycle.tables, deleting, expired, rails, partition)
-    for policy, ids, dry in plan:
+    Everything is planned first, then the guard rails decide (see `lifecycle.policies`): a new
+    policy runs as a dry run (its preview), and deletions above the allowed share raise
+    MassDeleteRefused before anything is changed. A dry run never fails; it notes what a real
+    run would meet."""
+    plan = plan_sweep(lifecycle, policies, grace_period_days, partition, run_id, dry_run, rails)
+    summary = SweepSummary(partition, dry_run, previewed=plan.previewed)
+    summary.selected = {p.name: len(ids) for p, ids, _ in plan.steps}
+    summary.mass_delete = check_mass_delete(
+        lifecycle.tables, plan.deleting(acting_only=not dry_run), plan.expired,
+        GuardRails(rails.max_delete_share, True) if dry_run else rails, partition)
+    for policy, ids, dry in plan.steps:
+        if policy.action == "prune_versions":
+            summary.audit_rows += lifecycle.prune_versions(ids, policy.keep_last_versions or 1, policy.name,
+                                                           partition, run_id, dry)
+            continue
         summary.audit_rows += lifecycle.apply(policy.action, ids, policy=policy.name, partition=partition,
                                               run_id=run_id, by="sweep", dry_run=dry)
         if not dry:
@@ -300,9 +471,13 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
                 summary.archived += len(ids)
             else:
                 summary.deleted += len(ids)
-    summary.hard_deleted, freed = lifecycle.hard_delete_expired(as_of, grace_period_days, partition, run_id, dry_run)
+    summary.hard_deleted, freed = lifecycle.hard_delete_expired(plan.as_of, grace_period_days, partition, run_id,
+                                                                dry_run)
+    summary.versions_purged, freed_by_pruning = lifecycle.purge_pruned_versions(plan.as_of, grace_period_days,
+                                                                                partition, run_id, dry_run)
+    freed += freed_by_pruning
     if not dry_run:
-        moves = lifecycle.reconcile_blobs()
+        moves = lifecycle.reconcile_blobs(run_id)
         summary.problems = lifecycle.problems
         summary.bytes_moved = sum(r["bytes"] for r in moves if r["action"] == "blob_archived")
         summary.bytes_freed = sum(r["bytes"] for r in moves if r["action"].startswith("blob_freed"))
@@ -320,11 +495,15 @@ def hard_delete_record(tables: Tables, asset_id: str) -> dict | None:
 
 
 def blob_report(lifecycle: Lifecycle) -> dict[str, list[str]]:
-    """Orphans (stored blobs no version references) and versions of assets that are not
+    """Orphans (stored blobs no version references, older than the grace window — younger ones
+    may belong to an ingest that has not committed yet) and versions of assets that are not
     hard-deleted whose blob is in neither store."""
+    in_hot, in_archive = set(lifecycle.hot_store.iter_hashes()), set(lifecycle.archive_store.iter_hashes())
     purged = lifecycle.purged_ids()
     versions = lifecycle._versions("true", [])
     referenced = {v["sha256"] for v in versions}
-    live = {v["sha256"] for v in versions if v["asset_id"] not in purged}
-    in_hot, in_archive = set(lifecycle.hot_store.iter_hashes()), set(lifecycle.archive_store.iter_hashes())
-    return {"orphans": sorted((in_hot | in_archive) - referenced), "missing": sorted(live - in_hot - in_archive)}
+    live = {v["sha256"] for v in versions if v["asset_id"] not in purged and v["status"] != "pruned"}
+    cutoff = (datetime.now(UTC) - lifecycle.blob_grace).timestamp()
+    orphans = [sha for store, shas in ((lifecycle.hot_store, in_hot), (lifecycle.archive_store, in_archive))
+               for sha in shas - referenced if (store.modified_at(sha) or cutoff) <= cutoff]
+    return {"orphans": sorted(set(orphans)), "missing": sorted(live - in_hot - in_archive)}

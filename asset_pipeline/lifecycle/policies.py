@@ -16,6 +16,9 @@ policies:
       project: research        # a name or a list
       type: [image, video]
       tags: [draft]            # any of
+  - name: keep-last-3
+    action: prune_versions     # versions older than the newest N lose their bytes after the grace period
+    select: {keep_last_versions: 3, project: research}
 ```
 
 Guard rails, because retention is the one place the product destroys data:
@@ -23,11 +26,12 @@ Guard rails, because retention is the one place the product destroys data:
   `allow_short_grace_period: true` (0 days means the next sweep makes a delete unrecoverable);
 - a sweep whose deletions (soft deletes by policies plus hard deletes after the grace period)
   exceed `max_delete_share` of the active assets or of their bytes fails before it changes
-  anything, naming the numbers, unless `allow_mass_delete: true` (`lifecycle/guard.py`);
-- a policy acts only once an earlier partition has recorded rows for it: until then each sweep
-  runs it as a dry run, so its first effect can be read in `lifecycle_actions` before it happens
-  (`preview_new_policies: false` turns this off). A policy is known by its name: rename it when
-  its selection changes to have the new one previewed.
+  anything, naming the numbers, unless `allow_mass_delete: true` (`lifecycle/guard.py`; versions
+  pruned by `prune_versions` are not counted: the asset and its newest versions stay);
+- a policy (any action) acts only once an earlier run recorded rows for it in an earlier
+  partition: until then each sweep runs it as a dry run, so its first effect can be read in
+  `lifecycle_actions` before it happens (`preview_new_policies: false` turns this off). A policy
+  is known by its name: rename it when its selection changes to have the new one previewed.
 """
 
 from __future__ import annotations
@@ -40,13 +44,13 @@ from typing import Any
 from asset_pipeline.errors import AssetPipelineError
 from asset_pipeline.formats import ASSET_TYPES
 
-ACTIONS = ("archive", "delete")
-SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status"}
+ACTIONS = ("archive", "delete", "prune_versions")
+SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status", "keep_last_versions"}
 MIN_GRACE_PERIOD_DAYS = 1
 DEFAULT_MAX_DELETE_SHARE = 0.10
 RESERVED_NAMES = {"api", "grace_period", "refcount"}  # policy column values the audit uses itself
-TOP_KEYS = {"policies", "grace_period_days", "dry_run", "archive_storage_class", "allow_short_grace_period",
-            "max_delete_share", "allow_mass_delete", "preview_new_policies"}
+TOP_KEYS = {"policies", "grace_period_days", "dry_run", "archive_storage_class", "blob_grace_hours",
+            "allow_short_grace_period", "max_delete_share", "allow_mass_delete", "preview_new_policies"}
 
 
 class PolicyError(AssetPipelineError, ValueError):
@@ -63,6 +67,7 @@ class Policy:
     type: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     status: str = "active"
+    keep_last_versions: int | None = None  # prune_versions: how many of the newest versions keep their bytes
 
     def where(self, as_of: datetime) -> tuple[str, list]:
         """A DuckDB predicate over `assets` and its parameters."""
@@ -98,6 +103,7 @@ class RetentionConfig:
     grace_period_days: float = 30
     dry_run: bool = False
     archive_storage_class: str | None = None
+    blob_grace_hours: float = 24.0  # a blob stays unneeded this long before it is deleted
     extra: dict[str, Any] = field(default_factory=dict)
     guard_rails: GuardRails = GuardRails()
 
@@ -137,6 +143,9 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
     share = doc.get("max_delete_share", DEFAULT_MAX_DELETE_SHARE)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise PolicyError(f"{source}: max_delete_share must be a fraction above 0 and at most 1, got {share!r}")
+    blob_grace = doc.get("blob_grace_hours", 24)
+    if isinstance(blob_grace, bool) or not isinstance(blob_grace, (int, float)) or blob_grace < 0:
+        raise PolicyError(f"{source}: blob_grace_hours must be a number ≥ 0, got {blob_grace!r}")
     raw = doc.get("policies", []) or []
     if not isinstance(raw, list):
         raise PolicyError(f"{source}: policies must be a list")
@@ -174,6 +183,11 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             raise PolicyError(f"{where}: select.status must be active or archived, got {status!r}")
         if action == "archive" and status == "archived":
             raise PolicyError(f"{where}: archiving already archived assets does nothing")
+        keep = select.get("keep_last_versions")
+        if (action == "prune_versions") != (keep is not None):
+            raise PolicyError(f"{where}: action prune_versions and select.keep_last_versions go together")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise PolicyError(f"{where}: select.keep_last_versions must be a whole number ≥ 1, got {keep!r}")
         policies.append(Policy(
             name=name, action=action,
             older_than_days=_days(select["older_than_days"], f"{where}: select.older_than_days")
@@ -182,11 +196,11 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             if "unused_for_days" in select else None,
             project=_names(select["project"], f"{where}: select.project") if "project" in select else (),
             type=types, tags=_names(select["tags"], f"{where}: select.tags") if "tags" in select else (),
-            status=status,
+            status=status, keep_last_versions=keep,
         ))
     rails = GuardRails(float(share), doc.get("allow_mass_delete", False), doc.get("preview_new_policies", True))
     return RetentionConfig(tuple(policies), float(grace), bool(doc.get("dry_run", False)),
-                           doc.get("archive_storage_class"), guard_rails=rails)
+                           doc.get("archive_storage_class"), float(blob_grace), guard_rails=rails)
 
 
 def load_config(path: Path) -> RetentionConfig:

@@ -1,10 +1,13 @@
 """Group `lifecycle` (daily partitions): the retention sweep, with its audit table, and upkeep."""
 
+from datetime import timedelta
+
 import dagster as dg
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
-from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, sweep
+from asset_pipeline.failpoints import failpoint
+from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, check_run, sweep
 from asset_pipeline.lifecycle.policies import load_config, parse_config
 from asset_pipeline.lifecycle.upkeep import upkeep
 
@@ -19,35 +22,54 @@ class SweepConfig(dg.Config):
     """Overrides the config's dry_run: report what would happen, touch nothing."""
 
 
-def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None) -> Lifecycle:
+def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None, blob_grace_hours: float = 24.0) -> Lifecycle:
     home = pipeline.open()
-    return Lifecycle(home.tables, home.store, home.archive_store(storage_class), home.settings.lancedb_dir)
+    return Lifecycle(home.tables, home.store, home.archive_store(storage_class), home.settings.lancedb_dir,
+                     blob_grace=timedelta(hours=blob_grace_hours))
 
 
 @dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["assets", "asset_usage_refresh"], kinds={"deltalake"},
-          key="lifecycle_actions",
+          key="lifecycle_actions", backfill_policy=dg.BackfillPolicy.single_run(),
           check_specs=[dg.AssetCheckSpec("blob_references", asset="lifecycle_actions",
                                          description="no orphan blobs, no version without its blob")])
 def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipeline: PipelineHome):
-    """Apply the retention policies as of the end of the partition's day; audit every action.
-    A sweep that would delete more than the allowed share fails here, before any change, with the
-    numbers (see lifecycle/guard.py); a policy's first sweep is a dry run (its preview)."""
+    """Apply the retention policies as of the end of each partition's day; audit every action.
+
+    One sweep at a time: a backfill over a range runs as one run that sweeps its days in order,
+    and the sweep holds the home's lifecycle lock (any caller, any run launcher). Before any day
+    changes anything, the run's deletions over all its days are checked against the allowed share
+    (lifecycle/guard.py): too many fail the run with the numbers. A new policy's days are dry runs
+    (its preview) until a later run."""
     settings = pipeline.settings()
     retention = (parse_config(config.policies, "run config policies") if config.policies is not None
                  else load_config(settings.retention_file))  # invalid policies fail here, before any change
     dry_run = retention.dry_run if config.dry_run is None else config.dry_run
-    lifecycle = _lifecycle(pipeline, retention.archive_storage_class)
-    s = sweep(lifecycle, retention.policies, retention.grace_period_days, context.partition_key, context.run_id,
-              dry_run, retention.guard_rails)
-    totals = lifecycle.tables.read("lifecycle_actions", where="partition_key = ?", params=[context.partition_key])
+    lifecycle = _lifecycle(pipeline, retention.archive_storage_class, retention.blob_grace_hours)
+    days = sorted(context.partition_keys)
+    with pipeline.open().lock("lifecycle"):
+        failpoint("sweep-locked")
+        rails = retention.guard_rails
+        guard = None if dry_run else check_run(lifecycle, retention.policies, retention.grace_period_days, days,
+                                               context.run_id, rails)
+        summaries = [sweep(lifecycle, retention.policies, retention.grace_period_days, day, context.run_id, dry_run,
+                           rails) for day in days]
+    totals = lifecycle.tables.read("lifecycle_actions", where="partition_key in (select unnest(?))", params=[days])
+    selected: dict[str, int] = {}
+    for s in summaries:
+        for name, n in s.selected.items():
+            selected[name] = selected.get(name, 0) + n
     yield dg.MaterializeResult(metadata={
-        "dry_run": dry_run, "policies": len(retention.policies), "archived": s.archived, "soft_deleted": s.deleted,
-        "hard_deleted": s.hard_deleted, "bytes_moved_to_archive": s.bytes_moved, "bytes_freed": s.bytes_freed,
-        "audit_rows_this_run": s.audit_rows, "audit_rows_for_partition": totals.num_rows,
-        "selected": markdown_table([{"policy": k, "assets": v} for k, v in s.selected.items()]),
-        "problems": "\n".join(s.problems) or "none",
-        "previewed_policies": ", ".join(s.previewed) or "none",
-        "mass_delete_guard": s.mass_delete or "within the limit",
+        "dry_run": dry_run, "days": len(days), "policies": len(retention.policies),
+        "archived": sum(s.archived for s in summaries), "soft_deleted": sum(s.deleted for s in summaries),
+        "hard_deleted": sum(s.hard_deleted for s in summaries),
+        "versions_purged": sum(s.versions_purged for s in summaries),
+        "bytes_moved_to_archive": sum(s.bytes_moved for s in summaries),
+        "bytes_freed": sum(s.bytes_freed for s in summaries),
+        "audit_rows_this_run": sum(s.audit_rows for s in summaries), "audit_rows_for_partitions": totals.num_rows,
+        "selected": markdown_table([{"policy": k, "assets": v} for k, v in selected.items()]),
+        "problems": "\n".join(p for s in summaries for p in s.problems) or "none",
+        "previewed_policies": ", ".join(sorted({n for s in summaries for n in s.previewed})) or "none",
+        "mass_delete_guard": guard or next((s.mass_delete for s in summaries if s.mass_delete), "within the limit"),
     })
     report = blob_report(lifecycle)
     yield dg.AssetCheckResult(check_name="blob_references", passed=not report["orphans"] and not report["missing"],
@@ -55,7 +77,8 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
                                         "examples": "\n".join((report["orphans"] + report["missing"])[:20]) or "none"})
 
 
-@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"})
+@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"},
+          backfill_policy=dg.BackfillPolicy.single_run())
 def table_upkeep(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Delta optimize/vacuum and LanceDB compaction, so small files do not pile up."""
     home = pipeline.open()
