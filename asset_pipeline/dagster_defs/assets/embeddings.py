@@ -6,7 +6,6 @@ from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import embed_pending
 from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs, prefiltered_pairs
-from asset_pipeline.embeddings.vectors import VectorStore
 from asset_pipeline.provenance.phash import PHASH_MAX_DISTANCE, hashed_image_ids, phash_pairs
 
 GROUP = "embeddings"
@@ -22,7 +21,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
     model = embedder.load()  # ModelUnavailable fails this asset only, with a message that says how to fix it
     if model.spec.is_test_model:
         context.log.warning("embedding with the tiny random-weight test model: results are meaningless")
-    s = embed_pending(home.tables, home.store, VectorStore(home.settings.lancedb_dir), model,
+    s = embed_pending(home.tables, home.store, home.vectors, model,
                       embedder.batch_size, embedder.num_workers)
     if s.failed:
         context.log.warning(f"{len(s.failed)} versions could not be decoded: {s.failed[:5]}")
@@ -41,7 +40,7 @@ def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
     """Pairs of live images whose embeddings' cosine similarity passes the threshold."""
     home = pipeline.open()
     spec = embedder.spec()
-    table = VectorStore(home.settings.lancedb_dir).open(spec.model_id)
+    table = home.vectors.open(spec.model_id)
     # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
     # only those candidates are compared by embedding; images without a pHash go through ANN search.
     candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)
