@@ -42,6 +42,7 @@ class Settings:
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
+    embed_shards: int = 1  # the embedding job's fan-out: steps (pods, workers) that embed at once
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
     # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
     # sign a C2PA manifest into every exported copy; trust anchors (PEM) judge signers when reading.
@@ -80,6 +81,7 @@ class Settings:
             store=os.environ.get("ASSET_PIPELINE_STORE", "local"),
             archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
             replica=os.environ.get("ASSET_PIPELINE_REPLICA") or None,
+            embed_shards=int(os.environ.get("ASSET_PIPELINE_EMBED_SHARDS") or 1),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
