@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.location import Location
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
 
@@ -274,13 +275,43 @@ def scan_s3(client: Any, bucket: str, prefix: str, spool: Path, only: list[str] 
     return items
 
 
-def move_to_quarantine(item: InboxItem, dest_dir: Path) -> Path:
-    """Move an input (and its sidecar) under `dest_dir`, keeping its relative path. A symbolic
-    link is moved as the link (never its target), a dangling one too."""
+def _upload_no_link(item: InboxItem, rel: str, dest: Location) -> None:
+    """Put an inbox file on S3 through a descriptor opened without following links; a symbolic
+    link is stored as an object holding its target path (as git stores links), never its target."""
+    source = item.root / rel
+    if os.path.islink(source):
+        dest.write_bytes(os.fsencode(os.readlink(source)))
+        return
+    try:
+        fd = open_in_inbox(item.root, rel)
+    except InputRejected:
+        if os.path.islink(source):  # became a link since: still only its target path
+            dest.write_bytes(os.fsencode(os.readlink(source)))
+            return
+        raise
+    try:
+        dest.upload(fd_path(fd))
+    finally:
+        os.close(fd)
+
+
+def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
+    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path.
+    On S3 the upload completes before the local file goes. A symbolic link is moved as the link,
+    never its target (locally renamed; on S3 an object holding the link's target path), a
+    dangling one too."""
     target = dest_dir / item.rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(item.path):
-        shutil.move(item.path, target)
-    if item.sidecar is not None and os.path.lexists(item.sidecar):
-        shutil.move(item.sidecar, target.with_name(item.sidecar.name))
+    moves = [(item.rel, target)] + ([(item.rel + SIDECAR_SUFFIX, target.parent / item.sidecar.name)]
+                                    if item.sidecar else [])
+    for rel, dest in moves:
+        source = item.root / rel
+        if not os.path.lexists(source):
+            continue
+        if dest.is_s3:
+            _upload_no_link(item, rel, dest)
+            source.unlink(missing_ok=True)
+        else:
+            dest.path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, dest.path)
+    return target
     return target

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from asset_pipeline import Catalog
+from asset_pipeline import Catalog, Settings
 from asset_pipeline.examine import Examined, Rejection, examine, store_examined
 from asset_pipeline.inbox import scan_local
 from asset_pipeline.samples import render_image
@@ -245,3 +245,26 @@ def test_a_hostile_sidecar_next_to_embedded_metadata_is_refused_too(catalog: Cat
     reasons = {r["source_path"]: r["reason"] for r in catalog.sql("select * from ingest_errors").to_pylist()}
     assert "nested" in reasons["deep.png"] and "repeats the key 'project'" in reasons["twice.png"]
     assert "NaN" in reasons["nan.png"]
+
+
+def test_a_link_quarantined_into_an_s3_home_is_stored_as_its_target_path(s3_env, s3_client, bucket,
+                                                                          tmp_path: Path) -> None:
+    """On an S3 home the quarantine is an upload: a link must not be uploaded as its target's bytes."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET-BYTES")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "stolen.png").symlink_to(secret)
+    (inbox / ("stolen.png" + SIDECAR_SUFFIX)).write_text(json.dumps(META))
+    settings = Settings.from_env(home=f"s3://{bucket}/home", inbox=str(inbox), durable=False)
+    cat = Catalog(settings=settings)
+    assert cat.ingest().rejected == 1
+    row = cat.sql("select * from ingest_errors").to_pylist()[0]
+    assert "'stolen.png' is a symbolic link" in row["reason"]
+    key = row["quarantine_path"].removeprefix(f"s3://{bucket}/")
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == os.fsencode(str(secret))
+    stored = b"".join(s3_client.get_object(Bucket=bucket, Key=k)["Body"].read()
+                      for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                      for k in (o["Key"] for o in page.get("Contents", [])) if "/tables/" not in k)
+    assert b"TOP-SECRET-BYTES" not in stored
+    assert not (inbox / "stolen.png").is_symlink() and secret.exists()

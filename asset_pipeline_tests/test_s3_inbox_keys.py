@@ -56,7 +56,7 @@ def test_unsafe_keys_become_error_rows_not_silence(s3_client, bucket, tmp_path: 
     home = cat.home.settings.home
     assert not (home.parent / "escape.png").exists() and not list(tmp_path.rglob("escape.png"))
     assert _keys(s3_client, bucket) == set()  # each went to the local quarantine, none is lost
-    assert len([p for p in cat.home.settings.quarantine_dir.rglob("*") if p.is_file()]) == len(bad)
+    assert len([p for p in cat.home.settings.quarantine_dir.path.rglob("*") if p.is_file()]) == len(bad)
 
 
 def test_a_key_with_no_possible_local_copy_stays_in_s3_with_an_error_row(s3_client, bucket, tmp_path: Path) -> None:
