@@ -106,8 +106,9 @@ def test_the_daily_jobs_run_on_an_s3_home_through_dagster(s3_home: Settings, s3_
         usage = defs.resolve_job_def("usage_job").execute_in_process(instance=instance, partition_key="2026-11-20")
         assert usage.success
         assert all(c.passed for c in usage.get_asset_check_evaluations())
-        (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({"blob_grace_hours": 0, "policies": [
-            {"name": "audio", "action": "archive", "select": {"type": "audio"}}]}))
+        (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({
+            "blob_grace_hours": 0, "preview_new_policies": False, "policies": [  # acts at once (issue 10)
+                {"name": "audio", "action": "archive", "select": {"type": "audio"}}]}))
         swept = defs.resolve_job_def("lifecycle_job").execute_in_process(instance=instance,
                                                                          partition_key="2026-11-20")
         assert swept.success and materialization_metadata(swept)["lifecycle_actions"]["archived"] == 1
