@@ -247,7 +247,9 @@ def test_upkeep_aborts_multipart_uploads_a_killed_writer_left(s3_client, bucket)
 
 
 def test_location_file_operations_on_s3(s3_env, bucket) -> None:
-    where = Location.parse(f"s3://{bucket}/a/b")
+    from asset_pipeline.location import S3Access
+
+    where = Location.parse(f"s3://{bucket}/a/b", S3Access(s3_env, "us-east-1"))
     (where / "x.txt").write_text("one")
     (where / ".hidden").write_text("no")
     assert [e.name for e in where.list()] == ["x.txt"]
