@@ -11,15 +11,11 @@ from typing import Any
 import numpy as np
 
 from asset_pipeline.embeddings.model import LoadedModel
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import SearchError
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
 RESULT_COLUMNS = ("asset_id", "version", "sha256", "name", "type", "project", "tags", "prompt", "status",
                   "created_at")
-
-
-class SearchError(AssetPipelineError, ValueError):
-    """A search request that cannot be run as asked (bad filter, nothing to search with)."""
 
 
 def _quote(value: Any) -> str:

@@ -23,15 +23,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import PolicyError
 from asset_pipeline.formats import ASSET_TYPES
 
 ACTIONS = ("archive", "delete")
 SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status"}
-
-
-class PolicyError(AssetPipelineError, ValueError):
-    """The retention configuration is invalid; the message names the policy and the field."""
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from asset_pipeline.errors import AssetNotFound, AssetPipelineError
+from asset_pipeline.errors import AssetNotFound, InvalidEvent
 from asset_pipeline.tables import Tables
 
 ACTIONS = ("view", "download", "embed", "transform")
 FLUSH_EVERY = 10_000
-
-
-class InvalidEvent(AssetPipelineError, ValueError):
-    """A usage event that cannot be recorded; `field` names the culprit."""
-
-    def __init__(self, reason: str, field: str):
-        super().__init__(reason)
-        self.reason, self.field = reason, field
 
 
 def parse_time(value: Any, field: str = "at") -> datetime:
