@@ -12,7 +12,6 @@ from dagster_dbt import DbtCliResource
 from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
-from asset_pipeline.embeddings.model import DEFAULT_MODEL
 from asset_pipeline.settings import Settings
 from asset_pipeline.usage.dbt_project import dbt_executable
 
@@ -24,7 +23,7 @@ LIFECYCLE_JOB = "lifecycle_job"
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
-                      clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
+                      clip_model: str | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     ingest_job = dg.define_asset_job(INGEST_JOB, selection=dg.AssetSelection.groups(ingest.GROUP),
                                      description="Ingest the inbox into the store and the Delta tables.")

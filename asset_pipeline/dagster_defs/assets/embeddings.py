@@ -18,7 +18,9 @@ def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
     """One open_clip vector per image/video/prompt version, in the LanceDB table of the model.
     Incremental: only versions this model has not embedded yet are read."""
     home = pipeline.open()
-    model = embedder.load()  # ModelUnavailable fails this asset only, with a message that says how to fix it
+    choice = embedder.choose(home.settings.lancedb_dir)
+    context.log.info(f"embedding model: {choice.describe()}")
+    model = embedder.load(choice.spec)  # ModelUnavailable fails this asset only, with a message that says the fix
     if model.spec.is_test_model:
         context.log.warning("embedding with the tiny random-weight test model: results are meaningless")
     s = embed_pending(home.tables, home.store, VectorStore(home.settings.lancedb_dir), model,
@@ -30,6 +32,7 @@ def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
         "images": s.images, "texts": s.texts, "failed": len(s.failed), "device": s.device, "model": s.model,
         "lancedb_table": s.table, "table_rows": s.index.rows if s.index else 0,
         "ann_index": s.index.ann if s.index else "none", "status_updates": s.status_updates,
+        "model_source": choice.source,
         "seconds": round(s.seconds, 3),
     })
 
@@ -39,7 +42,7 @@ def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
         dg.MaterializeResult:
     """Pairs of live images whose embeddings' cosine similarity passes the threshold."""
     home = pipeline.open()
-    spec = embedder.spec()
+    spec = embedder.choose(home.settings.lancedb_dir).spec
     table = VectorStore(home.settings.lancedb_dir).open(spec.model_id)
     pairs = near_duplicate_pairs(table, spec.model_id, embedder.near_duplicate_threshold)
     home.tables.replace("near_duplicates", pairs)
