@@ -49,8 +49,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
         resources={
             "pipeline": PipelineHome.from_settings(settings, progress=progress),
             "embedder": ClipEmbedder(model=clip_model),
-            "dbt": DbtCliResource(project_dir=str(usage.DBT_DIR), profiles_dir=str(usage.DBT_DIR),
-                                  dbt_executable=dbt_executable()),
+            "dbt": DbtCliResource(project_dir=usage.DBT_PROJECT, dbt_executable=dbt_executable()),
         },
     )
 

@@ -4,7 +4,10 @@ stats copied back into `assets`. Group `usage_intake`: events from log files in 
 import contextlib
 import json
 import os
+import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,14 +15,14 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from asset_pipeline.dagster_defs.assets.ingest import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
-from asset_pipeline.usage.dbt_project import DBT_ENV, ensure_manifest, project_dir
+from asset_pipeline.usage.dbt_project import DBT_ENV, dbt_project
 from asset_pipeline.usage.intake import ingest_usage_files
 from asset_pipeline.usage.reports import analytics_path, refresh_asset_usage, refresh_sources, report_numbers
 
 GROUP = "usage"
 INTAKE_GROUP = "usage_intake"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
-DBT_DIR = project_dir()
+DBT_PROJECT = dbt_project()
 
 
 class UsageTranslator(DagsterDbtTranslator):
@@ -48,8 +51,9 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-@dbt_assets(manifest=ensure_manifest(DBT_DIR), partitions_def=DAILY, dagster_dbt_translator=UsageTranslator(),
-            backfill_policy=dg.BackfillPolicy.single_run(), name="usage_reports")
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, partitions_def=DAILY,
+            dagster_dbt_translator=UsageTranslator(), backfill_policy=dg.BackfillPolicy.single_run(),
+            name="usage_reports")
 def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
     """daily_usage, popular_assets, asset_usage_stats, storage_by_project for the partition (or
     backfill range), with their dbt tests as asset checks."""
@@ -57,9 +61,10 @@ def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeli
     window = context.partition_key_range
     db = analytics_path(home.settings.home)
     refresh_sources(home.tables, db)
-    with _env(ASSET_PIPELINE_ANALYTICS_DB=str(db), **DBT_ENV):
+    # Each build's artifacts and logs go to a temporary folder, never into the (packaged) project.
+    with _env(ASSET_PIPELINE_ANALYTICS_DB=str(db), **DBT_ENV), tempfile.TemporaryDirectory(prefix="dbt-") as target:
         events = list(dbt.cli(["build", "--vars", json.dumps({"day_from": window.start, "day_to": window.end})],
-                              context=context).stream())
+                              context=context, target_path=Path(target)).stream())
     numbers = report_numbers(db, window.end)
     extra = {
         "daily_usage": {"day": window.end, "events": numbers["events"], "by_action": markdown_table(numbers["daily"])},
@@ -76,14 +81,19 @@ def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeli
             yield event
 
 
-@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"},
-          backfill_policy=dg.BackfillPolicy.single_run())
-def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
-    """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
-    retention sweep selects on)."""
-    home = pipeline.open()
-    updated = refresh_asset_usage(home.tables, analytics_path(home.settings.home))
-    return dg.MaterializeResult(metadata={"assets_updated": updated})
+# A backfill over a range is one run (one dbt build, one merge); `backfill_policy` on @asset is
+# beta in Dagster 1.13, a choice made on purpose, so its BetaWarning is not shown at every import.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=dg.BetaWarning, message="Parameter `backfill_policy`")
+
+    @dg.asset(group_name=GROUP, partitions_def=DAILY, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"},
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
+        """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
+        retention sweep selects on)."""
+        home = pipeline.open()
+        updated = refresh_asset_usage(home.tables, analytics_path(home.settings.home))
+        return dg.MaterializeResult(metadata={"assets_updated": updated})
 
 
 @dg.asset(group_name=INTAKE_GROUP, kinds={"deltalake"}, key="usage_events")
