@@ -13,11 +13,13 @@ from asset_pipeline.errors import (
     AssetPipelineError,
     AssetUnavailable,
     CollectionNotFound,
+    CommitConflict,
     HomeNotFound,
     InputRejected,
     InvalidEvent,
     InvalidRequest,
     LifecycleError,
+    LockTimeout,
     ModelUnavailable,
     NoEmbeddings,
     ObjectMissing,
@@ -36,7 +38,8 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "Catalog", "AssetContent", "Settings", "QueryResult", "SearchHits", "__version__",
-    "AssetPipelineError", "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "HomeNotFound",
-    "InputRejected", "InvalidEvent", "InvalidRequest", "LifecycleError", "ModelUnavailable", "NoEmbeddings",
+    "AssetPipelineError", "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "CommitConflict", "HomeNotFound",
+    "InputRejected", "InvalidEvent", "InvalidRequest", "LifecycleError", "LockTimeout", "ModelUnavailable",
+    "NoEmbeddings",
     "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "SearchError",
 ]

@@ -167,10 +167,9 @@ class Catalog:
         The result shows as a table in a notebook; ``.to_pandas()`` is a DataFrame, ``.to_pylist()``
         a list of dicts, ``.arrow`` the Arrow table. Bad SQL raises `QueryError`."""
         from asset_pipeline.sql import query as run_query
-        from asset_pipeline.usage.reports import analytics_path
 
         self._usage.flush()  # a query sees the caller's own events
-        return run_query(self.tables, analytics_path(self.home.settings.home), query, params)
+        return run_query(self.tables, self.home.settings.home, query, params)
 
     # --- reading -----------------------------------------------------------------------------
     def asset(self, asset_id: str) -> dict[str, Any]:

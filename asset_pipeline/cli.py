@@ -23,6 +23,20 @@ from typing import Any, NoReturn
 from asset_pipeline.progress import human_bytes
 from asset_pipeline.settings import Settings
 
+INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+# Runs launched through the queue (schedules, sensors, backfills, the UI) that carry the same
+# asset_pipeline/exclusive tag never overlap: one retention sweep, one report build at a time.
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: asset_pipeline/exclusive
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 VERBOSE_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
@@ -33,14 +47,23 @@ def dagster_instance(settings: Settings):
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
+    from asset_pipeline.failpoints import failpoint
+    from asset_pipeline.locks import file_lock
+
+    failpoint("dagster-instance")
     if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+        home = Path(os.environ["DAGSTER_HOME"])
+        with file_lock(home / ".asset-pipeline-instance.lock"):  # first use creates the SQLite storage
+            return dg.DagsterInstance.get()
     base = settings.home / "dagster"
     base.mkdir(parents=True, exist_ok=True)
-    config = base / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
+    # Several CLI runs on a new home would otherwise race to create (and migrate) the same SQLite
+    # storage; the first creates it under the lock, the others open what it made.
+    with file_lock(base / ".instance.lock"):
+        config = base / "dagster.yaml"
+        if not config.exists():
+            config.write_text(INSTANCE_YAML)
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base)))
 
 
 def run_job(settings: Settings, job_name: str, run_config: dict | None = None, progress: bool = False,

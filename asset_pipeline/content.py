@@ -25,7 +25,7 @@ from asset_pipeline.hashing import hash_file
 from asset_pipeline.home import Home
 from asset_pipeline.identity import asset_id_for
 from asset_pipeline.inbox import InboxItem
-from asset_pipeline.ingest import commit_versions, new_run_id
+from asset_pipeline.ingest import commit_versions, new_run_id, verify_blobs
 from asset_pipeline.sidecar import Sidecar
 
 
@@ -171,12 +171,13 @@ class Content:
 
     # --- writing -----------------------------------------------------------------------------
     def _commit_one(self, asset_id: str, sha: str, size: int, info: FormatInfo, sidecar: Sidecar,
-                    source: str, force: bool) -> dict[str, Any]:
+                    source: str, force: bool, path: Path | None = None, written: bool = False) -> dict[str, Any]:
         asset = self.asset(asset_id)
-        item = InboxItem(source, Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
+        item = InboxItem(source, path or Path(source), None, size, int(datetime.now(UTC).timestamp() * 1e9))
         acc = Examined(item, sidecar, info, sha, size, (size, item.mtime_ns), asset_id, asset["name"], asset["project"],
-                       written=False)
+                       written=written)
         new_rows, _ = commit_versions([acc], self.tables, new_run_id(), force=force)
+        verify_blobs(new_rows, [acc], self.home.store)
         if new_rows:
             return new_rows[0]
         return next(v for v in reversed(self.list_versions(asset_id)) if v["sha256"] == sha)
@@ -213,11 +214,12 @@ class Content:
             except InputRejected as exc:
                 raise InputRejected(f"{path}: {exc.reason}", exc.field) from exc
             sha, size = hash_file(path)
-            self.home.store.put_file(path, sha)
-        self.home.store.flush()
-        sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
-                                     **generation)
-        return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False)
+            written = self.home.store.put_file(path, sha)
+            self.home.store.flush()
+            sidecar = self._sidecar_from(latest, created_by=created_by, change_description=change_description,
+                                         **generation)
+            return self._commit_one(asset_id, sha, size, info, sidecar, "api:create_version", force=False,
+                                    path=path, written=written)
 
     def revert(self, asset_id: str, version: int, created_by: str | None = None) -> dict[str, Any]:
         """Make version `version`'s content current again, as a new version (history is append-only)."""

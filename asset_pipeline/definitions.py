@@ -22,25 +22,34 @@ USAGE_INTAKE_JOB = "usage_intake_job"
 LIFECYCLE_JOB = "lifecycle_job"
 
 
+def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant at the call site
+    """Run tag that the instance's run queue limits to one run per value (see dagster.yaml)."""
+    return {"asset_pipeline/exclusive": name}
+
+
 def build_definitions(settings: Settings | None = None, progress: bool = False,
                       clip_model: str | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    # One step plus its checks: in process, so a run does not pay for a subprocess that imports
+    # everything again. Ingests may run side by side (Delta merges re-planned on conflict).
     ingest_job = dg.define_asset_job(INGEST_JOB, selection=dg.AssetSelection.groups(ingest.GROUP),
+                                     executor_def=dg.in_process_executor,
                                      description="Ingest the inbox into the store and the Delta tables.")
     embed_job = dg.define_asset_job(EMBED_JOB, selection=dg.AssetSelection.groups(embeddings.GROUP),
                                     tags=embeddings.GPU_TAGS,
                                     description="Embed new versions with open_clip (batch; GPU when present).")
     usage_job = dg.define_asset_job(USAGE_JOB, selection=dg.AssetSelection.groups(usage.GROUP),
-                                    partitions_def=usage.DAILY,
+                                    partitions_def=usage.DAILY, tags=EXCLUSIVE("analytics"),
                                     description="Usage reports (dbt) and per-asset stats for a day or a range.")
     usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
     lifecycle_job = dg.define_asset_job(LIFECYCLE_JOB, selection=dg.AssetSelection.groups(lifecycle.GROUP),
-                                        partitions_def=lifecycle.DAILY,
+                                        partitions_def=lifecycle.DAILY, tags=EXCLUSIVE("lifecycle"),
                                         description="Retention sweep (archive, delete, hard delete) and upkeep.")
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules([ingest]), *dg.load_assets_from_modules([embeddings]),
+        assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),
                 *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
                 *dg.load_assets_from_modules([lifecycle])],
+        asset_checks=ingest.CHECKS,
         jobs=[ingest_job, embed_job, usage_job, usage_intake_job, lifecycle_job],
         schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily"),
                    dg.build_schedule_from_partitioned_job(lifecycle_job, hour_of_day=3, name="lifecycle_daily")],

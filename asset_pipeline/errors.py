@@ -84,3 +84,11 @@ class ModelUnavailable(AssetPipelineError):
 
 class QueryError(AssetPipelineError, ValueError):
     """SQL that DuckDB refused (syntax, unknown table or column); the message is DuckDB's first line."""
+
+
+class CommitConflict(AssetPipelineError):
+    """A commit kept losing to concurrent writers after every retry; nothing of it was written."""
+
+
+class LockTimeout(AssetPipelineError):
+    """Another process held the lock for longer than the caller was willing to wait."""

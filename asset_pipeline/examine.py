@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import FormatInfo, Source, inspect_file
 from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.identity import asset_id_for, default_name
@@ -25,21 +26,19 @@ from asset_pipeline.store import ObjectStore
 WHOLE_READ_MAX = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class WorkerContext:
-    """What every worker needs to know about the state before the run (forked, not pickled)."""
+def die_with_parent() -> None:
+    """Process-pool initializer: the worker is killed when the process that forked it dies, so a
+    `kill -9` of an ingest never leaves workers (or the resource tracker they keep open) behind."""
+    import ctypes
+    import signal
 
-    known_versions: frozenset[str]  # "asset_id:sha256" pairs that already are versions
-    store: ObjectStore | None       # set: workers write blobs themselves
-
-
-_context = WorkerContext(frozenset(), None)
-
-
-def init_worker(context: WorkerContext) -> None:
-    """Pool initializer."""
-    global _context
-    _context = context
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to arm
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 @dataclass
@@ -117,8 +116,14 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
     return ex
 
 
-def examine(item: InboxItem) -> Examined | Rejection | NotReady:
-    """Never raises for bad input: every problem becomes a Rejection naming the file or field."""
+def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
+            store: ObjectStore | None = None) -> Examined | Rejection | NotReady:
+    """Never raises for bad input: every problem becomes a Rejection naming the file or field.
+
+    `known_versions` ("asset_id:sha256") are contents that already are versions of their asset:
+    their format is not checked again. With `store`, the blob is written here, by the process
+    that holds the bytes."""
+    failpoint("examine-item")
     try:
         if item.orphan_sidecar:
             media = item.rel[: -len(SIDECAR_SUFFIX)]
@@ -137,10 +142,10 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
         else:
             sha, size = hash_file(item.path)
         source: Source = content if content is not None else item.path
-        info = None if f"{ident[0]}:{sha}" in _context.known_versions else inspect_file(source)
+        info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source)
         ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident)
-        if _context.store is not None and not sidecar.asset_id:
-            store_examined(ex, _context.store, content)
+        if store is not None and not sidecar.asset_id:
+            store_examined(ex, store, content)
         return ex
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)
@@ -148,5 +153,8 @@ def examine(item: InboxItem) -> Examined | Rejection | NotReady:
         return NotReady(item)
 
 
-def examine_many(items: list[InboxItem]) -> list[Examined | Rejection | NotReady]:
-    return [examine(i) for i in items]
+def examine_many(items: list[InboxItem], known_versions: frozenset[str] = frozenset(),
+                 store: ObjectStore | None = None) -> list[Examined | Rejection | NotReady]:
+    """One task for a worker: everything it needs travels with the task (a small pickle: only the
+    known versions of these items), so concurrent ingests in one process never share state."""
+    return [examine(i, known_versions, store) for i in items]

@@ -30,7 +30,7 @@ class Home:
         self.settings = settings or Settings.from_env()
         self._s3_client = s3_client
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.tables = Tables(self.settings.tables_dir)
+        self.tables = Tables(self.settings.tables_dir, self.settings.commit_retries)
 
     @cached_property
     def s3_client(self) -> Any:
@@ -63,6 +63,13 @@ class Home:
         if s.archive != "local":
             raise ValueError(f"archive must be 'local' or an s3:// URI, got {s.archive!r}")
         return LocalObjectStore(s.archive_dir, durable=s.durable)
+
+    def lock(self, name: str, timeout_s: float = 3600.0):
+        """An exclusive lock of this home for `name` (lifecycle, analytics…), across processes;
+        released by the kernel if the holder dies."""
+        from asset_pipeline.locks import file_lock
+
+        return file_lock(self.settings.home / "locks" / f"{name}.lock", timeout_s, what=f"{name} lock")
 
     def spool_dir(self, run_id: str) -> Path:
         return self.settings.home / "spool" / run_id

@@ -3,8 +3,12 @@
 Order of effects, chosen so that a crash anywhere converges on re-run:
 1. each input is validated, hashed, and its blob written under its hash (temp file, then a hard link into place);
 2. the store is flushed, so no row can point at a blob that is not durable;
-3. new versions are committed (one Delta commit), then asset rows (one merge);
-4. rejected inputs get an ``ingest_errors`` row, then move to quarantine.
+3. new versions are committed (one Delta merge keyed on (asset, version), re-planned when a
+   concurrent run took a number), then asset rows (one merge);
+4. blobs the new versions relied on without writing them are checked again (a concurrent sweep
+   may have hidden one; it is unhidden or stored again from its input);
+5. rejected inputs get an ``ingest_errors`` row (id from the input, not the message), then move
+   to quarantine.
 A re-run re-hashes, finds blobs present (no write), finds versions present (no new row) and
 repairs any asset row a crash left stale. Identity is deterministic (project + name → id),
 so nothing is ingested twice.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -24,23 +29,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from asset_pipeline.errors import InputRejected
-from asset_pipeline.examine import (
-    Examined,
-    Rejection,
-    WorkerContext,
-    examine_many,
-    init_worker,
-    resolve_identity,
-    store_examined,
-)
+from asset_pipeline.errors import InputRejected, ObjectMissing
+from asset_pipeline.examine import Examined, Rejection, die_with_parent, examine_many, resolve_identity, store_examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import inspect_file
+from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
-from asset_pipeline.tables import Tables
+from asset_pipeline.tables import CommitConflict, Tables
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 PROCESS_POOL_MIN_ITEMS = 256
@@ -95,18 +93,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _examiner(n_items: int, workers: int, context: WorkerContext) -> Executor:
+def _examiner(n_items: int, workers: int) -> Executor:
     """Processes for many files (per-file Python work holds the GIL), threads for a few (no start-up).
 
     The workers are forked: spawn/forkserver would re-import the caller's ``__main__``, which
     breaks any script that calls an ingest without an ``if __name__ == "__main__"`` guard. The
     forked children only run `examine` (Pillow, hashlib, json, plain file writes) and touch none
-    of the parent's thread-owned state (DuckDB, Delta), so forking a process that has such
-    threads is safe here."""
+    of the parent's thread-owned state (DuckDB, Delta); each dies with its parent."""
     if n_items >= PROCESS_POOL_MIN_ITEMS and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=init_worker, initargs=(context,))
-    return ThreadPoolExecutor(max_workers=max(1, workers), initializer=init_worker, initargs=(context,))
+                                   initializer=die_with_parent)
+    return ThreadPoolExecutor(max_workers=max(1, workers))
 
 
 def _chunks(items: list[InboxItem], max_items: int = 32, max_bytes: int = 256 * 1024 * 1024) -> list[list[InboxItem]]:
@@ -139,11 +136,15 @@ def store_items(
     order = sorted(items, key=lambda i: -i.size)
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
-    known_versions = frozenset(
-        f"{r['asset_id']}:{r['sha256']}" for r in tables.read(
-            "asset_versions", where="source_path in (select unnest(?))", params=[rels],
-            columns=["asset_id", "sha256"]).to_pylist()) if rels else frozenset()
-    context = WorkerContext(known_versions, store if store.process_safe else None)
+    known_by_rel: dict[str, set[str]] = {}
+    for r in (tables.read("asset_versions", where="source_path in (select unnest(?))", params=[rels],
+                          columns=["source_path", "asset_id", "sha256"]).to_pylist() if rels else []):
+        known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
+    worker_store = store if store.process_safe else None
+
+    def task(chunk: list[InboxItem]) -> tuple:
+        known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
+        return chunk, known, worker_store
     done = [0, 0]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -162,7 +163,7 @@ def store_items(
             batch.not_ready.append(ex.item.rel)
         tick(ex.item)
 
-    with _examiner(len(order), workers, context) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
+    with _examiner(len(order), workers) as examiner, ThreadPoolExecutor(max(1, workers)) as writer:
         puts = []
         naming: list[Examined] = []  # sidecars that name an existing asset: looked up below
 
@@ -170,7 +171,8 @@ def store_items(
             puts.append(writer.submit(store_examined, ex, store, write=store.process_safe or ex.sha256 not in claimed))
             claimed.add(ex.sha256)
 
-        for fut in as_completed([examiner.submit(examine_many, chunk) for chunk in _chunks(order)]):
+        failpoint("examine")
+        for fut in as_completed([examiner.submit(examine_many, *task(chunk)) for chunk in _chunks(order)]):
             for result in fut.result():
                 if isinstance(result, Examined):
                     if result.written is not None:
@@ -259,18 +261,24 @@ def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dic
 def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
                     force: bool = False) -> tuple[list[dict], int]:
     """Append a version row for each input whose content is not yet a version of its asset, then
-    bring the `assets` rows of every touched asset up to date. Returns (new rows, unchanged).
+    bring the `assets` rows of every touched asset up to date. Returns (the rows this run
+    committed, inputs that were already versions).
 
-    `force` adds a version even when the content already is one (a revert)."""
+    Version numbers are planned from the history as read, then merged on (asset_id, version):
+    when another run takes a number first, Delta rejects one of the two merges (or the key
+    matches), and the inputs that did not land are planned again from the new history. Only rows
+    carrying this run's id count as its own, so two runs never both report the same version.
+    Raises CommitConflict when the retries run out: a commit that did not happen never passes
+    for "unchanged". `force` adds a version even when the content already is one (a revert)."""
     now = _now()
     names = {a.asset_id: (a.name, a.project) for a in accepted}
     new_rows: list[dict] = []
     remaining = list(accepted)
     if not force and remaining:  # content that already is a version of its asset (re-runs): three columns decide
-        have = {(i, sha) for i, _, sha in _version_keys(tables, names)}
+        have = {(i, sha) for i, _, sha, _ in _version_keys(tables, names)}
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in have]
     settled: dict[str, list[dict]] | None = None  # histories as the table now holds them
-    for _ in range(8):  # a concurrent ingest may take a version number first: re-plan those
+    for _ in range(tables.commit_retries):
         existing = _versions_of(tables, {a.asset_id for a in remaining})
         planned: list[dict] = []
         for a in remaining:
@@ -287,29 +295,61 @@ def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
             settled = existing
             break
         result = tables.merge("asset_versions", planned, keys=("asset_id", "version"), update=False)
-        if int(result.get("num_target_rows_inserted", len(planned))) == len(planned):
+        if int(result.get("num_target_rows_inserted", 0)) == len(planned):
             new_rows += planned
             settled = existing
             break
-        landed = _version_keys(tables, {r["asset_id"] for r in planned})
-        got = [r for r in planned if (r["asset_id"], r["version"], r["sha256"]) in landed]
+        ours = {(i, v, sha) for i, v, sha, run in _version_keys(tables, {r["asset_id"] for r in planned})
+                if run == run_id}
+        got = [r for r in planned if (r["asset_id"], r["version"], r["sha256"]) in ours]
         new_rows += got
         done = {(r["asset_id"], r["sha256"]) for r in got}
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in done]
+    else:
+        raise CommitConflict(f"versions of {len(remaining)} inputs could not be committed: other runs kept "
+                             f"taking their version numbers ({tables.commit_retries} attempts); re-run the ingest")
     unchanged = len(accepted) - len(new_rows)
     failpoint("between-tables")
     refresh_assets(tables, names, now, known=settled)
     return new_rows, unchanged
 
 
-def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int, str]]:
-    """(asset_id, version, sha256) of every version of these assets."""
+def verify_blobs(new_rows: list[dict], accepted: list[Examined], store: ObjectStore) -> list[str]:
+    """After the commit, the blobs this run relied on without writing them must still be there.
+
+    A concurrent sweep may have hidden such a blob between this run's existence check and its
+    commit; the sweep re-checks references after hiding, so it restores the blob if it saw the
+    commit — and if it did not, the blob is found missing here and unhidden or stored again from
+    its input (still in the inbox: inputs leave only after the commit). Returns the hashes
+    repaired."""
+    wrote = {a.sha256 for a in accepted if a.written}
+    source = {a.sha256: a for a in accepted}
+    relied = sorted({r["sha256"] for r in new_rows} - wrote)
+    repaired = []
+    for sha in relied:
+        if store.exists(sha):
+            continue
+        if not store.unhide(sha):
+            ex = source.get(sha)
+            if ex is None or not ex.item.path.exists() or hash_file(ex.item.path)[0] != sha:
+                raise ObjectMissing(f"blob {sha} of {ex.item.rel if ex else 'a new version'} was collected "
+                                    "while this run committed it, and the input no longer holds those bytes")
+            store.put_file(ex.item.path, sha)
+        repaired.append(sha)
+    if repaired:
+        store.flush()
+    return repaired
+
+
+def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int, str, str]]:
+    """(asset_id, version, sha256, run_id) of every version of these assets."""
     ids = sorted(set(asset_ids))
     if not ids:
         return set()
     got = tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids],
-                      columns=["asset_id", "version", "sha256"])
-    return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist()))
+                      columns=["asset_id", "version", "sha256", "run_id"])
+    return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist(),
+                   got["run_id"].to_pylist()))
 
 
 def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None,
@@ -343,8 +383,19 @@ def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datet
     return len(rows)
 
 
-def error_id_for(item: InboxItem, reason: str) -> str:
-    return hashlib.sha256(f"{item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{reason}".encode()).hexdigest()[:32]
+def error_id_for(item: InboxItem, field: str | None) -> str:
+    """A reject's id: the input as it is on disk (path, size, mtime of file and sidecar) and the
+    field at fault — never the message, which may hold addresses or timings that change between
+    runs. A re-run after a crash finds the same id; a rewritten input is a new reject."""
+    side = ""
+    if item.sidecar is not None:
+        try:
+            st = os.stat(item.sidecar)
+            side = f"{st.st_size}:{st.st_mtime_ns}"
+        except FileNotFoundError:
+            pass
+    key = f"{item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{side}\x00{field or ''}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path, run_id: str,
@@ -355,7 +406,7 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
     now = _now()
     rows = []
     for r in rejected:
-        eid = error_id_for(r.item, r.reason)
+        eid = error_id_for(r.item, r.field)
         rows.append({
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
@@ -363,6 +414,7 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel), "run_id": run_id, "recorded_at": now,
         })
     tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
+    failpoint("before-quarantine")
     for r, row in zip(rejected, rows):
         move_to_quarantine(r.item, quarantine_root / row["error_id"][:16])
         if on_moved:
@@ -374,6 +426,7 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
                  run_id: str, on_quarantined: Callable[[Rejection], None] | None = None) -> IngestSummary:
     store.flush()
     new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)
+    verify_blobs(new_rows, batch.accepted, store)
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
     return IngestSummary(
         run_id=run_id,

@@ -26,8 +26,18 @@ def version_hashes(tables: Tables) -> set[str]:
         con.close()
 
 
-def missing_blobs(tables: Tables, store: ObjectStore) -> CheckOutcome:
-    """Every version's blob must exist. One store listing instead of a lookup per version."""
+def missing_blobs(tables: Tables, store: ObjectStore, run_id: str | None = None) -> CheckOutcome:
+    """Every version's blob must exist.
+
+    With `run_id`, only the versions that run committed are looked up, one by one (a check after
+    an ingest costs what the ingest added, not what the catalog holds); a run that committed none
+    (the check run alone) checks everything, from one store listing."""
+    if run_id is not None:
+        got = tables.read("asset_versions", where="run_id = ?", params=[run_id], columns=["sha256"])
+        mine = set(got["sha256"].to_pylist())
+        if mine:
+            missing = sorted(sha for sha in mine if not store.exists(sha))
+            return CheckOutcome(not missing, len(mine), missing[:50])
     wanted = version_hashes(tables)
     present = set(store.iter_hashes())
     missing = sorted(wanted - present)

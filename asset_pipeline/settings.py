@@ -39,6 +39,7 @@ class Settings:
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
+    commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
 
     @classmethod

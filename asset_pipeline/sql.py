@@ -29,13 +29,13 @@ def query_error(exc: duckdb.Error) -> QueryError:
     return QueryError(" ".join(text.split()))
 
 
-def query(tables: Tables, analytics: Path, sql: str, params: list | dict | None = None) -> QueryResult:
-    """Run DuckDB SQL over every Delta table's view and the usage reports built into `analytics`."""
+def query(tables: Tables, home: Path, sql: str, params: list | dict | None = None) -> QueryResult:
+    """Run DuckDB SQL over every Delta table's view and the usage reports published in `home`."""
     from asset_pipeline.usage.reports import attach_reports
 
     con = connect(tables)
     try:
-        attach_reports(con, analytics)
+        attach_reports(con, home)
         try:
             relation = con.sql(sql, params=params)
             table = relation.to_arrow_table() if relation is not None else pa.table({})

@@ -18,6 +18,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from asset_pipeline.errors import CommitConflict
+
 TS = pa.timestamp("us", tz="UTC")
 T = TypeVar("T")
 
@@ -93,6 +95,11 @@ LIFECYCLE_ACTIONS = pa.schema([
     ("bytes", pa.int64()), ("dry_run", pa.bool_()), ("run_id", pa.string()), ("by", pa.string()),
 ])
 
+# Hash copies a sweep found unneeded, and since when (mark, then delete after the grace window).
+BLOB_MARKS = pa.schema([
+    ("sha256", pa.string()), ("store", pa.string()), ("marked_at", TS), ("run_id", pa.string()),
+])
+
 SCHEMAS: dict[str, pa.Schema] = {
     "assets": ASSETS,
     "asset_versions": ASSET_VERSIONS,
@@ -105,34 +112,45 @@ SCHEMAS: dict[str, pa.Schema] = {
     "collection_shares": COLLECTION_SHARES,
     "collection_stats": COLLECTION_STATS,
     "lifecycle_actions": LIFECYCLE_ACTIONS,
+    "blob_marks": BLOB_MARKS,
 }
 
 # Delta partition columns: a daily report reads one day's files, not all of them.
 PARTITIONS: dict[str, list[str]] = {"usage_events": ["day"]}
 
-_RETRIES = 8
+COMMIT_RETRIES = 12
 
 
-def with_commit_retries(fn: Callable[[], T], retries: int = _RETRIES) -> T:
-    """Run `fn` again when another writer committed first; `fn` must re-read what it depends on."""
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CommitFailedError) or "conflict" in text or "concurrent" in text \
+        or "version already exists" in text
+
+
+def with_commit_retries(fn: Callable[[], T], retries: int = COMMIT_RETRIES, what: str = "commit") -> T:
+    """Run `fn` again when another writer committed first; `fn` must re-read what it depends on.
+    Backoff is exponential with jitter (capped at 2 s), so three writers on two cores settle in
+    a few rounds. Raises CommitConflict once the retries are spent: a lost race is a failure the
+    caller must see, never a silent no-op."""
     for attempt in range(retries):
         try:
             return fn()
         except (CommitFailedError, DeltaError) as exc:
-            text = str(exc).lower()
-            transient = isinstance(exc, CommitFailedError) or "conflict" in text or "concurrent" in text \
-                or "version already exists" in text
-            if not transient or attempt == retries - 1:
+            if not _transient(exc):
                 raise
-            time.sleep(0.05 * (2**attempt) * (1 + random.random()))
+            if attempt == retries - 1:
+                raise CommitConflict(f"{what}: still conflicting with concurrent writers after {retries} "
+                                     f"attempts; nothing of it was written, re-run to try again ({exc})") from exc
+            time.sleep(min(2.0, 0.05 * (2**attempt)) * (1 + random.random()))
     raise AssertionError("unreachable")
 
 
 class Tables:
     """The Delta tables under one root (``<home>/tables``)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, commit_retries: int = COMMIT_RETRIES):
         self.root = Path(root)
+        self.commit_retries = commit_retries
 
     def uri(self, name: str) -> str:
         if name not in SCHEMAS:
@@ -193,35 +211,40 @@ class Tables:
             return rows.select(schema.names).cast(schema)
         return pa.Table.from_pylist(rows, schema=schema)
 
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return with_commit_retries(fn, self.commit_retries, what)
+
     def append(self, name: str, rows: list[dict] | pa.Table) -> int:
-        """Append all rows in one commit. Appends never conflict with each other in Delta."""
+        """Append all rows in one commit. Appends never conflict with each other in Delta, so
+        this is only for rows whose keys are unique by construction (random or content ids)."""
         data = self.conform(name, rows)
         if data.num_rows:
-            with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="append",
-                                                        partition_by=PARTITIONS.get(name)))
+            self.ensure(name)
+            self._retry(lambda: write_deltalake(self.uri(name), data, mode="append",
+                                                partition_by=PARTITIONS.get(name)), f"append to {name}")
         return data.num_rows
 
     def delete_matching(self, name: str, rows: list[dict], keys: Sequence[str]) -> int:
         """Delete the rows whose `keys` equal one of `rows` (a merge: no SQL literals are built
         from user-supplied values)."""
-        dt = self.open(name)
-        if dt is None or not rows:
+        if not rows or not self.exists(name):
             return 0
         source = pa.Table.from_pylist([{k: r[k] for k in keys} for r in rows],
                                       schema=pa.schema([SCHEMAS[name].field(k) for k in keys]))
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> int:
-            result = (self.open(name).merge(source, predicate, source_alias="s", target_alias="t")
+            result = (DeltaTable(self.uri(name)).merge(source, predicate, source_alias="s", target_alias="t")
                       .when_matched_delete().execute())
             return int(result.get("num_target_rows_deleted", 0))
 
-        return with_commit_retries(attempt)
+        return self._retry(attempt, f"delete from {name}")
 
     def replace(self, name: str, rows: list[dict] | pa.Table) -> int:
         """Overwrite a derived table with a new snapshot (one commit; old files stay for time travel)."""
         data = self.conform(name, rows)
-        with_commit_retries(lambda: write_deltalake(self.uri(name), data, mode="overwrite"))
+        self.ensure(name)
+        self._retry(lambda: write_deltalake(self.uri(name), data, mode="overwrite"), f"replace {name}")
         return data.num_rows
 
     def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True,
@@ -230,20 +253,21 @@ class Tables:
 
         update=False: insert-if-absent. columns: update only these columns of matched rows (the
         rest belongs to other processes). insert=False: update only; `rows` may then carry just
-        `keys` + `columns`. changed: a predicate over t./s. so unchanged rows are not rewritten."""
+        `keys` + `columns`. changed: a predicate over t./s. so unchanged rows are not rewritten.
+
+        Always a real merge, even into a table that was just created: two writers racing on a new
+        home must not both append the same key. Delta rejects the second of two concurrent merges
+        (it read a snapshot the first changed), and the retry re-evaluates the key match."""
         data = self.conform(name, rows, None if insert else [*keys, *(columns or [])])
         if not data.num_rows:
             return {}
+        if not insert and not self.exists(name):
+            return {}
+        self.ensure(name)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> dict:
-            dt = self.open(name)
-            if dt is None:
-                if not insert:
-                    return {}
-                write_deltalake(self.uri(name), data, mode="append", partition_by=PARTITIONS.get(name))
-                return {"num_target_rows_inserted": data.num_rows}
-            merger = dt.merge(data, predicate, source_alias="s", target_alias="t")
+            merger = DeltaTable(self.uri(name)).merge(data, predicate, source_alias="s", target_alias="t")
             if columns is not None:
                 merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
             elif update:
@@ -252,18 +276,24 @@ class Tables:
                 merger = merger.when_not_matched_insert_all()
             return merger.execute()
 
-        return with_commit_retries(attempt)
+        return self._retry(attempt, f"merge into {name}")
+
+    def ensure(self, name: str) -> None:
+        """Create the table empty if it does not exist. Idempotent under races: of several
+        creators one commit makes the table and the others find it there."""
+        if self.exists(name):
+            return
+        try:
+            write_deltalake(self.uri(name), SCHEMAS[name].empty_table(), mode="append",
+                            partition_by=PARTITIONS.get(name))
+        except (CommitFailedError, DeltaError):
+            if not self.exists(name):
+                raise
 
     def ensure_all(self) -> None:
         """Create empty tables so SQL views exist before the first ingest."""
-        for name, schema in SCHEMAS.items():
-            if not self.exists(name):
-                try:
-                    write_deltalake(self.uri(name), schema.empty_table(), mode="append",
-                                    partition_by=PARTITIONS.get(name))
-                except (CommitFailedError, DeltaError):
-                    if not self.exists(name):
-                        raise
+        for name in SCHEMAS:
+            self.ensure(name)
 
 
 def _empty_view(name: str) -> str:

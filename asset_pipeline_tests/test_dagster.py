@@ -26,8 +26,8 @@ def test_ingest_job_materializes_the_group_with_metadata_and_checks(settings, sa
         result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance)
         assert result.success
         meta = materialization_metadata(result)
-        assert set(meta) == {"inbox_files", "stored_objects", "assets", "asset_versions", "ingest_errors"}
-        assert meta["stored_objects"]["deduplicated"] == sample_counts["deduplicated"]
+        assert set(meta) == {"assets", "asset_versions", "ingest_errors"}
+        assert meta["asset_versions"]["deduplicated"] == sample_counts["deduplicated"]
         assert meta["asset_versions"]["new_versions"] == sample_counts["versions"]
         assert meta["ingest_errors"]["rejected"] == sample_counts["rejected"]
         assert 0 < meta["asset_versions"]["dedup_ratio"] < 1
@@ -61,7 +61,7 @@ def test_group_names_follow_the_contract() -> None:
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    for name in ("inbox_files", "stored_objects", "assets", "asset_versions", "ingest_errors"):
+    for name in ("inbox", "assets", "asset_versions", "ingest_errors"):
         assert groups[name] == "ingest"
 
 
@@ -87,7 +87,7 @@ def test_sensor_requests_new_files_once_with_run_keys(settings) -> None:
         first = _sensor_tick(defs, instance, pending.cursor)
         assert len(first.run_requests) == 1
         request = first.run_requests[0]
-        assert request.run_config["ops"]["inbox_files"]["config"]["paths"] == ["a.png"]
+        assert request.run_config["ops"]["ingest"]["config"]["paths"] == ["a.png"]
         assert request.run_key.startswith("inbox-")
         again = _sensor_tick(defs, instance, first.cursor)
         assert again.run_requests == []  # the same file never starts two runs
@@ -96,7 +96,7 @@ def test_sensor_requests_new_files_once_with_run_keys(settings) -> None:
         (inbox / f"b.png{SIDECAR_SUFFIX}").write_text(json.dumps(
             {"model": "m", "prompt": "p", "seed": 2, "created_by": "u", "project": "p"}))
         second = _sensor_tick(defs, instance, again.cursor)
-        assert [r.run_config["ops"]["inbox_files"]["config"]["paths"] for r in second.run_requests] == [["b.png"]]
+        assert [r.run_config["ops"]["ingest"]["config"]["paths"] for r in second.run_requests] == [["b.png"]]
         # The requested run ingests just that file.
         result = defs.resolve_job_def("ingest_job").execute_in_process(
             instance=instance, run_config=second.run_requests[0].run_config)

@@ -1,6 +1,7 @@
 """Retention policies, archive/restore, soft/hard delete with refcounts, audit, crash safety."""
 
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -35,7 +36,9 @@ def _write_policies(settings: Settings, doc: dict) -> None:
 
 def _sweep(cat: Catalog, doc: dict, day: str = DAY, run_id: str = "test", dry_run: bool | None = None):
     config = parse_config(doc)
-    return sweep(cat.lifecycle(), config.policies, config.grace_period_days, day, run_id,
+    lifecycle = cat.lifecycle()
+    lifecycle.blob_grace = timedelta(hours=config.blob_grace_hours)
+    return sweep(lifecycle, config.policies, config.grace_period_days, day, run_id,
                  config.dry_run if dry_run is None else dry_run)
 
 
@@ -102,7 +105,8 @@ def test_dry_run_touches_nothing(ingested: Catalog, settings) -> None:
     assert rows == [{"dry_run": True}]
 
 
-def test_archive_get_says_so_restore_gives_identical_bytes(ingested: Catalog) -> None:
+def test_archive_get_says_so_restore_gives_identical_bytes(ingested: Catalog, settings) -> None:
+    _write_policies(settings, {"blob_grace_hours": 0})
     original = ingested.get(FOREST).read()
     sha = ingested.asset(FOREST)["current_sha256"]
     ingested.archive(FOREST)
@@ -141,7 +145,8 @@ def test_hard_delete_after_grace_frees_the_blob(ingested: Catalog) -> None:
     ingested.delete(ICON)
     kept = _sweep(ingested, {"grace_period_days": 30}, day=datetime.now(UTC).date().isoformat())
     assert kept.hard_deleted == 0 and ingested.home.store.exists(sha)  # still within grace
-    summary = _sweep(ingested, {"grace_period_days": 0}, day=datetime.now(UTC).date().isoformat())
+    today = datetime.now(UTC).date().isoformat()
+    summary = _sweep(ingested, {"grace_period_days": 0, "blob_grace_hours": 0}, day=today)
     assert summary.hard_deleted == 1 and summary.bytes_freed == ingested.asset(ICON)["size_bytes"]
     assert not ingested.home.store.exists(sha)
     with pytest.raises(LifecycleError, match="hard-deleted"):
@@ -151,7 +156,8 @@ def test_hard_delete_after_grace_frees_the_blob(ingested: Catalog) -> None:
     assert blob_report(ingested.lifecycle()) == {"orphans": [], "missing": []}
 
 
-def test_a_blob_shared_by_two_assets_survives_deleting_one(ingested: Catalog) -> None:
+def test_a_blob_shared_by_two_assets_survives_deleting_one(ingested: Catalog, settings) -> None:
+    _write_policies(settings, {"blob_grace_hours": 0})
     sha = ingested.asset(SUNSET)["current_sha256"]
     assert ingested.asset(COPY)["current_sha256"] == sha == ingested.asset(MARKETING)["current_sha256"]
     ingested.delete(COPY)
@@ -175,7 +181,7 @@ def test_a_partition_is_idempotent(ingested: Catalog) -> None:
 @pytest.mark.parametrize("point", ["lifecycle-status", "lifecycle-reconcile"])
 def test_killed_sweep_completes_on_rerun_and_loses_nothing(ingested: Catalog, settings, point) -> None:
     contents = {i: ingested.get(i).read() for i in (FOREST, CHIME, SUNSET)}
-    _write_policies(settings, {"grace_period_days": 0, "policies": [
+    _write_policies(settings, {"grace_period_days": 0, "blob_grace_hours": 0, "policies": [
         {"name": "archive-media", "action": "archive",
          "select": {"type": ["image", "audio"], "project": "research"}}]})
     code = ("from asset_pipeline import Catalog, Settings\n"
@@ -199,7 +205,7 @@ def test_archive_and_restore_against_s3(s3_client, bucket, settings, sample_coun
     s3_settings = Settings.from_env(home=settings.home, archive=f"s3://{bucket}/cold", durable=False)
     cat = Catalog(settings=s3_settings, s3_client=s3_client)
     cat.ingest()
-    settings.retention_file.write_text(yaml.safe_dump({"archive_storage_class": "GLACIER_IR"}))
+    settings.retention_file.write_text(yaml.safe_dump({"archive_storage_class": "GLACIER_IR", "blob_grace_hours": 0}))
     original = cat.get(CHIME).read()
     sha = cat.asset(CHIME)["current_sha256"]
     cat.archive(CHIME)
@@ -220,8 +226,13 @@ def test_lifecycle_job_through_dagster_with_its_check(ingested: Catalog, setting
         assert meta["lifecycle_actions"]["archived"] == 1 and meta["lifecycle_actions"]["bytes_moved_to_archive"] > 0
         assert meta["table_upkeep"]["tables"] >= 3
         assert [(c.check_name, c.passed) for c in result.get_asset_check_evaluations()] == [("blob_references", True)]
-        # an orphan blob (bytes no version references) fails the check
-        ingested.home.store.put_stream(__import__("io").BytesIO(b"nobody references me"))
+        # an orphan blob (bytes no version references) fails the check once it is older than the
+        # grace window (a younger one may belong to an ingest that has not committed yet)
+        orphan, _, _ = ingested.home.store.put_stream(__import__("io").BytesIO(b"nobody references me"))
+        again = defs.resolve_job_def("lifecycle_job").execute_in_process(instance=instance, partition_key=DAY)
+        assert [(c.check_name, c.passed) for c in again.get_asset_check_evaluations()] == [("blob_references", True)]
+        two_days_ago = datetime.now(UTC).timestamp() - 2 * 86400
+        os.utime(ingested.home.store.path(orphan), (two_days_ago, two_days_ago))
         again = defs.resolve_job_def("lifecycle_job").execute_in_process(instance=instance, partition_key=DAY)
         assert [(c.check_name, c.passed) for c in again.get_asset_check_evaluations()] == [("blob_references", False)]
         assert materialization_metadata(again)["lifecycle_actions"]["archived"] == 0  # idempotent

@@ -63,10 +63,11 @@ def test_crash_in_the_middle_of_a_blob_write_leaves_no_blob_under_the_key(tmp_pa
             f"LocalObjectStore(Path({str(tmp_path / 'home')!r})).put_file(Path({str(src)!r}), {sha!r})")
     proc = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": "blob-write"})
     assert proc.returncode == 137, proc.stderr
+    leftovers = list((tmp_path / "home" / "objects" / ".tmp").iterdir())
+    assert leftovers and leftovers[0].stat().st_size < src.stat().st_size  # partial, and only in .tmp
     store = LocalObjectStore(tmp_path / "home")
     assert not store.exists(sha)
-    leftovers = list(store.tmp_dir.iterdir())
-    assert leftovers and leftovers[0].stat().st_size < src.stat().st_size  # partial, and only in .tmp
+    assert not list(store.tmp_dir.iterdir())  # its writer is dead: the next open removes it
     assert store.put_file(src, sha) is True
     assert store.size(sha) == src.stat().st_size
 

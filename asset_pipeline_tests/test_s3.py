@@ -111,5 +111,5 @@ def test_sensor_watches_an_s3_prefix(s3_client, s3_env, bucket, tmp_path: Path) 
     s3_client.put_object(Bucket=bucket, Key="drop/a.png", Body=b"x")
     s3_client.put_object(Bucket=bucket, Key="drop/a.png.meta.json", Body=b"{}")
     first = tick(None)
-    assert [r.run_config["ops"]["inbox_files"]["config"]["paths"] for r in first.run_requests] == [["a.png"]]
+    assert [r.run_config["ops"]["ingest"]["config"]["paths"] for r in first.run_requests] == [["a.png"]]
     assert tick(first.cursor).run_requests == []

@@ -1,6 +1,9 @@
 """Usage events, the dbt reports as daily partitions through dagster-dbt, and the per-asset stats."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -188,4 +191,50 @@ def test_malformed_event_file_is_reported_and_good_rows_land(ingested: Catalog, 
                       {"source": "app-2026-11-21.jsonl", "line": 3, "field": "action"},
                       {"source": "app-2026-11-21.jsonl", "line": 4, "field": "asset_id"}]
     assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 3}]
-    assert not list(inbox.glob("*.jsonl")) and (inbox / ".done" / "app-2026-11-21.jsonl").exists()
+    assert not list(inbox.glob("*.jsonl")) and len(list((inbox / ".done").glob("app-2026-11-21.*.jsonl"))) == 1
+
+
+def _log(inbox: Path, name: str, rows: list[dict]) -> None:
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_rotated_log_with_the_same_name_loses_nothing_and_a_redelivered_one_adds_nothing(
+        ingested: Catalog, settings) -> None:
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    inbox = settings.home / "usage_inbox"
+    monday = [{"asset_id": SUNSET, "action": "view", "user_id": u, "at": "2026-11-20T10:00:00Z"} for u in "abc"]
+    tuesday = [{"asset_id": FOREST, "action": "download", "user_id": u, "at": "2026-11-21T10:00:00Z"} for u in "abc"]
+    _log(inbox, "app.jsonl", monday)
+    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    _log(inbox, "app.jsonl", tuesday)  # rotated: the same name, other rows on the same lines
+    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    _log(inbox, "app.jsonl", monday)  # the first file delivered again
+    assert ingest_usage_files(ingested.tables, inbox).events == 0
+    _log(inbox, "app-export.jsonl", monday + [monday[0]])  # re-exported with one more (identical) row
+    assert ingest_usage_files(ingested.tables, inbox).events == 1
+    assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 7}]
+    assert len(list((inbox / ".done").glob("app.*.jsonl"))) == 2  # both days' files kept, none overwritten
+
+
+def test_two_intakes_of_the_same_files_at_once_add_each_event_once(ingested: Catalog, settings,
+                                                                    tmp_path: Path) -> None:
+    from .conftest import run_python  # noqa: F401 - same interpreter settings as the other tests
+
+    inbox = settings.home / "usage_inbox"
+    _log(inbox, "app.jsonl", [{"asset_id": SUNSET, "action": "view", "user_id": f"u{i}",
+                               "at": "2026-11-20T10:00:00Z"} for i in range(50)])
+    code = ("from asset_pipeline import Catalog, Settings\n"
+            "from asset_pipeline.usage.intake import ingest_usage_files\n"
+            f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
+            f"print(ingest_usage_files(c.tables, c.home.settings.home / 'usage_inbox').events)\n")
+    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "usage-merge",
+           "ASSET_PIPELINE_BARRIER": str(tmp_path / "barrier"), "ASSET_PIPELINE_BARRIER_PARTIES": "2"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sorted(int(o.strip()) for o, _ in outs) == [0, 50]
+    assert ingested.sql("select count(*) n, count(distinct event_id) d from usage_events").to_pylist() == \
+        [{"n": 50, "d": 50}]

@@ -27,7 +27,7 @@ def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
         plan = plan_ingest_requests(listing, context.cursor, time.time_ns(), orphan_after_s)
         requests = [
             dg.RunRequest(run_key=SensorPlan.run_key(batch, listing),
-                          run_config={"ops": {"inbox_files": {"config": {"paths": batch}}}},
+                          run_config={"ops": {"ingest": {"config": {"paths": batch}}}},
                           tags={"asset_pipeline/inputs": str(len(batch))})
             for batch in plan.batches
         ]

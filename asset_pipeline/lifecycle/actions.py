@@ -11,6 +11,8 @@ every referenced blob in at least one store, and a re-run converges.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,9 +44,21 @@ def action_id(*parts: Any) -> str:
     return hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
 
+DEFAULT_BLOB_GRACE = timedelta(hours=24)
+
+
 class Lifecycle:
-    def __init__(self, tables: Tables, hot: ObjectStore, archive: ObjectStore, vectors_dir=None):
+    """Status changes (audited) and the placement of blobs that follows them.
+
+    `blob_grace`: how long a blob must stay unneeded before it is deleted — longer than any run
+    lasts, so a run that read the catalog before the blob became unneeded has long finished."""
+
+    def __init__(self, tables: Tables, hot: ObjectStore, archive: ObjectStore, vectors_dir=None,
+                 blob_grace: timedelta = DEFAULT_BLOB_GRACE,
+                 exclusive: Callable[[], AbstractContextManager] = nullcontext):
         self.tables, self.hot_store, self.archive_store, self.vectors_dir = tables, hot, archive, vectors_dir
+        self.blob_grace = blob_grace
+        self.exclusive = exclusive  # the home's lifecycle lock: one sweep or blob move at a time
 
     # --- reading state -----------------------------------------------------------------------
     def purged_ids(self) -> set[str]:
@@ -105,18 +119,20 @@ class Lifecycle:
         asset = self._asset(asset_id)
         if asset["status"] != "active":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
-        self.apply("archive", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            self.apply("archive", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def restore(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
         if asset["status"] != "archived":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}, not archived")
-        # Bring the bytes back before the asset becomes active again.
-        for v in self._versions("a.id = ?", [asset_id]):
-            self._copy(v["sha256"], self.archive_store, self.hot_store)
-        self.apply("restore", [asset_id], by=by)
-        self.reconcile_blobs()
+        with self.exclusive():
+            # Bring the bytes back before the asset becomes active again.
+            for v in self._versions("a.id = ?", [asset_id]):
+                self._copy(v["sha256"], self.archive_store, self.hot_store)
+            self.apply("restore", [asset_id], by=by)
+            self.reconcile_blobs()
 
     def delete(self, asset_id: str, by: str = "api") -> None:
         asset = self._asset(asset_id)
@@ -181,47 +197,85 @@ class Lifecycle:
             raise ObjectMissing(f"blob {sha} read back with hash {stored}: not copied")
         dst.flush()
 
-    def reconcile_blobs(self) -> list[dict]:
-        """Make the stores match the statuses; returns audit rows of bytes moved and freed."""
+    def _placement(self) -> tuple[dict[str, int], set[str], set[str], set[str]]:
+        """From the tables as they are now: sizes, every referenced hash, and the hashes the hot
+        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot)."""
         purged = self.purged_ids()
-        versions = self._versions("true", [])
         hot_needed, archive_needed, referenced, sizes = set(), set(), set(), {}
-        for v in versions:
+        for v in self._versions("true", []):
             referenced.add(v["sha256"])
             sizes[v["sha256"]] = v["size_bytes"]
             if v["status"] == "archived":
                 archive_needed.add(v["sha256"])
             elif v["status"] == "active" or (v["status"] == "deleted" and v["asset_id"] not in purged):
                 hot_needed.add(v["sha256"])
+        return sizes, referenced, hot_needed, archive_needed
+
+    def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str) -> dict[str, set[str]]:
+        """Mark phase: record when each store's copy of a hash was first seen unneeded, forget
+        marks whose hash is needed again, and return what has stayed unneeded for `blob_grace`."""
+        marks = self.tables.read("blob_marks").to_pylist()
+        have = {(m["store"], m["sha256"]): m["marked_at"] for m in marks}
+        fresh = [{"sha256": sha, "store": store, "marked_at": now, "run_id": run_id}
+                 for store, shas in candidates.items() for sha in sorted(shas) if (store, sha) not in have]
+        stale = [m for m in marks if m["sha256"] not in candidates.get(m["store"], set())]
+        if fresh:
+            self.tables.merge("blob_marks", fresh, keys=("store", "sha256"), update=False)
+        if stale:
+            self.tables.delete_matching("blob_marks", stale, keys=("store", "sha256"))
+        since = {**have, **{(f["store"], f["sha256"]): now for f in fresh}}
+        cutoff = now - self.blob_grace
+        return {store: {sha for sha in shas if since[(store, sha)] <= cutoff} for store, shas in candidates.items()}
+
+    def reconcile_blobs(self, run_id: str = "reconcile") -> list[dict]:
+        """Make the stores match the statuses; returns audit rows of bytes moved and freed.
+
+        Copies are made first. A copy nobody needs is then only marked; once it has stayed
+        unneeded for `blob_grace`, it is hidden, the references are read again, and it is purged
+        — or unhidden if a concurrent writer (an ingest that deduplicated against it, a restore)
+        referenced it meanwhile. Together with the writers' check after their commit this keeps
+        every committed version's blob, whatever runs beside the sweep."""
+        sizes, referenced, hot_needed, archive_needed = self._placement()
+        stores = {"hot": self.hot_store, "archive": self.archive_store}
+        needed = {"hot": hot_needed, "archive": archive_needed}
         moves, problems = [], []
-        now = datetime.now(UTC)
         # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do).
-        present = {id(self.hot_store): set(self.hot_store.iter_hashes()),
-                   id(self.archive_store): set(self.archive_store.iter_hashes())}
-        wanted = ((archive_needed, self.hot_store, self.archive_store, "blob_archived"),
-                  (hot_needed, self.archive_store, self.hot_store, "blob_restored"))
-        for needed, src, dst, kind in wanted:  # copy first...
-            for sha in sorted(needed - present[id(dst)]):
+        present = {name: set(store.iter_hashes()) for name, store in stores.items()}
+        for dst, src in (("archive", "hot"), ("hot", "archive")):  # copy first...
+            for sha in sorted(needed[dst] - present[dst]):
                 try:
-                    self._copy(sha, src, dst)
-                    present[id(dst)].add(sha)
-                    moves.append((kind, sha))
+                    self._copy(sha, stores[src], stores[dst])
+                    present[dst].add(sha)
+                    moves.append(("blob_archived" if dst == "archive" else "blob_restored", sha))
                 except ObjectMissing as exc:
                     problems.append(str(exc))
         failpoint("lifecycle-reconcile")
-        unwanted = ((hot_needed, self.hot_store, archive_needed, self.archive_store, "blob_freed_hot"),
-                    (archive_needed, self.archive_store, hot_needed, self.hot_store, "blob_freed_archive"))
-        for needed, store, needed_elsewhere, elsewhere, kind in unwanted:  # ...then delete what no one needs
-            for sha in sorted((referenced - needed) & present[id(store)]):
-                if sha in needed_elsewhere and sha not in present[id(elsewhere)]:
-                    continue  # its only copy
-                if store.delete(sha):
-                    present[id(store)].discard(sha)
-                    moves.append((kind, sha))
+        # ...then collect what no one needs: never a blob's only copy, never an unreferenced blob
+        # (it may belong to an ingest that has not committed yet).
+        candidates = {name: {sha for sha in (referenced - needed[name]) & present[name]
+                             if not (sha in needed[other] and sha not in present[other])}
+                      for name, other in (("hot", "archive"), ("archive", "hot"))}
+        now = datetime.now(UTC)
+        eligible = self._marked_long_enough(candidates, now, run_id)
+        hidden = {name: {sha for sha in sorted(eligible[name]) if stores[name].hide(sha)}
+                  | set(stores[name].hidden_hashes()) for name in stores}  # plus a crashed sweep's
+        failpoint("gc-hidden")
+        if any(hidden.values()):
+            sizes, _, hot_needed, archive_needed = self._placement()  # the references as they are now
+            needed = {"hot": hot_needed, "archive": archive_needed}
+            settled = []
+            for name, shas in hidden.items():
+                for sha in sorted(shas):
+                    if sha in needed[name]:
+                        stores[name].unhide(sha)
+                    elif stores[name].purge_hidden(sha):
+                        moves.append((f"blob_freed_{name}", sha))
+                    settled.append({"store": name, "sha256": sha})
+            self.tables.delete_matching("blob_marks", settled, keys=("store", "sha256"))
         rows = [{"action_id": action_id(now.isoformat(), kind, sha), "acted_at": now,
                  "partition_key": now.date().isoformat(), "policy": "refcount", "action": kind, "asset_id": None,
                  "version": None, "sha256": sha, "bytes": sizes.get(sha, 0), "dry_run": False,
-                 "run_id": "reconcile", "by": "sweep"}
+                 "run_id": run_id, "by": "sweep"}
                 for kind, sha in moves]
         self._audit(rows)
         self.problems = problems
@@ -260,7 +314,7 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
                 summary.deleted += len(ids)
     summary.hard_deleted, freed = lifecycle.hard_delete_expired(as_of, grace_period_days, partition, run_id, dry_run)
     if not dry_run:
-        moves = lifecycle.reconcile_blobs()
+        moves = lifecycle.reconcile_blobs(run_id)
         summary.problems = lifecycle.problems
         summary.bytes_moved = sum(r["bytes"] for r in moves if r["action"] == "blob_archived")
         summary.bytes_freed = sum(r["bytes"] for r in moves if r["action"].startswith("blob_freed"))
@@ -271,11 +325,15 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
 
 
 def blob_report(lifecycle: Lifecycle) -> dict[str, list[str]]:
-    """Orphans (stored blobs no version references) and versions of assets that are not
+    """Orphans (stored blobs no version references, older than the grace window — younger ones
+    may belong to an ingest that has not committed yet) and versions of assets that are not
     hard-deleted whose blob is in neither store."""
+    in_hot, in_archive = set(lifecycle.hot_store.iter_hashes()), set(lifecycle.archive_store.iter_hashes())
     purged = lifecycle.purged_ids()
     versions = lifecycle._versions("true", [])
     referenced = {v["sha256"] for v in versions}
     live = {v["sha256"] for v in versions if v["asset_id"] not in purged}
-    in_hot, in_archive = set(lifecycle.hot_store.iter_hashes()), set(lifecycle.archive_store.iter_hashes())
-    return {"orphans": sorted((in_hot | in_archive) - referenced), "missing": sorted(live - in_hot - in_archive)}
+    cutoff = (datetime.now(UTC) - lifecycle.blob_grace).timestamp()
+    orphans = [sha for store, shas in ((lifecycle.hot_store, in_hot), (lifecycle.archive_store, in_archive))
+               for sha in shas - referenced if (store.modified_at(sha) or cutoff) <= cutoff]
+    return {"orphans": sorted(set(orphans)), "missing": sorted(live - in_hot - in_archive)}

@@ -66,6 +66,7 @@ class RetentionConfig:
     grace_period_days: float = 30
     dry_run: bool = False
     archive_storage_class: str | None = None
+    blob_grace_hours: float = 24.0  # a blob stays unneeded this long before it is deleted
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,12 +89,15 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
         doc = {}
     if not isinstance(doc, dict):
         raise PolicyError(f"{source}: expected a mapping with 'policies', got {type(doc).__name__}")
-    unknown = set(doc) - {"policies", "grace_period_days", "dry_run", "archive_storage_class"}
+    unknown = set(doc) - {"policies", "grace_period_days", "dry_run", "archive_storage_class", "blob_grace_hours"}
     if unknown:
         raise PolicyError(f"{source}: unknown key(s) {sorted(unknown)}")
     grace = doc.get("grace_period_days", 30)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise PolicyError(f"{source}: grace_period_days must be a number ≥ 0, got {grace!r}")
+    blob_grace = doc.get("blob_grace_hours", 24)
+    if isinstance(blob_grace, bool) or not isinstance(blob_grace, (int, float)) or blob_grace < 0:
+        raise PolicyError(f"{source}: blob_grace_hours must be a number ≥ 0, got {blob_grace!r}")
     if not isinstance(doc.get("dry_run", False), bool):
         raise PolicyError(f"{source}: dry_run must be true or false")
     raw = doc.get("policies", []) or []
@@ -141,7 +145,7 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             status=status,
         ))
     return RetentionConfig(tuple(policies), float(grace), bool(doc.get("dry_run", False)),
-                           doc.get("archive_storage_class"))
+                           doc.get("archive_storage_class"), float(blob_grace))
 
 
 def load_config(path: Path) -> RetentionConfig:

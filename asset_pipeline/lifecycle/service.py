@@ -4,6 +4,8 @@ CLI: the home's stores and retention settings (grace period, archive storage cla
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from asset_pipeline.home import Home
 from asset_pipeline.lifecycle.actions import Lifecycle
 from asset_pipeline.lifecycle.policies import RetentionConfig, load_config
@@ -18,11 +20,15 @@ class LifecycleService:
         return load_config(self.home.settings.retention_file)
 
     def lifecycle(self, storage_class: str | None = None) -> Lifecycle:
-        return Lifecycle(self.home.tables, self.home.store, self.home.archive_store(storage_class),
-                         self.home.settings.lancedb_dir)
+        """`Lifecycle` over the home's stores, holding the home's lifecycle lock while it acts."""
+        retention = self.retention()
+        return Lifecycle(self.home.tables, self.home.store,
+                         self.home.archive_store(storage_class or retention.archive_storage_class),
+                         self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours),
+                         exclusive=lambda: self.home.lock("lifecycle"))
 
     def archive(self, asset_id: str, by: str) -> None:
-        self.lifecycle(self.retention().archive_storage_class).archive(asset_id, by=by)
+        self.lifecycle().archive(asset_id, by=by)
 
     def restore(self, asset_id: str, by: str) -> None:
         self.lifecycle().restore(asset_id, by=by)

@@ -64,6 +64,33 @@ class ObjectStore(ABC):
     @abstractmethod
     def iter_hashes(self) -> Iterator[str]: ...
 
+    # --- garbage collection: hide, re-check, then purge or unhide ------------------------------
+    # A collector never deletes a blob outright. It hides it (the key stops resolving), re-reads
+    # the references, and only then purges the hidden copy — or unhides it when a writer committed
+    # a reference meanwhile. A writer that relied on an existing blob checks it after its commit and
+    # unhides (or stores again) what it finds missing. Each side acts first and looks second, so one
+    # of them always sees the other: no committed version is ever left without its blob.
+
+    @abstractmethod
+    def hide(self, sha256: str) -> bool:
+        """Move the blob out of sight (into the store's trash); False when it was not there."""
+
+    @abstractmethod
+    def unhide(self, sha256: str) -> bool:
+        """Put a hidden blob back under its key; False when there is no hidden copy."""
+
+    @abstractmethod
+    def purge_hidden(self, sha256: str) -> bool:
+        """Delete the hidden copy for good; False when there was none."""
+
+    @abstractmethod
+    def hidden_hashes(self) -> Iterator[str]:
+        """Blobs a collector hid and did not settle (it crashed in between)."""
+
+    @abstractmethod
+    def modified_at(self, sha256: str) -> float | None:
+        """When the blob was last written (POSIX seconds), None when absent."""
+
     def flush(self) -> None:
         """Make written blobs durable before metadata points at them (no-op where writes are)."""
 

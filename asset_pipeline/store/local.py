@@ -50,12 +50,27 @@ def _copy(src: Path, dst_fd: int) -> None:
             shutil.copyfileobj(fin, fout, CHUNK)
 
 
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that named a temp file ``<prefix>.<pid>.<random>`` still runs."""
+    parts = temp_name.split(".")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return True  # not ours to judge: left to the age limit
+    try:
+        os.kill(int(parts[-2]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalObjectStore(ObjectStore):
     process_safe = True  # plain files: forked ingest workers may write blobs themselves
 
     def __init__(self, root: Path, durable: bool = True):
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
+        self.trash_dir = self.root / "objects" / ".trash"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
         self._clean_stale_tmp()
@@ -72,7 +87,7 @@ class LocalObjectStore(ObjectStore):
     def _write_temp(self, prefix: str, fill: Callable[[int], T]) -> tuple[str, T]:
         """A read-only temp file (blobs are immutable: a stray write fails loudly) written by
         `fill`; gone again if writing fails."""
-        tmp = str(self.tmp_dir / f"{prefix}.{uuid.uuid4().hex[:12]}")
+        tmp = str(self.tmp_dir / f"{prefix}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             try:
@@ -138,6 +153,44 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             return False
 
+    def hide(self, sha256: str) -> bool:
+        self.trash_dir.mkdir(exist_ok=True)
+        try:
+            os.rename(self.path(sha256), self.trash_dir / sha256)  # atomic: the key resolves or it does not
+            return True
+        except FileNotFoundError:
+            return False
+
+    def unhide(self, sha256: str) -> bool:
+        hidden = self.trash_dir / sha256
+        final = self.path(sha256)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(hidden, final)
+        except FileExistsError:
+            pass  # a writer stored the same bytes again meanwhile
+        except FileNotFoundError:
+            return False
+        hidden.unlink(missing_ok=True)
+        return True
+
+    def purge_hidden(self, sha256: str) -> bool:
+        try:
+            (self.trash_dir / sha256).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def hidden_hashes(self) -> Iterator[str]:
+        if self.trash_dir.is_dir():
+            yield from sorted(p.name for p in self.trash_dir.iterdir() if is_sha256(p.name))
+
+    def modified_at(self, sha256: str) -> float | None:
+        try:
+            return self.path(sha256).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def iter_hashes(self) -> Iterator[str]:
         base = self.root / "objects"
         for first in sorted(base.glob("[0-9a-f][0-9a-f]")):
@@ -161,11 +214,12 @@ class LocalObjectStore(ObjectStore):
             os.close(fd)
 
     def _clean_stale_tmp(self) -> None:
-        """Remove temp files a crashed writer left behind; recent ones may belong to a live run."""
+        """Remove temp files a crashed writer left behind: those whose writing process is gone
+        (the pid is in the name), and any older than a day whatever their name says."""
         cutoff = time.time() - _STALE_TMP_S
         for tmp in self.tmp_dir.iterdir():
             try:
-                if tmp.stat().st_mtime < cutoff:
+                if not _writer_alive(tmp.name) or tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
             except FileNotFoundError:
                 pass

@@ -107,6 +107,49 @@ class S3ObjectStore(ObjectStore):
         self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
         return existed
 
+    def _trash_key(self, sha256: str) -> str:
+        return f"{self.prefix}/trash/{sha256}" if self.prefix else f"trash/{sha256}"
+
+    def _move(self, src: str, dst: str) -> bool:
+        """Server-side copy, then delete the source (multipart copy for large blobs)."""
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": src}, self.bucket, dst)
+        except _client_error() as exc:
+            if _missing(exc):
+                return False
+            raise
+        self.client.delete_object(Bucket=self.bucket, Key=src)
+        return True
+
+    def hide(self, sha256: str) -> bool:
+        return self._move(self.key(sha256), self._trash_key(sha256))
+
+    def unhide(self, sha256: str) -> bool:
+        return self._move(self._trash_key(sha256), self.key(sha256))
+
+    def purge_hidden(self, sha256: str) -> bool:
+        key = self._trash_key(sha256)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except _client_error() as exc:
+            if _missing(exc):
+                return False
+            raise
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        return True
+
+    def hidden_hashes(self) -> Iterator[str]:
+        base = self._trash_key("")
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                name = obj["Key"].rsplit("/", 1)[-1]
+                if is_sha256(name):
+                    yield name
+
+    def modified_at(self, sha256: str) -> float | None:
+        head = self._head(sha256)
+        return head["LastModified"].timestamp() if head else None
+
     def iter_hashes(self) -> Iterator[str]:
         # One paginated listing beats a HEAD per key when walking the whole store.
         base = f"{self.prefix}/objects/" if self.prefix else "objects/"

@@ -2,19 +2,26 @@
 
 Good rows land in `usage_events` (one commit per run); each bad row, and each row naming an asset
 that does not exist, gets a `usage_errors` row with the file, line and field. A processed file
-moves to ``usage_inbox/.done/`` only after its rows are committed, so a crash re-reads it; its
-event ids are derived from (file, line), so the re-read adds nothing twice.
+moves to ``usage_inbox/.done/<name>.<content hash>`` only after its rows are committed, so a crash
+re-reads it and a rotated file of the same name never overwrites an earlier one.
+
+Event ids come from the row's content (and how many identical rows precede it in the same file),
+never from the file name or line: a re-read, a re-delivered file or a log re-exported with more
+lines adds nothing twice, and a new file that reuses a rotated name loses nothing. Rows are merged
+on (day, event_id), so two intake runs over the same files at once add each event once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from asset_pipeline.failpoints import failpoint
+from asset_pipeline.hashing import hash_file
 from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
 
@@ -59,17 +66,32 @@ def _records(path: Path) -> list[tuple[int, dict | None, str]]:
     return out
 
 
+def _content_ids(records: list[tuple[int, dict | None, str]], file_sha: str) -> list[str]:
+    """One id per row from what it says: its canonical JSON plus how many identical rows came
+    before it in this file (two identical lines in one file are two events). A row that is not
+    an object is identified by its text, or by the file's content when the file was unreadable."""
+    seen: dict[str, int] = {}
+    ids = []
+    for line, doc, raw in records:
+        text = json.dumps(doc, sort_keys=True, default=str) if doc is not None else (raw if line else file_sha)
+        k = seen.get(text, 0)
+        seen[text] = k + 1
+        ids.append(hashlib.sha256(f"{text}\x00{k}".encode()).hexdigest()[:32])
+    return ids
+
+
 def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = None) -> IntakeSummary:
     files = pending_files(inbox) if files is None else files
     summary = IntakeSummary(files=[f.name for f in files])
     if not files:
         return summary
     known = set(tables.read("assets", columns=["id"])["id"].to_pylist())
-    existing = set(tables.read("usage_events", where="source in (select unnest(?))",
-                               params=[[f.name for f in files]], columns=["event_id"])["event_id"].to_pylist())
     good, now = [], datetime.now(UTC)
+    hashes = {}
     for path in files:
-        for line, doc, raw in _records(path):
+        records = _records(path)
+        hashes[path] = hash_file(path)[0]
+        for (line, doc, raw), row_id in zip(records, _content_ids(records, hashes[path])):
             try:
                 if doc is None:
                     raise InvalidEvent("row is not a JSON object" if line else raw, "row")
@@ -80,17 +102,23 @@ def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = N
                     raise InvalidEvent(f"asset_id {event['asset_id']!r} does not exist", "asset_id")
             except InvalidEvent as exc:
                 summary.bad_rows += 1
-                summary.errors.append({"error_id": hashlib.sha256(f"{path.name}\x00{line}".encode()).hexdigest()[:32],
-                                       "source": path.name, "line": line, "field": exc.field, "reason": exc.reason,
-                                       "raw": raw, "recorded_at": now})
+                summary.errors.append({"error_id": row_id, "source": path.name, "line": line, "field": exc.field,
+                                       "reason": exc.reason, "raw": raw, "recorded_at": now})
                 continue
-            event["event_id"] = hashlib.sha256(f"{path.name}\x00{line}".encode()).hexdigest()[:32]
-            if event["event_id"] not in existing:
-                good.append(event)
-    summary.events = tables.append("usage_events", good)
+            event["event_id"] = row_id
+            good.append(event)
+    failpoint("usage-merge")
+    if good:
+        result = tables.merge("usage_events", good, keys=("day", "event_id"), update=False)
+        summary.events = int(result.get("num_target_rows_inserted", 0))
     tables.merge("usage_errors", summary.errors, keys=("error_id",), update=False)
+    failpoint("usage-before-done")
     done = inbox / ".done"
     done.mkdir(exist_ok=True)
     for path in files:
-        shutil.move(path, done / path.name)
+        target = done / f"{path.stem}.{hashes[path][:16]}{path.suffix}"
+        try:
+            os.replace(path, target)  # same content twice is the same name: nothing to keep apart
+        except FileNotFoundError:
+            pass  # a concurrent intake moved it already
     return summary

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from asset_pipeline.collections import Collections
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 
 GROUP = "collections"

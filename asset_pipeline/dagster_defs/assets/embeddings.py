@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import embed_pending
 from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs

@@ -1,9 +1,12 @@
 """Group `lifecycle` (daily partitions): the retention sweep, with its audit table, and upkeep."""
 
+from datetime import timedelta
+
 import dagster as dg
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, sweep
 from asset_pipeline.lifecycle.policies import load_config, parse_config
 from asset_pipeline.lifecycle.upkeep import upkeep
@@ -19,31 +22,45 @@ class SweepConfig(dg.Config):
     """Overrides the config's dry_run: report what would happen, touch nothing."""
 
 
-def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None) -> Lifecycle:
+def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None, blob_grace_hours: float = 24.0) -> Lifecycle:
     home = pipeline.open()
-    return Lifecycle(home.tables, home.store, home.archive_store(storage_class), home.settings.lancedb_dir)
+    return Lifecycle(home.tables, home.store, home.archive_store(storage_class), home.settings.lancedb_dir,
+                     blob_grace=timedelta(hours=blob_grace_hours))
 
 
 @dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["assets", "asset_usage_refresh"], kinds={"deltalake"},
-          key="lifecycle_actions",
+          key="lifecycle_actions", backfill_policy=dg.BackfillPolicy.single_run(),
           check_specs=[dg.AssetCheckSpec("blob_references", asset="lifecycle_actions",
                                          description="no orphan blobs, no version without its blob")])
 def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipeline: PipelineHome):
-    """Apply the retention policies as of the end of the partition's day; audit every action."""
+    """Apply the retention policies as of the end of each partition's day; audit every action.
+
+    One sweep at a time: a backfill over a range runs as one run that sweeps its days in order,
+    and the sweep holds the home's lifecycle lock (any caller, any run launcher)."""
     settings = pipeline.settings()
     retention = (parse_config(config.policies, "run config policies") if config.policies is not None
                  else load_config(settings.retention_file))  # invalid policies fail here, before any change
     dry_run = retention.dry_run if config.dry_run is None else config.dry_run
-    lifecycle = _lifecycle(pipeline, retention.archive_storage_class)
-    s = sweep(lifecycle, retention.policies, retention.grace_period_days, context.partition_key, context.run_id,
-              dry_run)
-    totals = lifecycle.tables.read("lifecycle_actions", where="partition_key = ?", params=[context.partition_key])
+    lifecycle = _lifecycle(pipeline, retention.archive_storage_class, retention.blob_grace_hours)
+    days = sorted(context.partition_keys)
+    with pipeline.open().lock("lifecycle"):
+        failpoint("sweep-locked")
+        summaries = [sweep(lifecycle, retention.policies, retention.grace_period_days, day, context.run_id, dry_run)
+                     for day in days]
+    totals = lifecycle.tables.read("lifecycle_actions", where="partition_key in (select unnest(?))", params=[days])
+    selected: dict[str, int] = {}
+    for s in summaries:
+        for name, n in s.selected.items():
+            selected[name] = selected.get(name, 0) + n
     yield dg.MaterializeResult(metadata={
-        "dry_run": dry_run, "policies": len(retention.policies), "archived": s.archived, "soft_deleted": s.deleted,
-        "hard_deleted": s.hard_deleted, "bytes_moved_to_archive": s.bytes_moved, "bytes_freed": s.bytes_freed,
-        "audit_rows_this_run": s.audit_rows, "audit_rows_for_partition": totals.num_rows,
-        "selected": markdown_table([{"policy": k, "assets": v} for k, v in s.selected.items()]),
-        "problems": "\n".join(s.problems) or "none",
+        "dry_run": dry_run, "days": len(days), "policies": len(retention.policies),
+        "archived": sum(s.archived for s in summaries), "soft_deleted": sum(s.deleted for s in summaries),
+        "hard_deleted": sum(s.hard_deleted for s in summaries),
+        "bytes_moved_to_archive": sum(s.bytes_moved for s in summaries),
+        "bytes_freed": sum(s.bytes_freed for s in summaries),
+        "audit_rows_this_run": sum(s.audit_rows for s in summaries), "audit_rows_for_partitions": totals.num_rows,
+        "selected": markdown_table([{"policy": k, "assets": v} for k, v in selected.items()]),
+        "problems": "\n".join(p for s in summaries for p in s.problems) or "none",
     })
     report = blob_report(lifecycle)
     yield dg.AssetCheckResult(check_name="blob_references", passed=not report["orphans"] and not report["missing"],
@@ -51,7 +68,8 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
                                         "examples": "\n".join((report["orphans"] + report["missing"])[:20]) or "none"})
 
 
-@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"})
+@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"},
+          backfill_policy=dg.BackfillPolicy.single_run())
 def table_upkeep(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Delta optimize/vacuum and LanceDB compaction, so small files do not pile up."""
     home = pipeline.open()
