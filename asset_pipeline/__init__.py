@@ -26,6 +26,7 @@ from asset_pipeline.errors import (
     PermissionDenied,
     PolicyError,
     QueryError,
+    RecallError,
     SearchError,
 )
 from asset_pipeline.results import QueryResult, SearchHits
@@ -41,5 +42,5 @@ __all__ = [
     "AssetPipelineError", "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "CommitConflict", "HomeNotFound",
     "InputRejected", "InvalidEvent", "InvalidRequest", "LifecycleError", "LockTimeout", "ModelUnavailable",
     "NoEmbeddings",
-    "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "SearchError",
+    "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "RecallError", "SearchError",
 ]

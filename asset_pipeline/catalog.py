@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import weakref
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from asset_pipeline.collections import Collections
@@ -113,6 +114,74 @@ class Catalog:
     def undelete(self, asset_id: str) -> None:
         """Undo a soft delete within the grace period."""
         self.lifecycle_service.undelete(self._id(asset_id), by=self.user)
+
+    # --- provenance (issue 14): export, lineage, recall, pHash, storage --------------------------
+    def export(self, asset_id: str, path: str | os.PathLike[str], version: int | None = None,
+               user_id: str | None = None):
+        """Write a copy of the version that declares itself AI-generated (IPTC trainedAlgorithmicMedia
+        and the generation facts in XMP; a signed C2PA manifest when a signing certificate is
+        configured). Returns an `ExportResult`; once the copy is written it counts as a download."""
+        from asset_pipeline.provenance.export import export_copy
+
+        content = self.get(asset_id, version, user_id=user_id)
+        s = self.home.settings
+        result = export_copy(self.home.store, content.metadata, path, self._signing(),
+                             Path(s.c2pa_trust_anchors).read_bytes() if s.c2pa_trust_anchors else None)
+        content.delivered()
+        return result
+
+    def _signing(self):
+        from asset_pipeline.provenance.credentials import SigningConfig
+
+        s = self.home.settings
+        if not (s.c2pa_sign_cert and s.c2pa_sign_key):
+            return None
+        return SigningConfig.from_files(s.c2pa_sign_cert, s.c2pa_sign_key, s.c2pa_sign_alg, s.c2pa_tsa_url)
+
+    def produced_by(self, model: str, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Assets with a version made by `model` (as checkpoint or as LoRA/adapter), newest first."""
+        from asset_pipeline.provenance.lineage import produced_by
+
+        if isinstance(since, str):
+            since = datetime.fromisoformat(since)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return produced_by(self.tables, model, since)
+
+    def lineage(self, asset_id: str) -> dict[str, Any]:
+        """Models, adapters, inputs (resolved to assets where they are ones) of every version, and
+        the assets made from this one."""
+        from asset_pipeline.provenance.lineage import lineage
+
+        return lineage(self.tables, self._id(asset_id))
+
+    def recall(self, model: str, reason: str, by: str | None = None, dry_run: bool = False):
+        """Soft-delete every asset `model` produced (audited, grace period, reversible until hard
+        delete with `undo_recall`); `dry_run` only lists and records what it would take."""
+        from asset_pipeline.provenance.recall import recall
+
+        with self.home.lock("lifecycle"):  # statuses change: never beside a sweep
+            return recall(self.lifecycle(), model, reason, by or self.user, dry_run)
+
+    def undo_recall(self, recall_id: str) -> list[str]:
+        """Undelete what a recall took, within the grace period; returns the asset ids restored."""
+        from asset_pipeline.provenance.recall import undo_recall
+
+        return undo_recall(self.lifecycle(), recall_id, self.lifecycle_service.retention().grace_period_days,
+                           self.user)
+
+    def similar_images(self, max_distance: int = 8) -> list[dict[str, Any]]:
+        """Pairs of live images' current versions whose pHashes differ in at most `max_distance` bits."""
+        from asset_pipeline.provenance.phash import phash_pairs
+
+        return phash_pairs(self.tables, max_distance)
+
+    def storage(self, by: str = "project") -> list[dict[str, Any]]:
+        """Stored bytes per project or per creator (``by="created_by"``); a blob shared by several
+        assets is split equally among them (see `asset_pipeline.storage_attribution`)."""
+        from asset_pipeline.storage_attribution import attributed_bytes
+
+        return attributed_bytes(self.tables, by)
 
     # --- collections -------------------------------------------------------------------------
     def create_collection(self, name: str, owner: str, description: str = "") -> str:

@@ -323,7 +323,14 @@ def _format(table) -> str:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    content = _catalog(args).get(args.asset_id, args.version)
+    cat = _catalog(args)
+    if args.output and not args.original:  # a copy that declares itself AI-generated (issue 14)
+        r = cat.export(args.asset_id, args.output, args.version)
+        credentials = f"signed C2PA manifest ({r.c2pa_state})" if r.signed else "no C2PA signing key configured"
+        print(f"wrote v{r.version} of {r.asset_id} (original sha256 {r.sha256}) to {r.path}: XMP "
+              f"{'embedded' if r.xmp == 'embedded' else 'in ' + r.xmp} (trainedAlgorithmicMedia), {credentials}")
+        return 0
+    content = cat.get(args.asset_id, args.version)
     if args.output:
         with open(args.output, "wb") as out:
             for chunk in content.iter_chunks():
@@ -331,6 +338,24 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"wrote {content.metadata['size_bytes']} bytes (v{content.version}, {content.sha256}) to {args.output}")
     else:
         print(json.dumps(content.metadata, default=str, indent=2))
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    """Through Dagster's recall_job, so the run and what it took show in the UI."""
+    config = {"model": args.model, "reason": args.reason, "dry_run": args.dry_run,
+              **({"by": args.by} if args.by else {})}
+    result = _run(args, Settings.from_env(), "recall_job", {"ops": {"recalls": {"config": config}}})
+    if not result.success:
+        return _print_failure(result)
+    m = _metadata(result)["recalls"]
+    verb = "would take" if m["dry_run"] else "took"
+    print(f"recall {m['recall_id']} of model {m['model']!r}: {verb} {m['assets']} assets "
+          f"({human_bytes(m['bytes'])}); {m['already_deleted']} were already deleted")
+    print(m["taken"])
+    if not m["dry_run"]:
+        print(f"reversible with Catalog().undo_recall({m['recall_id']!r}) for {m['grace_period_days']:g} days, "
+              "then hard-deleted by the lifecycle sweep")
     return 0
 
 
@@ -485,8 +510,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command("get", cmd_get, "print an asset's metadata, or write its content with -o FILE (a download)")
     asset_arg(p)
     p.add_argument("--version", type=int, help="version number (default: the current one)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the content to FILE")
+    p.add_argument("-o", "--output", metavar="FILE", help="write a copy to FILE that declares itself AI-generated "
+                   "(XMP; a C2PA manifest when a signing key is configured)")
+    p.add_argument("--original", action="store_true", help="with -o: the stored bytes unchanged instead")
     user_arg(p, "user the download is recorded for")
+    p = command("recall", cmd_recall, "soft-delete everything a model (or LoRA) produced, through Dagster")
+    p.add_argument("--model", required=True, help="the model or adapter name, as in the sidecars")
+    p.add_argument("--reason", required=True, help="why (recorded with the recall)")
+    p.add_argument("--by", help="who recalls (default: your login name)")
+    p.add_argument("--dry-run", action="store_true", help="list what it would take; change nothing")
     p = command("versions", cmd_versions, "list an asset's versions, oldest first")
     asset_arg(p)
     p = command("create-version", cmd_create_version, "store FILE as the next version of an asset")

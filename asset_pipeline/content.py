@@ -72,7 +72,8 @@ class AssetContent:
     _home: Home = field(repr=False)
     _on_delivered: Callable[[], None] | None = field(default=None, repr=False)
 
-    def _delivered(self) -> None:
+    def delivered(self) -> None:
+        """Count the download now (once): for callers that deliver the bytes another way (an export)."""
         callback, self._on_delivered = self._on_delivered, None
         if callback is not None:
             callback()
@@ -81,18 +82,24 @@ class AssetContent:
         try:
             return self._home.store.open(self.sha256)
         except FileNotFoundError as exc:
+            pruned = self._home.tables.read(
+                "lifecycle_actions", where="action = 'prune_version' and not dry_run and asset_id = ? and version = ?",
+                params=[self.asset_id, self.version], columns=["policy"])["policy"].to_pylist()
+            if pruned:  # keep-last-N retention (issue 14) released this version's bytes
+                raise AssetUnavailable(f"asset {self.asset_id} v{self.version} was pruned by retention policy "
+                                       f"{pruned[0]!r} (keeps only the newest versions); its content is gone") from exc
             raise ObjectMissing(f"asset {self.asset_id} v{self.version}: blob {self.sha256} is missing "
                                 "from the object store") from exc
 
     def open(self) -> BinaryIO:
         """A streaming reader; prefer it over `read()` for large models. The download counts once
         the stream has been read to the end."""
-        return _DeliveringReader(self._open_blob(), int(self.metadata.get("size_bytes") or 0), self._delivered)
+        return _DeliveringReader(self._open_blob(), int(self.metadata.get("size_bytes") or 0), self.delivered)
 
     def read(self) -> bytes:
         with self._open_blob() as f:
             data = f.read()
-        self._delivered()
+        self.delivered()
         return data
 
     def iter_chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
@@ -100,7 +107,7 @@ class AssetContent:
         with self._open_blob() as f:
             while chunk := f.read(size):
                 yield chunk
-        self._delivered()
+        self.delivered()
 
 
 class Content:

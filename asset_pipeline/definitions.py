@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, usage
+from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, provenance, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
 from asset_pipeline.settings import Settings
@@ -20,6 +20,8 @@ EMBED_JOB = "embed_job"
 USAGE_JOB = "usage_job"
 USAGE_INTAKE_JOB = "usage_intake_job"
 LIFECYCLE_JOB = "lifecycle_job"
+PROVENANCE_JOB = "provenance_job"
+RECALL_JOB = "recall_job"
 
 
 def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant at the call site
@@ -45,12 +47,19 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
     lifecycle_job = dg.define_asset_job(LIFECYCLE_JOB, selection=dg.AssetSelection.groups(lifecycle.GROUP),
                                         partitions_def=lifecycle.DAILY, tags=EXCLUSIVE("lifecycle"),
                                         description="Retention sweep (archive, delete, hard delete) and upkeep.")
+    provenance_job = dg.define_asset_job(PROVENANCE_JOB, selection=dg.AssetSelection.assets("models",
+                                                                                         "storage_attribution"),
+                                         description="Model rows and storage attributed per project/creator.")
+    recall_job = dg.define_asset_job(RECALL_JOB, selection=dg.AssetSelection.assets("recalls"),
+                                     tags=EXCLUSIVE("lifecycle"),  # changes statuses: never beside a sweep
+                                     description="Take down everything a model produced (config: model, reason, "
+                                                 "by, dry_run).")
     return dg.Definitions(
         assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),
                 *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
-                *dg.load_assets_from_modules([lifecycle])],
+                *dg.load_assets_from_modules([lifecycle]), *dg.load_assets_from_modules([provenance])],
         asset_checks=ingest.CHECKS,
-        jobs=[ingest_job, embed_job, usage_job, usage_intake_job, lifecycle_job],
+        jobs=[ingest_job, embed_job, usage_job, usage_intake_job, lifecycle_job, provenance_job, recall_job],
         schedules=[dg.build_schedule_from_partitioned_job(usage_job, hour_of_day=1, name="usage_daily"),
                    dg.build_schedule_from_partitioned_job(lifecycle_job, hour_of_day=3, name="lifecycle_daily")],
         sensors=[build_inbox_sensor(ingest_job), build_embed_sensor(embed_job),

@@ -92,3 +92,7 @@ class CommitConflict(AssetPipelineError):
 
 class LockTimeout(AssetPipelineError):
     """Another process held the lock for longer than the caller was willing to wait."""
+
+
+class RecallError(AssetPipelineError, ValueError):
+    """A recall request that cannot be carried out; the message names the field."""

@@ -20,7 +20,8 @@ from asset_pipeline.formats import FormatInfo, Source, inspect_file
 from asset_pipeline.hashing import hash_file, hash_stream
 from asset_pipeline.identity import asset_id_for, default_name
 from asset_pipeline.inbox import InboxItem
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.provenance.record import Provenance, add_content_facts, generation_metadata
+from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
 from asset_pipeline.store import ObjectStore
 
 WHOLE_READ_MAX = 16 * 1024 * 1024
@@ -58,6 +59,7 @@ class Examined:
     project: str
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
     intact: bool = True           # False: the file changed while it was read or copied
+    provenance: Provenance | None = None  # field sources, pHash, C2PA, inputs (provenance/record.py)
 
 
 @dataclass
@@ -128,11 +130,7 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
         if item.orphan_sidecar:
             media = item.rel[: -len(SIDECAR_SUFFIX)]
             raise InputRejected(f"sidecar has no media file next to it (expected '{media}')", "sidecar")
-        if item.sidecar is None:
-            raise InputRejected(f"no sidecar: expected '{item.rel}{SIDECAR_SUFFIX}' with the generation metadata",
-                                "sidecar")
-        sidecar = parse_sidecar(item.sidecar.read_bytes())
-        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+        sidecar_raw = item.sidecar.read_bytes() if item.sidecar is not None else None
         st = os.stat(item.path)
         content: bytes | None = None
         if st.st_size <= WHOLE_READ_MAX:
@@ -142,8 +140,13 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
         else:
             sha, size = hash_file(item.path)
         source: Source = content if content is not None else item.path
+        # The sidecar, or what the file embeds (A1111/ComfyUI/EXIF/XMP), field by field.
+        sidecar, provenance = generation_metadata(item.rel, sidecar_raw, source)
+        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
         info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source)
-        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident)
+        if info is not None:
+            add_content_facts(provenance, source, info.type, info.format)
+        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident, provenance=provenance)
         if store is not None and not sidecar.asset_id:
             store_examined(ex, store, content)
         return ex

@@ -35,6 +35,7 @@ from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import inspect_file
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
+from asset_pipeline.provenance.record import version_columns
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
@@ -231,6 +232,7 @@ def _version_row(a: Examined, version: int, previous: str | None, run_id: str, n
         "extra": json.dumps({**s.extra, **({"format": a.info.details} if a.info.details else {})}, sort_keys=True),
         "change_description": s.change_description or ("initial version" if version == 1 else "new version"),
         "previous_sha256": previous, "source_path": a.item.rel, "run_id": run_id, "recorded_at": now,
+        **version_columns(a.provenance, s.parameters, s.extra),  # provenance (issue 14)
     }
 
 

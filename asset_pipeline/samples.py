@@ -105,6 +105,113 @@ def _safetensors(seed: int = 3) -> bytes:
                 metadata={"format": "pt", "rank": "8"})
 
 
+# --- outputs that carry their own generation metadata (issue 14) -------------------------------
+# Each kind a generator writes: A1111 `parameters` text, ComfyUI `prompt`/`workflow` JSON, EXIF
+# and XMP (with the IPTC digital source type). forest, icon and portrait have no sidecar; hero
+# has both (its sidecar wins field by field); city's sidecar adds to its XMP.
+
+
+def _xmp(project: str, creator: str, tags: list[str], created_at: str) -> dict[str, object]:
+    from asset_pipeline.provenance import xmp as X
+
+    return {"Xmp.assetpipeline.project": project, "Xmp.dc.creator": [creator], "Xmp.dc.subject": tags,
+            "Xmp.xmp.CreateDate": created_at, "Xmp.iptcExt.DigitalSourceType": X.TRAINED_ALGORITHMIC_MEDIA}
+
+
+def _png_with_text(seed: int, size: tuple[int, int], chunks: dict[str, str]) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(render_image(seed, size))).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def a1111_parameters(prompt: str, seed: int, model: str, size: tuple[int, int], negative: str = "blurry") -> str:
+    return (f"{prompt}\nNegative prompt: {negative}\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, "
+            f"Seed: {seed}, Size: {size[0]}x{size[1]}, Model hash: 31e35c80fc, Model: {model}, Version: v1.6.0")
+
+
+def comfyui_prompt(prompt: str, seed: int, checkpoint: str, lora: str | None = None,
+                   init_image: str | None = None) -> dict:
+    """A ComfyUI API graph: checkpoint → (LoRA) → sampler with text encoders (img2img with an init image)."""
+    graph = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "watermark, text", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": seed, "steps": 8, "cfg": 4.5, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 0.6, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["12", 0]}},
+    }
+    if lora:
+        graph["10"] = {"class_type": "LoraLoader", "inputs": {"lora_name": lora, "strength_model": 0.7,
+                                                             "strength_clip": 0.7, "model": ["4", 0],
+                                                             "clip": ["4", 1]}}
+        graph["3"]["inputs"]["model"] = ["10", 0]
+    if init_image:
+        graph["11"] = {"class_type": "LoadImage", "inputs": {"image": init_image}}
+        graph["12"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["11", 0], "vae": ["4", 2]}}
+    return graph
+
+
+def _a1111_png(seed, size, prompt, tags, meta):
+    """Automatic1111: the `parameters` text chunk, plus XMP naming the project; no sidecar."""
+    from asset_pipeline.provenance.xmp import write_xmp
+
+    data = _png_with_text(seed, size, {"parameters": a1111_parameters(prompt, seed, "sd_xl_base_1.0", size)})
+    return write_xmp(data, _xmp(meta["project"], meta["created_by"], tags, meta["created_at"])), None
+
+
+def _comfyui_png(seed, size, prompt, tags, meta):
+    """ComfyUI: `prompt` (API graph) and `workflow` chunks, img2img from sunset.png; no sidecar."""
+    from asset_pipeline.provenance.xmp import write_xmp
+
+    graph = comfyui_prompt(prompt, seed, "flux1-schnell.safetensors", "flat-icons.safetensors",
+                           init_image="images/sunset.png")
+    workflow = {"last_node_id": 12, "nodes": [{"id": int(k), "type": v["class_type"]} for k, v in graph.items()]}
+    data = _png_with_text(seed, size, {"prompt": json.dumps(graph), "workflow": json.dumps(workflow)})
+    return write_xmp(data, _xmp(meta["project"], meta["created_by"], tags, meta["created_at"])), None
+
+
+def _exif_jpeg(seed, size, prompt, tags, meta):
+    """EXIF Artist/ImageDescription and A1111 parameters in UserComment (as A1111 saves JPEGs),
+    XMP for project and tags; no sidecar."""
+    from asset_pipeline.provenance.xmp import write_xmp
+
+    img = Image.open(io.BytesIO(render_image(seed, size)))
+    exif = Image.Exif()
+    exif[0x013B] = meta["created_by"]
+    exif[0x010E] = prompt
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + a1111_parameters(prompt, seed, "sd_xl_base_1.0", size).encode(
+        "utf-16-be")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, exif=exif)
+    xmp = _xmp(meta["project"], meta["created_by"], tags, meta["created_at"])
+    return write_xmp(buf.getvalue(), {k: v for k, v in xmp.items() if k != "Xmp.dc.creator"}), None
+
+
+def _hero_png(seed, size, prompt, tags, meta):
+    """A1111 parameters naming a LoRA, with a sidecar: the sidecar's prompt and seed win."""
+    text = a1111_parameters(prompt + " <lora:rocket-style:0.8>", 99, "sdxl-turbo-1.0", size)
+    return _png_with_text(seed, size, {"parameters": text}), meta
+
+
+def _city_webp(seed, size, prompt, tags, meta):
+    """WebP with XMP (digital source type, creator) and a sidecar that adds the rest."""
+    from asset_pipeline.provenance import xmp as X
+
+    data = X.write_xmp(render_image(seed, size, "WEBP"), {"Xmp.iptcExt.DigitalSourceType": X.TRAINED_ALGORITHMIC_MEDIA,
+                                                          "Xmp.dc.creator": ["carol"]})
+    return data, meta
+
+
+EMBEDDED_SAMPLES = {"images/forest.png": _a1111_png, "images/icon.png": _comfyui_png,
+                    "images/portrait.jpg": _exif_jpeg, "images/hero.png": _hero_png, "images/city.webp": _city_webp}
+
+
 def make_samples(root: str | Path) -> dict[str, int]:
     """Write the sample inbox under `root`; returns counts of what a clean ingest should see."""
     root = Path(root)
@@ -117,7 +224,11 @@ def make_samples(root: str | Path) -> dict[str, int]:
         ("images/hero.png", 16, (400, 300), "PNG", "hero banner with a red rocket", ["banner"]),
     ]
     for i, (rel, seed, size, fmt, prompt, tags) in enumerate(images):
-        _write(root, rel, render_image(seed, size, fmt), _meta("research", prompt, seed, i, tags=tags))
+        if rel in EMBEDDED_SAMPLES:  # generation metadata inside the file (and maybe a sidecar)
+            data, meta = EMBEDDED_SAMPLES[rel](seed, size, prompt, tags, _meta("research", prompt, seed, i, tags=tags))
+            _write(root, rel, data, meta)
+        else:
+            _write(root, rel, render_image(seed, size, fmt), _meta("research", prompt, seed, i, tags=tags))
 
     sunset = (root / "images/sunset.png").read_bytes()
     # Exact duplicates: the same bytes under another name, and filed by another project.

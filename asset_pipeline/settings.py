@@ -41,6 +41,13 @@ class Settings:
     durable: bool = True
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
+    # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
+    # sign a C2PA manifest into every exported copy; trust anchors (PEM) judge signers when reading.
+    c2pa_sign_cert: str | None = None
+    c2pa_sign_key: str | None = None
+    c2pa_sign_alg: str = "es256"
+    c2pa_tsa_url: str | None = None
+    c2pa_trust_anchors: str | None = None
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -54,6 +61,11 @@ class Settings:
             archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
+            c2pa_sign_key=os.environ.get("ASSET_PIPELINE_C2PA_KEY") or None,
+            c2pa_sign_alg=os.environ.get("ASSET_PIPELINE_C2PA_ALG") or "es256",
+            c2pa_tsa_url=os.environ.get("ASSET_PIPELINE_C2PA_TSA_URL") or None,
+            c2pa_trust_anchors=os.environ.get("ASSET_PIPELINE_C2PA_TRUST_ANCHORS") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -45,6 +45,10 @@ ASSET_VERSIONS = pa.schema([
     ("parameters", pa.string()), ("tags", pa.list_(pa.string())), ("extra", pa.string()),
     ("change_description", pa.string()), ("previous_sha256", pa.string()),
     ("source_path", pa.string()), ("run_id", pa.string()), ("recorded_at", TS),
+    # Provenance (issue 14); homes made before these existed gain them on first write (ADDED_COLUMNS).
+    ("phash", pa.int64()), ("metadata_sources", pa.string()), ("digital_source_type", pa.string()),
+    ("c2pa_state", pa.string()), ("c2pa_summary", pa.string()), ("adapters", pa.list_(pa.string())),
+    ("inputs", pa.list_(pa.string())),
 ])
 
 INGEST_ERRORS = pa.schema([
@@ -95,6 +99,18 @@ LIFECYCLE_ACTIONS = pa.schema([
     ("bytes", pa.int64()), ("dry_run", pa.bool_()), ("run_id", pa.string()), ("by", pa.string()),
 ])
 
+# Provenance tables (issue 14): derived model rows, and one row per recall request.
+MODELS = pa.schema([
+    ("name", pa.string()), ("kind", pa.string()), ("assets", pa.int64()), ("live_assets", pa.int64()),
+    ("versions", pa.int64()), ("bytes", pa.int64()), ("first_seen", TS), ("last_seen", TS), ("computed_at", TS),
+])
+
+RECALLS = pa.schema([
+    ("recall_id", pa.string()), ("model", pa.string()), ("reason", pa.string()), ("by", pa.string()),
+    ("dry_run", pa.bool_()), ("assets", pa.int64()), ("asset_ids", pa.list_(pa.string())), ("bytes", pa.int64()),
+    ("requested_at", TS), ("run_id", pa.string()),
+])
+
 # Hash copies a sweep found unneeded, and since when (mark, then delete after the grace window).
 BLOB_MARKS = pa.schema([
     ("sha256", pa.string()), ("store", pa.string()), ("marked_at", TS), ("run_id", pa.string()),
@@ -113,6 +129,15 @@ SCHEMAS: dict[str, pa.Schema] = {
     "collection_stats": COLLECTION_STATS,
     "lifecycle_actions": LIFECYCLE_ACTIONS,
     "blob_marks": BLOB_MARKS,
+    "models": MODELS,
+    "recalls": RECALLS,
+}
+
+# Columns added after a table was first released: an older home's table gains them when it is
+# ensured before a write (`Tables.ensure`), and reads fill them with NULL where old files lack them.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "asset_versions": ("phash", "metadata_sources", "digital_source_type", "c2pa_state", "c2pa_summary",
+                       "adapters", "inputs"),
 }
 
 # Delta partition columns: a daily report reads one day's files, not all of them.
@@ -151,6 +176,7 @@ class Tables:
     def __init__(self, root: Path, commit_retries: int = COMMIT_RETRIES):
         self.root = Path(root)
         self.commit_retries = commit_retries
+        self._current: set[str] = set()  # tables known to have every column of their schema
 
     def uri(self, name: str) -> str:
         if name not in SCHEMAS:
@@ -181,7 +207,10 @@ class Tables:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         # Partition values live in the paths (day=2026-11-24/...), not in the files.
         hive = ", hive_partitioning = true" if name in PARTITIONS else ", hive_partitioning = false"
-        return f"read_parquet([{listing}], union_by_name = true{hive})"
+        scan = f"read_parquet([{listing}], union_by_name = true{hive})"
+        if name in ADDED_COLUMNS:  # files written before a column existed read it as NULL
+            return f"(select * from {scan} union all by name select * from {_empty_view(name)})"
+        return scan
 
     def read(self, name: str, where: str | None = None, params: list | None = None,
              columns: Sequence[str] | None = None) -> pa.Table:
@@ -201,6 +230,24 @@ class Tables:
         finally:
             con.close()
         return result.cast(schema)
+
+    def add_missing_columns(self, name: str) -> list[str]:
+        """Add the columns of `ADDED_COLUMNS` that an older home's table lacks (one schema commit,
+        no data rewritten); returns what was added. `ensure` calls it before every write."""
+        if name not in ADDED_COLUMNS or name in self._current:
+            return []
+        dt = self.open(name)
+        if dt is None:
+            return []
+        have = set(dt.schema().to_arrow().names)
+        missing = [SCHEMAS[name].field(c) for c in ADDED_COLUMNS[name] if c not in have]
+        if missing:
+            from deltalake import Field
+
+            self._retry(lambda: self.open(name).alter.add_columns([Field.from_arrow(f) for f in missing]),
+                        f"add columns to {name}")
+        self._current.add(name)
+        return [f.name for f in missing]
 
     def conform(self, name: str, rows: list[dict] | pa.Table, columns: Sequence[str] | None = None) -> pa.Table:
         """Rows cast to the table's schema (or to just `columns` of it, for a partial update)."""
@@ -282,6 +329,7 @@ class Tables:
         """Create the table empty if it does not exist. Idempotent under races: of several
         creators one commit makes the table and the others find it there."""
         if self.exists(name):
+            self.add_missing_columns(name)
             return
         try:
             write_deltalake(self.uri(name), SCHEMAS[name].empty_table(), mode="append",

@@ -36,7 +36,8 @@ def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> Non
     hero = json.loads(capsys.readouterr().out)[0]["id"]
     assert main(["versions", hero]) == 0
     assert "brighter colours" in capsys.readouterr().out
-    assert main(["get", hero, "--version", "1", "-o", str(tmp_path / "v1.png")]) == 0
+    # -o writes a copy that declares itself AI-generated (issue 14); --original the stored bytes
+    assert main(["get", hero, "--version", "1", "-o", str(tmp_path / "v1.png"), "--original"]) == 0
     assert (tmp_path / "v1.png").read_bytes() == (tmp_path / "elsewhere" / "images/hero.png").read_bytes()
     assert main(["get", "no-such-asset"]) == 2
     assert "no asset with id 'no-such-asset'" in capsys.readouterr().err

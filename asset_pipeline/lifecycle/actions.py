@@ -34,6 +34,7 @@ class SweepSummary:
     archived: int = 0
     deleted: int = 0
     hard_deleted: int = 0
+    versions_purged: int = 0  # keep-last-N: versions whose bytes were released
     bytes_moved: int = 0
     bytes_freed: int = 0
     audit_rows: int = 0
@@ -66,10 +67,18 @@ class Lifecycle:
                                     columns=["asset_id"])["asset_id"].to_pylist())
 
     def _versions(self, where: str, params: list) -> list[dict]:
-        con = connect(self.tables, ["assets", "asset_versions"])
+        """Versions with their asset's status — or 'pruned' for a version whose bytes a
+        keep-last-N policy released (its row stays; no store keeps its blob for it)."""
+        con = connect(self.tables, ["assets", "asset_versions", "lifecycle_actions"])
         try:
-            return con.sql(f"""select a.id as asset_id, a.status, a.deleted_at, v.version, v.sha256, v.size_bytes
-                               from assets a join asset_versions v on v.asset_id = a.id where {where}
+            return con.sql(f"""select a.id as asset_id,
+                                      case when p.version is null then a.status else 'pruned' end as status,
+                                      a.deleted_at, v.version, v.sha256, v.size_bytes
+                               from assets a join asset_versions v on v.asset_id = a.id
+                               left join (select distinct asset_id, version from lifecycle_actions
+                                          where action = 'version_purged' and not dry_run) p
+                                 on p.asset_id = v.asset_id and p.version = v.version
+                               where {where}
                                order by a.id, v.version""", params=params or None).to_arrow_table().to_pylist()
         finally:
             con.close()
@@ -130,7 +139,8 @@ class Lifecycle:
         with self.exclusive():
             # Bring the bytes back before the asset becomes active again.
             for v in self._versions("a.id = ?", [asset_id]):
-                self._copy(v["sha256"], self.archive_store, self.hot_store)
+                if v["status"] != "pruned":
+                    self._copy(v["sha256"], self.archive_store, self.hot_store)
             self.apply("restore", [asset_id], by=by)
             self.reconcile_blobs()
 
@@ -140,7 +150,8 @@ class Lifecycle:
             return
         if asset["status"] == "archived":
             for v in self._versions("a.id = ?", [asset_id]):  # undeletable: keep the bytes hot
-                self._copy(v["sha256"], self.archive_store, self.hot_store)
+                if v["status"] != "pruned":
+                    self._copy(v["sha256"], self.archive_store, self.hot_store)
         self.apply("delete", [asset_id], by=by)
 
     def undelete(self, asset_id: str, grace_period_days: float, by: str = "api") -> None:
@@ -183,6 +194,67 @@ class Lifecycle:
         if not dry_run:
             self._drop_embeddings(expired)
         return len(expired), sum(r["bytes"] for r in rows)
+
+    # --- keep the last N versions (issue 14) --------------------------------------------------
+    def prune_versions(self, ids: list[str], keep: int, policy: str, partition: str, run_id: str,
+                       dry_run: bool = False) -> int:
+        """Mark the versions of `ids` older than their newest `keep` (audit `prune_version`); their
+        bytes go only after the grace period (`purge_pruned_versions`). Returns versions marked."""
+        if not ids:
+            return 0
+        con = connect(self.tables, ["asset_versions", "lifecycle_actions"])
+        try:
+            rows = con.execute("""
+                select v.asset_id, v.version, v.sha256, v.size_bytes from asset_versions v
+                join (select asset_id, max(version) latest from asset_versions
+                      where asset_id in (select unnest($ids)) group by 1) m on m.asset_id = v.asset_id
+                where v.version <= m.latest - $keep and not exists (
+                    select 1 from lifecycle_actions l where l.action = 'prune_version' and not l.dry_run
+                    and l.asset_id = v.asset_id and l.version = v.version)
+                order by 1, 2""", {"ids": ids, "keep": keep}).fetchall()
+        finally:
+            con.close()
+        now = datetime.now(UTC)
+        self._audit([{"action_id": action_id(partition, "prune_version", policy, a, v, dry_run), "acted_at": now,
+                      "partition_key": partition, "policy": policy, "action": "prune_version", "asset_id": a,
+                      "version": v, "sha256": sha, "bytes": size, "dry_run": dry_run, "run_id": run_id,
+                      "by": "sweep"} for a, v, sha, size in rows])
+        return len(rows)
+
+    def purge_pruned_versions(self, as_of: datetime, grace_period_days: float, partition: str, run_id: str,
+                              dry_run: bool = False) -> tuple[int, int]:
+        """Versions pruned at least the grace period ago lose their bytes (audit `version_purged`,
+        bytes it frees: 0 while another live version shares the blob); `reconcile_blobs` deletes."""
+        cutoff = as_of - timedelta(days=grace_period_days)
+        con = connect(self.tables, ["lifecycle_actions"])
+        try:
+            due = con.execute("""
+                select distinct p.asset_id, p.version, p.sha256 from lifecycle_actions p
+                where p.action = 'prune_version' and not p.dry_run and p.acted_at <= ? and not exists (
+                    select 1 from lifecycle_actions q where q.action = 'version_purged' and not q.dry_run
+                    and q.asset_id = p.asset_id and q.version = p.version) order by 1, 2""", [cutoff]).fetchall()
+        finally:
+            con.close()
+        if not due:
+            return 0, 0
+        going = {(a, v) for a, v, _ in due}
+        purged = self.purged_ids()
+        keep = {v["sha256"] for v in self._versions("true", [])
+                if (v["asset_id"], v["version"]) not in going and v["status"] != "pruned"
+                and v["asset_id"] not in purged}
+        sizes = {v["sha256"]: v["size_bytes"] for v in self._versions("a.id in (select unnest(?))",
+                                                                      [sorted({a for a, _, _ in due})])}
+        freed: set[str] = set()
+        rows, now = [], datetime.now(UTC)
+        for a, v, sha in due:
+            frees = sha not in keep and sha not in freed
+            freed |= {sha} if frees else set()
+            rows.append({"action_id": action_id(partition, "version_purged", a, v, dry_run), "acted_at": now,
+                         "partition_key": partition, "policy": "grace_period", "action": "version_purged",
+                         "asset_id": a, "version": v, "sha256": sha, "bytes": sizes.get(sha, 0) if frees else 0,
+                         "dry_run": dry_run, "run_id": run_id, "by": "sweep"})
+        self._audit(rows)
+        return len(rows), sum(r["bytes"] for r in rows)
 
     # --- data placement ----------------------------------------------------------------------
     def _copy(self, sha: str, src: ObjectStore, dst: ObjectStore) -> None:
@@ -302,6 +374,12 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
     summary = SweepSummary(partition, dry_run)
     claimed: set[str] = set()
     for policy in policies:
+        if policy.action == "prune_versions":  # keeps the asset as it is: claims nothing
+            ids = lifecycle.select(policy, as_of)
+            summary.selected[policy.name] = len(ids)
+            summary.audit_rows += lifecycle.prune_versions(ids, policy.keep_last_versions or 1, policy.name,
+                                                           partition, run_id, dry_run)
+            continue
         ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
         claimed |= set(ids)  # the first policy that selects an asset acts on it
         summary.selected[policy.name] = len(ids)
@@ -313,6 +391,9 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
             else:
                 summary.deleted += len(ids)
     summary.hard_deleted, freed = lifecycle.hard_delete_expired(as_of, grace_period_days, partition, run_id, dry_run)
+    summary.versions_purged, freed_by_pruning = lifecycle.purge_pruned_versions(as_of, grace_period_days, partition,
+                                                                                run_id, dry_run)
+    freed += freed_by_pruning
     if not dry_run:
         moves = lifecycle.reconcile_blobs(run_id)
         summary.problems = lifecycle.problems
@@ -332,7 +413,7 @@ def blob_report(lifecycle: Lifecycle) -> dict[str, list[str]]:
     purged = lifecycle.purged_ids()
     versions = lifecycle._versions("true", [])
     referenced = {v["sha256"] for v in versions}
-    live = {v["sha256"] for v in versions if v["asset_id"] not in purged}
+    live = {v["sha256"] for v in versions if v["asset_id"] not in purged and v["status"] != "pruned"}
     cutoff = (datetime.now(UTC) - lifecycle.blob_grace).timestamp()
     orphans = [sha for store, shas in ((lifecycle.hot_store, in_hot), (lifecycle.archive_store, in_archive))
                for sha in shas - referenced if (store.modified_at(sha) or cutoff) <= cutoff]

@@ -13,6 +13,9 @@ policies:
       project: research        # a name or a list
       type: [image, video]
       tags: [draft]            # any of
+  - name: keep-last-3
+    action: prune_versions     # versions older than the newest N lose their bytes after the grace period
+    select: {keep_last_versions: 3, project: research}
 ```
 """
 
@@ -26,8 +29,8 @@ from typing import Any
 from asset_pipeline.errors import PolicyError
 from asset_pipeline.formats import ASSET_TYPES
 
-ACTIONS = ("archive", "delete")
-SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status"}
+ACTIONS = ("archive", "delete", "prune_versions")
+SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status", "keep_last_versions"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Policy:
     type: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     status: str = "active"
+    keep_last_versions: int | None = None  # prune_versions: how many of the newest versions keep their bytes
 
     def where(self, as_of: datetime) -> tuple[str, list]:
         """A DuckDB predicate over `assets` and its parameters."""
@@ -134,6 +138,11 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             raise PolicyError(f"{where}: select.status must be active or archived, got {status!r}")
         if action == "archive" and status == "archived":
             raise PolicyError(f"{where}: archiving already archived assets does nothing")
+        keep = select.get("keep_last_versions")
+        if (action == "prune_versions") != (keep is not None):
+            raise PolicyError(f"{where}: action prune_versions and select.keep_last_versions go together")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise PolicyError(f"{where}: select.keep_last_versions must be a whole number ≥ 1, got {keep!r}")
         policies.append(Policy(
             name=name, action=action,
             older_than_days=_days(select["older_than_days"], f"{where}: select.older_than_days")
@@ -142,7 +151,7 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             if "unused_for_days" in select else None,
             project=_names(select["project"], f"{where}: select.project") if "project" in select else (),
             type=types, tags=_names(select["tags"], f"{where}: select.tags") if "tags" in select else (),
-            status=status,
+            status=status, keep_last_versions=keep,
         ))
     return RetentionConfig(tuple(policies), float(grace), bool(doc.get("dry_run", False)),
                            doc.get("archive_storage_class"), float(blob_grace))

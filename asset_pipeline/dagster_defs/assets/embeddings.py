@@ -5,8 +5,9 @@ import dagster as dg
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import embed_pending
-from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs
+from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs, prefiltered_pairs
 from asset_pipeline.embeddings.vectors import VectorStore
+from asset_pipeline.provenance.phash import PHASH_MAX_DISTANCE, hashed_image_ids, phash_pairs
 
 GROUP = "embeddings"
 GPU_TAGS = {"asset_pipeline/compute": "gpu"}  # route to GPU workers (run coordinator / executor config)
@@ -44,10 +45,18 @@ def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome, e
     home = pipeline.open()
     spec = embedder.choose(home.settings.lancedb_dir).spec
     table = VectorStore(home.settings.lancedb_dir).open(spec.model_id)
-    pairs = near_duplicate_pairs(table, spec.model_id, embedder.near_duplicate_threshold)
+    # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
+    # only those candidates are compared by embedding; images without a pHash go through ANN search.
+    candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)
+    hashed = hashed_image_ids(home.tables)
+    by_phash = prefiltered_pairs(table, spec.model_id, candidates, embedder.near_duplicate_threshold)
+    by_ann = near_duplicate_pairs(table, spec.model_id, embedder.near_duplicate_threshold, skip=hashed)
+    merged = {(p["asset_a"], p["asset_b"]): p for p in by_ann + by_phash}
+    pairs = sorted(merged.values(), key=lambda p: (-p["similarity"], p["asset_a"], p["asset_b"]))
     home.tables.replace("near_duplicates", pairs)
     return dg.MaterializeResult(metadata={
         "pairs": len(pairs), "threshold": embedder.near_duplicate_threshold,
+        "phash_candidates": len(candidates), "pairs_from_phash": len(by_phash), "pairs_from_ann": len(by_ann),
         "model": spec.name if not spec.is_test_model else "tiny-test (test model, random weights)",
         "preview": markdown_table([{k: p[k] for k in ("asset_a", "asset_b", "similarity")} for p in pairs[:20]]),
     })

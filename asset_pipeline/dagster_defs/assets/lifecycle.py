@@ -56,6 +56,7 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
         "dry_run": dry_run, "days": len(days), "policies": len(retention.policies),
         "archived": sum(s.archived for s in summaries), "soft_deleted": sum(s.deleted for s in summaries),
         "hard_deleted": sum(s.hard_deleted for s in summaries),
+        "versions_purged": sum(s.versions_purged for s in summaries),
         "bytes_moved_to_archive": sum(s.bytes_moved for s in summaries),
         "bytes_freed": sum(s.bytes_freed for s in summaries),
         "audit_rows_this_run": sum(s.audit_rows for s in summaries), "audit_rows_for_partitions": totals.num_rows,
