@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,9 +86,18 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def import_open_clip() -> Any:
+    """open_clip, with one warning dropped: importing it pulls in `tqdm.auto`, which in a notebook
+    without ipywidgets warns that it cannot draw progress bars — we never show one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import open_clip
+    return open_clip
+
+
 @lru_cache(maxsize=1)
 def _register_tiny_config() -> None:
-    import open_clip
+    open_clip = import_open_clip()
 
     folder = Path(tempfile.mkdtemp(prefix="asset-pipeline-clip-"))
     (folder / f"{TINY_ARCH}.json").write_text(json.dumps(_TINY_CONFIG))
@@ -166,8 +176,9 @@ def _unavailable(spec: ModelSpec, why: str) -> ModelUnavailable:
 def load_model(spec: ModelSpec, device: str = "auto", precision: str = "fp32") -> LoadedModel:
     """Load through open_clip's own factory; raise ModelUnavailable with a fix when weights are
     missing — at once when they are not cached and cannot be downloaded from here."""
-    import open_clip
     import torch
+
+    open_clip = import_open_clip()
 
     from asset_pipeline.embeddings.weights import unavailable_reason
 

@@ -104,9 +104,12 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
         raise SearchError("search needs text=, image= or query=")
     if where:
         q = q.where(where, prefilter=True)
-    # Hybrid adds its fused score itself; plain searches name theirs (LanceDB warns otherwise).
-    columns = list(RESULT_COLUMNS) if score_col == "_relevance_score" else [*RESULT_COLUMNS, score_col]
-    rows = q.select(columns).limit(fetch).to_arrow().to_pylist()
+    # Plain searches name their score column (LanceDB warns otherwise). A hybrid search selects
+    # nothing: its vector and full-text halves would each warn about the other's score column,
+    # and naming those columns is refused; the fused `_relevance_score` comes with every row.
+    if score_col != "_relevance_score":
+        q = q.select([*RESULT_COLUMNS, score_col])
+    rows = q.limit(fetch).to_arrow().to_pylist()
     best: dict[str, dict] = {}
     for row in rows:
         score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])

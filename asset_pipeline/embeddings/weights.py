@@ -21,7 +21,7 @@ PROBE_TIMEOUT_S = 3.0
 
 def _hub_files(hub: str) -> tuple[str, list[str]]:
     """(repo id, candidate filenames) in open_clip's order: safetensors first."""
-    from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
+    from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives  # imported by weights_source
 
     model_id, filename = os.path.split(hub)
     filename = filename or HF_WEIGHTS_NAME
@@ -32,6 +32,10 @@ def weights_source(architecture: str, tag: str) -> tuple[bool, str | None]:
     """(cached, download URL) for an open_clip pretrained tag; URL None when there is no such tag
     (open_clip then reports the unknown tag itself)."""
     from huggingface_hub import constants, try_to_load_from_cache
+
+    from asset_pipeline.embeddings.model import import_open_clip
+
+    import_open_clip()
     from open_clip.pretrained import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(architecture, tag)
