@@ -36,9 +36,14 @@ def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> Non
     hero = json.loads(capsys.readouterr().out)[0]["id"]
     assert main(["versions", hero]) == 0
     assert "brighter colours" in capsys.readouterr().out
+    assert main(["get", hero]) == 0 and json.loads(capsys.readouterr().out)["version"] == 2  # metadata only
     # -o writes a copy that declares itself AI-generated (issue 14); --original the stored bytes
     assert main(["get", hero, "--version", "1", "-o", str(tmp_path / "v1.png"), "--original"]) == 0
     assert (tmp_path / "v1.png").read_bytes() == (tmp_path / "elsewhere" / "images/hero.png").read_bytes()
+    from asset_pipeline import Catalog
+
+    downloads = Catalog(home).sql("select version from usage_events where action = 'download'").to_pylist()
+    assert downloads == [{"version": 1}]  # the bytes written count; printing metadata does not
     assert main(["get", "no-such-asset"]) == 2
     assert "no asset with id 'no-such-asset'" in capsys.readouterr().err
 
@@ -170,3 +175,12 @@ def test_version_flag_and_help_on_every_argument(capsys) -> None:
 
     walk(_build_parser(), "asset-pipeline")
     assert missing == []
+
+
+def test_verbose_shows_dagster_and_dbt_output(ingested, settings, monkeypatch, capsys) -> None:
+    """Quiet by default (the docs test holds every command to its summary); -v shows the rest."""
+    monkeypatch.setenv("ASSET_PIPELINE_HOME", str(settings.home))
+    code, out, err = _cli(capsys, "-v", "report", "--day", "2026-11-24")
+    assert code == 0 and out[-1].startswith("usage: ") and "dbt tests 20/20 passed" in out[-1]
+    assert any("PASS not_null_daily_usage_day" in line for line in out)  # dbt's own progress
+    assert any(" - dagster - INFO - usage_job - " in line and "Running dbt command" in line for line in err)

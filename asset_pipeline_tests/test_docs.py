@@ -46,7 +46,7 @@ PROMISES = {
     "asset-pipeline search": r"\n\d+ hits; model: tiny-test \(test model, random weights\) \(recorded in the home\)$",
     "asset-pipeline versions": r"^v1 .*\nv2 ",
     "asset-pipeline get": r'"sha256": |wrote ',
-    "asset-pipeline report": r"reports for \d{4}-\d\d-\d\d: .* dbt tests (\d+)/\1 passed",
+    "asset-pipeline report": r"\Ausage: [^\n]*reports for \d{4}-\d\d-\d\d: [^\n]* dbt tests (\d+)/\1 passed\Z",
     "asset-pipeline archive": r"status: archived$",
     "asset-pipeline restore": r"status: active$",
     "asset-pipeline delete": r"status: deleted$",
