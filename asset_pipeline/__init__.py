@@ -19,15 +19,18 @@ from asset_pipeline.errors import (
     InvalidEvent,
     InvalidRequest,
     LifecycleError,
+    LocationError,
     LockTimeout,
     ModelUnavailable,
     NoEmbeddings,
+    ObjectCorrupt,
     ObjectMissing,
     PermissionDenied,
     PolicyError,
     QueryError,
     RecallError,
     SearchError,
+    UnsafeStore,
 )
 from asset_pipeline.results import QueryResult, SearchHits
 from asset_pipeline.settings import Settings
@@ -38,9 +41,9 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
-    "Catalog", "AssetContent", "Settings", "QueryResult", "SearchHits", "__version__",
-    "AssetPipelineError", "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "CommitConflict", "HomeNotFound",
-    "InputRejected", "InvalidEvent", "InvalidRequest", "LifecycleError", "LockTimeout", "ModelUnavailable",
-    "NoEmbeddings",
-    "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "RecallError", "SearchError",
+    "Catalog", "AssetContent", "Settings", "QueryResult", "SearchHits", "__version__", "AssetPipelineError",
+    "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "CommitConflict", "HomeNotFound", "InputRejected",
+    "InvalidEvent", "InvalidRequest", "LifecycleError", "LocationError", "LockTimeout", "ModelUnavailable",
+    "NoEmbeddings", "ObjectCorrupt", "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "RecallError",
+    "SearchError", "UnsafeStore",
 ]

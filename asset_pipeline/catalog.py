@@ -238,7 +238,7 @@ class Catalog:
         from asset_pipeline.sql import query as run_query
 
         self._usage.flush()  # a query sees the caller's own events
-        return run_query(self.tables, self.home.settings.home, query, params)
+        return run_query(self.tables, self.home.root, query, params)
 
     # --- reading -----------------------------------------------------------------------------
     def asset(self, asset_id: str) -> dict[str, Any]:

@@ -203,7 +203,7 @@ class Content:
                        **generation: Any) -> dict[str, Any]:
         """Store `content` as the next version of `asset_id` (see `Catalog.create_version`)."""
         latest = self.get_version(asset_id)
-        with tempfile.TemporaryDirectory(dir=self.home.settings.home) as tmp:
+        with tempfile.TemporaryDirectory(prefix="asset-pipeline-version-") as tmp:
             if isinstance(content, (str, os.PathLike)):
                 path = Path(content)
                 if not path.is_file():

@@ -32,6 +32,7 @@ def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
                       clip_model: str | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    clip_embeddings = embeddings.build_clip_embeddings(settings.embed_shards)
     # One step plus its checks: in process, so a run does not pay for a subprocess that imports
     # everything again. Ingests may run side by side (Delta merges re-planned on conflict).
     ingest_job = dg.define_asset_job(INGEST_JOB, selection=dg.AssetSelection.groups(ingest.GROUP),
@@ -55,7 +56,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
                                      description="Take down everything a model produced (config: model, reason, "
                                                  "by, dry_run).")
     return dg.Definitions(
-        assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),
+        assets=[ingest.inbox, ingest.ingest, clip_embeddings, embeddings.build_near_duplicates(clip_embeddings),
                 *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
                 *dg.load_assets_from_modules([lifecycle]), *dg.load_assets_from_modules([provenance])],
         asset_checks=ingest.CHECKS,

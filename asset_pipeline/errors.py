@@ -39,6 +39,10 @@ class ObjectMissing(AssetPipelineError):
     """A version points at a blob that is not in the object store."""
 
 
+class ObjectCorrupt(ObjectMissing):
+    """A blob's bytes did not hash to its key while being read; the local copy has been healed."""
+
+
 class AssetUnavailable(AssetPipelineError):
     """The asset exists but its content cannot be served (archived or deleted)."""
 
@@ -96,3 +100,11 @@ class LockTimeout(AssetPipelineError):
 
 class RecallError(AssetPipelineError, ValueError):
     """A recall request that cannot be carried out; the message names the field."""
+
+
+class LocationError(AssetPipelineError, ValueError):
+    """A home, store or replica URI that names no place the pipeline can use."""
+
+
+class UnsafeStore(AssetPipelineError):
+    """The S3 endpoint ignores conditional writes: concurrent commits would silently lose data."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pyarrow as pa
 
 from asset_pipeline.errors import QueryError
+from asset_pipeline.location import Location
 from asset_pipeline.results import QueryResult
 from asset_pipeline.tables import SCHEMAS, Tables
 
@@ -18,6 +17,7 @@ def connect(tables: Tables, names: list[str] | None = None) -> duckdb.DuckDBPyCo
     Views read the Parquet files of each table's current Delta snapshot, so DuckDB pushes filters
     and projections down and nothing is copied until a query reads it."""
     con = duckdb.connect()
+    tables.configure_duckdb(con)
     for name in names or list(SCHEMAS):
         con.execute(f"create or replace view {name} as select * from {tables.scan_sql(name)}")
     return con
@@ -29,7 +29,7 @@ def query_error(exc: duckdb.Error) -> QueryError:
     return QueryError(" ".join(text.split()))
 
 
-def query(tables: Tables, home: Path, sql: str, params: list | dict | None = None) -> QueryResult:
+def query(tables: Tables, home: Location, sql: str, params: list | dict | None = None) -> QueryResult:
     """Run DuckDB SQL over every Delta table's view and the usage reports published in `home`."""
     from asset_pipeline.usage.reports import attach_reports
 

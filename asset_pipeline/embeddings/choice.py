@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from asset_pipeline.embeddings.model import DEFAULT_MODEL, ENV_VAR, ModelSpec, parse_model
+from asset_pipeline.location import Location
 
 RECORD_FILE = "model.json"
 
@@ -31,34 +32,35 @@ class ModelChoice:
         return f"{self.spec.name} ({self.source})"
 
 
-def recorded_model(lancedb_dir: Path) -> str | None:
+def _location(lancedb: Location | Path | str) -> Location:
+    return lancedb if isinstance(lancedb, Location) else Location.parse(lancedb, what="lancedb folder")
+
+
+def recorded_model(lancedb: Location | Path | str) -> str | None:
     """The model the home's tables were last built with, or None before the first embedding run."""
     try:
-        return json.loads((Path(lancedb_dir) / RECORD_FILE).read_text())["model"]
+        return json.loads((_location(lancedb) / RECORD_FILE).read_text())["model"]
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
         return None  # a damaged record is not a choice; the next embedding run rewrites it
 
 
-def record_model(lancedb_dir: Path, spec: ModelSpec, table: str) -> None:
+def record_model(lancedb: Location | Path | str, spec: ModelSpec, table: str) -> None:
     """Remember the model (as configured, so a checkpoint path stays a path) and its table; the
-    write is atomic so a reader never sees half a record."""
-    path = Path(lancedb_dir) / RECORD_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{RECORD_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"model": spec.name, "model_id": spec.model_id, "table": table,
-                               "recorded_at": datetime.now(UTC).isoformat()}, indent=2) + "\n")
-    tmp.replace(path)
+    write replaces the record as a whole (a temp file renamed locally, one PUT on S3)."""
+    (_location(lancedb) / RECORD_FILE).write_text(json.dumps(
+        {"model": spec.name, "model_id": spec.model_id, "table": table,
+         "recorded_at": datetime.now(UTC).isoformat()}, indent=2) + "\n")
 
 
-def choose_model(lancedb_dir: Path, explicit: str | None = None, configured: str | None = None,
+def choose_model(lancedb: Location | Path | str, explicit: str | None = None, configured: str | None = None,
                  env: dict[str, str] | None = None) -> ModelChoice:
     """explicit argument > $ASSET_PIPELINE_CLIP_MODEL > configured (resource config) > the home's
     record > the default. `env` defaults to the process environment (read, never written)."""
     env = os.environ if env is None else env
     for value, source in ((explicit, "argument"), (env.get(ENV_VAR), f"${ENV_VAR}"),
-                          (configured, "configured"), (recorded_model(lancedb_dir), "recorded in the home")):
+                          (configured, "configured"), (recorded_model(lancedb), "recorded in the home")):
         if value:
             return ModelChoice(parse_model(value), source)
     return ModelChoice(parse_model(DEFAULT_MODEL), "default")

@@ -13,7 +13,6 @@ from asset_pipeline.content import Content
 from asset_pipeline.embeddings import search as s
 from asset_pipeline.embeddings.choice import ModelChoice, choose_model
 from asset_pipeline.embeddings.model import TEST_LABEL, TINY_TEST, LoadedModel, ModelSpec, load_model
-from asset_pipeline.embeddings.vectors import VectorStore
 from asset_pipeline.errors import AssetNotFound, NoEmbeddings, SearchError
 from asset_pipeline.results import SearchHits
 
@@ -28,11 +27,11 @@ class Searcher:
 
     def __init__(self, content: Content):
         self.content = content
-        self.lancedb_dir: Path = content.home.settings.lancedb_dir
+        self.vectors = content.home.vectors
         self._models: dict[str, LoadedModel] = {}
 
     def choose(self, model: str | None = None) -> ModelChoice:
-        return choose_model(self.lancedb_dir, explicit=model)
+        return choose_model(self.vectors.location, explicit=model)
 
     def _load(self, spec: ModelSpec) -> LoadedModel:
         if spec.name not in self._models:
@@ -79,9 +78,9 @@ class Searcher:
                 return hits
             filters = {**(filters or {}), "asset_id": visible}
         where = s.where_clause(filters, include_inactive)
-        table = VectorStore(self.lancedb_dir).open(choice.spec.model_id)
+        table = self.vectors.open(choice.spec.model_id)
         if table is None:
-            raise NoEmbeddings(f"no embeddings for model {choice.describe()} in {self.lancedb_dir}: run "
+            raise NoEmbeddings(f"no embeddings for model {choice.describe()} in {self.vectors.location}: run "
                                f"asset-pipeline embed (or the embed_job) first")
         loaded = self._load(choice.spec) if text is not None or image is not None else None
         vector = None
