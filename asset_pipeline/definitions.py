@@ -12,7 +12,6 @@ from dagster_dbt import DbtCliResource
 from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, provenance, usage
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
-from asset_pipeline.embeddings.model import DEFAULT_MODEL
 from asset_pipeline.settings import Settings
 from asset_pipeline.usage.dbt_project import dbt_executable
 
@@ -31,7 +30,7 @@ def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant 
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
-                      clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
+                      clip_model: str | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     clip_embeddings = embeddings.build_clip_embeddings(settings.embed_shards)
     # One step plus its checks: in process, so a run does not pay for a subprocess that imports
@@ -69,8 +68,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
         resources={
             "pipeline": PipelineHome.from_settings(settings, progress=progress),
             "embedder": ClipEmbedder(model=clip_model),
-            "dbt": DbtCliResource(project_dir=str(usage.DBT_DIR), profiles_dir=str(usage.DBT_DIR),
-                                  dbt_executable=dbt_executable()),
+            "dbt": DbtCliResource(project_dir=usage.DBT_PROJECT, dbt_executable=dbt_executable()),
         },
     )
 

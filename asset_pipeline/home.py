@@ -10,12 +10,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from asset_pipeline.errors import HomeNotFound
 from asset_pipeline.inbox import InboxItem, scan_local, scan_s3
 from asset_pipeline.ingest import IngestSummary, Progress, commit_batch, new_run_id, store_items
 from asset_pipeline.location import Location
 from asset_pipeline.settings import Settings
 from asset_pipeline.store import LocalObjectStore, ObjectStore, S3ObjectStore
 from asset_pipeline.tables import Tables
+
+
+def require_home(settings: Settings) -> None:
+    """Refuse a home that does not exist: a mistyped $ASSET_PIPELINE_HOME must not quietly become a
+    new, empty home (only `init`, `quickstart` and an explicit path create one)."""
+    if not settings.home.is_s3 and not settings.home.path.is_dir():  # an S3 prefix exists once written to
+        raise HomeNotFound(f"no home at {settings.home} (ASSET_PIPELINE_HOME, default ./data): check the path, "
+                           f"or create it with: asset-pipeline init (or asset-pipeline quickstart)")
 
 
 class Home:

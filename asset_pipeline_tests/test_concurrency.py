@@ -113,6 +113,7 @@ def shared_versions(cat: Catalog) -> set[tuple[int, ...]]:
 @pytest.mark.parametrize("existing", [False, True], ids=["fresh-home", "existing-home"])
 def test_three_cli_ingests_at_once_lose_and_duplicate_nothing(tmp_path: Path, existing: bool) -> None:
     home = tmp_path / "home"
+    home.mkdir()  # the CLI refuses a home that does not exist; an empty folder has no tables or instance yet
     runs = 3
     if existing:  # a home with tables, versions and a Dagster instance already
         write_inbox(tmp_path / "inbox-0", 0)

@@ -79,7 +79,8 @@ def test_everything_lives_under_the_s3_prefix(s3_home: Settings, s3_client, buck
     assert integrity.missing_blobs(cat.tables, cat.home.store).passed
     # retention config and usage logs are read from the home too
     (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({"grace_period_days": 3}))
-    assert cat.lifecycle() is not None and Catalog(settings=s3_home)._retention().grace_period_days == 3
+    again = Catalog(settings=s3_home)
+    assert cat.lifecycle() is not None and again.lifecycle_service.retention().grace_period_days == 3
     (s3_home.usage_inbox / "app.jsonl").write_text(json.dumps(
         {"asset_id": SUNSET, "action": "view", "user_id": "ann", "at": "2026-11-20T10:00:00Z"}) + "\n")
     from asset_pipeline.usage.intake import ingest_usage_files

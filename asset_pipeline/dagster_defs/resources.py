@@ -60,24 +60,24 @@ class PipelineHome(dg.ConfigurableResource):
 
 class ClipEmbedder(dg.ConfigurableResource):
     """open_clip model for the embedding job. `model` is MODEL:PRETRAINED (tag or local checkpoint
-    path) or 'tiny-test'; $ASSET_PIPELINE_CLIP_MODEL overrides it. `device`: auto (CUDA when
-    present), cpu, cuda, cuda:1 … `precision`: fp32, fp16, bf16, amp, amp_bf16."""
+    path) or 'tiny-test'; unset, the home's recorded model (the one its tables were built with),
+    else ViT-B-32. $ASSET_PIPELINE_CLIP_MODEL overrides it. `device`: auto (CUDA when present),
+    cpu, cuda, cuda:1 … `precision`: fp32, fp16, bf16, amp, amp_bf16."""
 
-    model: str = "ViT-B-32:laion2b_s34b_b79k"
+    model: str | None = None
     device: str = "auto"
     batch_size: int = 64
     precision: str = "fp32"
     num_workers: int = 2
     near_duplicate_threshold: float = 0.95
 
-    def spec(self):
-        import os
+    def choose(self, lancedb):
+        """The model to use on this home, and why (see `asset_pipeline.embeddings.choice`)."""
+        from asset_pipeline.embeddings.choice import choose_model
 
-        from asset_pipeline.embeddings.model import ENV_VAR, parse_model
+        return choose_model(lancedb, configured=self.model)
 
-        return parse_model(os.environ.get(ENV_VAR) or self.model)
-
-    def load(self):
+    def load(self, spec):
         from asset_pipeline.embeddings.model import load_model
 
-        return load_model(self.spec(), self.device, self.precision)
+        return load_model(spec, self.device, self.precision)

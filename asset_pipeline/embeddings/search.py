@@ -11,17 +11,13 @@ from typing import Any
 import numpy as np
 
 from asset_pipeline.embeddings.model import LoadedModel
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import SearchError
 from asset_pipeline.formats import ASSET_TYPES
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
 STATUSES = ("active", "archived", "deleted")
 RESULT_COLUMNS = ("asset_id", "version", "sha256", "name", "type", "project", "tags", "prompt", "status",
                   "created_at")
-
-
-class SearchError(AssetPipelineError, ValueError):
-    """A search request that cannot be run as asked (bad filter, nothing to search with)."""
 
 
 def _quote(value: Any) -> str:
@@ -135,9 +131,12 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
         raise SearchError("search needs text=, image= or query=")
     if where:
         q = q.where(where, prefilter=True)
-    # Hybrid adds its fused score itself; plain searches name theirs (LanceDB warns otherwise).
-    columns = list(RESULT_COLUMNS) if score_col == "_relevance_score" else [*RESULT_COLUMNS, score_col]
-    rows = q.select(columns).limit(fetch).to_arrow().to_pylist()
+    # Plain searches name their score column (LanceDB warns otherwise). A hybrid search selects
+    # nothing: its vector and full-text halves would each warn about the other's score column,
+    # and naming those columns is refused; the fused `_relevance_score` comes with every row.
+    if score_col != "_relevance_score":
+        q = q.select([*RESULT_COLUMNS, score_col])
+    rows = q.limit(fetch).to_arrow().to_pylist()
     best: dict[str, dict] = {}
     for row in rows:
         score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])

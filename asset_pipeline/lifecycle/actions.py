@@ -17,17 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
+from asset_pipeline.errors import AssetNotFound, LifecycleError, ObjectMissing
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.guard import check_mass_delete
 from asset_pipeline.lifecycle.policies import GuardRails, Policy
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
-
-
-class LifecycleError(AssetPipelineError):
-    """An action that cannot be applied to the asset in its current state."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import PolicyError
 from asset_pipeline.formats import ASSET_TYPES
 from asset_pipeline.location import Location
 
@@ -52,10 +52,6 @@ DEFAULT_MAX_DELETE_SHARE = 0.10
 RESERVED_NAMES = {"api", "grace_period", "refcount"}  # policy column values the audit uses itself
 TOP_KEYS = {"policies", "grace_period_days", "dry_run", "archive_storage_class", "blob_grace_hours",
             "allow_short_grace_period", "max_delete_share", "allow_mass_delete", "preview_new_policies"}
-
-
-class PolicyError(AssetPipelineError, ValueError):
-    """The retention configuration is invalid; the message names the policy and the field."""
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from asset_pipeline.errors import AssetNotFound, AssetPipelineError
+from asset_pipeline.errors import AssetNotFound, InvalidEvent
 from asset_pipeline.tables import Tables
 
 ACTIONS = ("view", "download", "embed", "transform")
 FLUSH_EVERY = 10_000
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(days=1)  # an event may be stamped this far ahead of our clock, no further
-
-
-class InvalidEvent(AssetPipelineError, ValueError):
-    """A usage event that cannot be recorded; `field` names the culprit."""
-
-    def __init__(self, reason: str, field: str):
-        super().__init__(reason)
-        self.reason, self.field = reason, field
 
 
 def parse_time(value: Any, field: str = "at") -> datetime:
