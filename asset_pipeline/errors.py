@@ -113,3 +113,11 @@ class LocationError(AssetPipelineError, ValueError):
 
 class UnsafeStore(AssetPipelineError):
     """The S3 endpoint ignores conditional writes: concurrent commits would silently lose data."""
+
+
+class MassDeleteRefused(AssetPipelineError):
+    """The sweep would delete more than the configured share; nothing was changed."""
+
+
+class OutputError(AssetPipelineError):
+    """The output path cannot be written as asked; nothing was written."""

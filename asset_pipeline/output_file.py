@@ -15,11 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from asset_pipeline.errors import AssetPipelineError
-
-
-class OutputError(AssetPipelineError):
-    """The output path cannot be written as asked; nothing was written."""
+from asset_pipeline.errors import OutputError
 
 
 def _problem(exc: OSError, target: Path) -> OutputError:

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import MassDeleteRefused
 from asset_pipeline.lifecycle.policies import GuardRails
 from asset_pipeline.progress import human_bytes
 from asset_pipeline.sql import connect
 from asset_pipeline.tables import Tables
-
-
-class MassDeleteRefused(AssetPipelineError):
-    """The sweep would delete more than the configured share; nothing was changed."""
 
 
 @dataclass(frozen=True)
