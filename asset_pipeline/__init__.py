@@ -1,28 +1,51 @@
 """asset_pipeline: AI-generated content as Dagster software-defined assets.
 
-Notebook entry point: :class:`Catalog`. The names below are imported when first used, so a
-process that needs one module (the CLI, a Dagster step, an ingest worker) does not import the
-catalog's dependencies (pyarrow, DuckDB, Delta, LanceDB) with the package.
+Notebook entry point: :class:`Catalog`. Every error the package raises on purpose is importable
+from here and from :mod:`asset_pipeline.errors`. The catalog and the result types are imported
+when first used, so a process that needs one module (the CLI, a Dagster step, an ingest worker)
+does not import the catalog's dependencies (pyarrow, DuckDB, Delta, LanceDB) with the package.
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from asset_pipeline.errors import (
     AssetNotFound,
     AssetPipelineError,
     AssetUnavailable,
+    CollectionNotFound,
+    CommitConflict,
+    ConfigError,
+    HomeNotFound,
     InputRejected,
+    InvalidEvent,
+    InvalidRequest,
+    LifecycleError,
+    LocationError,
+    LockTimeout,
+    MassDeleteRefused,
+    ModelUnavailable,
+    NoEmbeddings,
+    ObjectCorrupt,
     ObjectMissing,
+    OutputError,
+    PermissionDenied,
+    PolicyError,
+    QueryError,
+    RecallError,
+    SearchError,
+    UnsafeStore,
 )
 from asset_pipeline.settings import Settings
 
 if TYPE_CHECKING:
-    from asset_pipeline.catalog import AssetContent, Catalog
-    from asset_pipeline.collections import CollectionNotFound, PermissionDenied
+    from asset_pipeline.catalog import Catalog
+    from asset_pipeline.content import AssetContent
+    from asset_pipeline.results import QueryResult, SearchHits
 
-_LAZY = {"Catalog": "asset_pipeline.catalog", "AssetContent": "asset_pipeline.catalog",
-         "PermissionDenied": "asset_pipeline.collections", "CollectionNotFound": "asset_pipeline.collections"}
+_LAZY = {"Catalog": "asset_pipeline.catalog", "AssetContent": "asset_pipeline.content",
+         "QueryResult": "asset_pipeline.results", "SearchHits": "asset_pipeline.results"}
 
 
 def __getattr__(name: str):
@@ -30,7 +53,15 @@ def __getattr__(name: str):
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'asset_pipeline' has no attribute {name!r}")
 
+try:
+    __version__ = version("asset-pipeline")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
-    "Catalog", "AssetContent", "Settings", "AssetPipelineError", "AssetNotFound", "AssetUnavailable",
-    "InputRejected", "ObjectMissing", "PermissionDenied", "CollectionNotFound",
+    "Catalog", "AssetContent", "Settings", "QueryResult", "SearchHits", "__version__", "AssetPipelineError",
+    "AssetNotFound", "AssetUnavailable", "CollectionNotFound", "CommitConflict", "HomeNotFound", "InputRejected",
+    "InvalidEvent", "InvalidRequest", "LifecycleError", "LocationError", "LockTimeout", "ModelUnavailable",
+    "NoEmbeddings", "ObjectCorrupt", "ObjectMissing", "PermissionDenied", "PolicyError", "QueryError", "RecallError",
+    "SearchError", "UnsafeStore", "ConfigError", "MassDeleteRefused", "OutputError",
 ]

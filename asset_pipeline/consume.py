@@ -59,12 +59,11 @@ def consume_local(batch: StoredBatch) -> int:
 
 
 def consume_with(delete_keys: Callable[[list[str]], None]) -> Callable[[StoredBatch], int]:
-    """A consumer for an S3 inbox: the committed inputs' keys (and sidecars') are deleted in bulk.
-    (The local spool copies go with the run's spool folder.)"""
+    """A consumer for an S3 inbox: exactly the keys the committed inputs (and their sidecars)
+    were copied from are deleted, in bulk. (The local spool copies go with the run's spool.)"""
     def consume(batch: StoredBatch) -> int:
-        keys = [k for ex in batch.accepted
-                for k in (ex.item.rel, *((ex.item.rel + ".meta.json",) if ex.item.sidecar is not None else ()))]
-        keys += [item.rel for item in batch.leftovers]
+        keys = [k for ex in batch.accepted for k in (ex.item.s3_key, ex.item.s3_sidecar_key) if k is not None]
+        keys += [item.s3_key for item in batch.leftovers if item.s3_key is not None]
         if keys:
             delete_keys(keys)
         return len(batch.accepted)

@@ -31,17 +31,26 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from asset_pipeline.errors import InputRejected, ObjectMissing
-from asset_pipeline.examine import Examined, Rejection, die_with_parent, examine_many, resolve_identity, store_examined
+from asset_pipeline.examine import (
+    Examined,
+    Rejection,
+    die_with_parent,
+    examine_many,
+    inspect_input,
+    resolve_identity,
+    restore_from_input,
+    store_examined,
+)
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import inspect_file
+from asset_pipeline.formats import ValidationLimits
 from asset_pipeline.hashcache import HashCache, Known
-from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
+from asset_pipeline.location import Location
 from asset_pipeline.provenance.record import version_columns
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
@@ -100,6 +109,7 @@ class IngestSummary:
     batches: int = 0
     preview: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    replica: Any = None  # a ReplicaReport when the store has a replica
 
     @property
     def dedup_ratio(self) -> float:
@@ -172,6 +182,7 @@ def store_items(
     tables: Tables,
     workers: int = 2,
     progress: Progress | None = None,
+    limits: ValidationLimits = ValidationLimits(),
     *,
     pools: Pools | None = None,
     cache: HashCache | None = None,
@@ -215,7 +226,8 @@ def store_items(
 
     def task(chunk: list[InboxItem]) -> tuple:
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
-        return chunk, known, worker_store, {i.rel: cached[i.rel].sha256 for i in chunk if i.rel in cached}, give_inode
+        return (chunk, known, worker_store, limits, {i.rel: cached[i.rel].sha256 for i in chunk if i.rel in cached},
+                give_inode)
     done = [batch.known, batch.known_bytes]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -316,7 +328,7 @@ def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
 def _version_row(a: Examined, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
     s = a.sidecar
     if a.info is None:  # skipped as already known when examined; a concurrent change made it new again
-        a.info = inspect_file(a.item.path)
+        a.info = inspect_input(a.item)
     return {
         "asset_id": a.asset_id, "version": version, "sha256": a.sha256, "size_bytes": a.size,
         "type": a.info.type, "format": a.info.format, "width": a.info.width, "height": a.info.height,
@@ -428,10 +440,9 @@ def verify_blobs(new_rows: list[dict], accepted: list[Examined], store: ObjectSt
             continue
         if not store.unhide(sha):
             ex = source.get(sha)
-            if ex is None or not ex.item.path.exists() or hash_file(ex.item.path)[0] != sha:
+            if ex is None or not restore_from_input(ex, store):  # read without following a link
                 raise ObjectMissing(f"blob {sha} of {ex.item.rel if ex else 'a new version'} was collected "
                                     "while this run committed it, and the input no longer holds those bytes")
-            store.put_file(ex.item.path, sha)
         repaired.append(sha)
     if repaired:
         store.flush()
@@ -495,7 +506,7 @@ def error_id_for(item: InboxItem, field: str | None) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path | None, run_id: str,
+def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Location | None, run_id: str,
                       on_moved: Callable[[Rejection], None] | None = None) -> list[dict]:
     """Record each rejection (idempotently, by a deterministic id), then move the input to
     ``<quarantine>/<error id>/<inbox path>``. The row is written first: a crash in between leaves
@@ -509,7 +520,8 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
             "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
-            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel) if quarantine_root else None,
+            "quarantine_path": (quarantine_root / eid[:16] / r.item.rel).uri
+            if quarantine_root is not None and os.path.lexists(r.item.path) else None,
             "run_id": run_id, "recorded_at": now,
         })
     if quarantine_root is None and rows:  # a kept inbox shows its rejects to every scan: record them once
@@ -528,7 +540,7 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
     return rows
 
 
-def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path | None,
+def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Location | None,
                  run_id: str, on_quarantined: Callable[[Rejection], None] | None = None,
                  consume: Callable[[StoredBatch], int] | None = None,
                  cache: HashCache | None = None) -> IngestSummary:
@@ -579,8 +591,9 @@ def batched(items: Iterable[InboxItem], max_files: int = BATCH_FILES,
         yield batch
 
 
-def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables, quarantine_root: Path | None,
+def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables, quarantine_root: Location | None,
                   run_id: str, *, workers: int = 2, progress: Progress | None = None,
+                  limits: ValidationLimits = ValidationLimits(),
                   consume: Callable[[StoredBatch], int] | None = None, give_inode: bool = False,
                   cache: HashCache | None = None, verify: bool = False,
                   on_quarantined: Callable[[Rejection], None] | None = None,
@@ -600,7 +613,7 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
         pools = None
         for chunk in batched(items, batch_files, batch_bytes):
             pools = pools or open_pools(stack, len(chunk), workers)
-            batch = store_items(chunk, store, tables, workers, advance, pools=pools,
+            batch = store_items(chunk, store, tables, workers, advance, limits, pools=pools,
                                 cache=None if verify else cache, give_inode=give_inode, consume=consume is not None)
             summary.add(commit_batch(batch, store, tables, quarantine_root, run_id, on_quarantined, consume, cache))
             done[0] += len(chunk)

@@ -77,12 +77,12 @@ def list_changed(root: Path, folders: dict[str, int], now_ns: int,
                     if entry.name.startswith("."):
                         continue
                     child = f"{rel}/{entry.name}" if rel else entry.name
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            queue.append(child)
-                        elif entry.is_file(follow_symlinks=True):
-                            est = entry.stat()
+                    try:  # as `list_local`: a link is listed (the ingest refuses it), never followed
+                        if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                            est = entry.stat(follow_symlinks=False)
                             files[child] = (est.st_size, est.st_mtime_ns)
+                        elif entry.is_dir(follow_symlinks=False):
+                            queue.append(child)
                     except FileNotFoundError:
                         continue
         except (FileNotFoundError, NotADirectoryError):

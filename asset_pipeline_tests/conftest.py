@@ -82,16 +82,32 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300)
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
-    """moto in server mode on 127.0.0.1: a real HTTP S3 endpoint, not a patched boto3."""
-    from moto.server import ThreadedMotoServer
+    """moto's S3 server as its own process on 127.0.0.1: a real HTTP endpoint (an in-process
+    server thread would stall whenever deltalake or LanceDB hold the GIL while they wait on it)."""
+    import socket
+    import time
+    import urllib.request
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://{host}:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
     finally:
-        server.stop()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

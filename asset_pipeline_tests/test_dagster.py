@@ -33,7 +33,8 @@ def test_ingest_job_materializes_the_group_with_metadata_and_checks(settings, sa
         assert 0 < meta["asset_versions"]["dedup_ratio"] < 1
         assert "images/sunset" in meta["asset_versions"]["preview"] or "sunset" in meta["asset_versions"]["preview"]
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True}
+        assert checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True,
+                          "replica_in_sync": True}
         # the instance recorded the materializations
         assert instance.get_latest_materialization_event(dg.AssetKey("assets")) is not None
 
@@ -58,7 +59,8 @@ def test_checks_fail_when_a_blob_goes_missing(settings, sample_counts) -> None:
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         # After an ingest the blob check covers what the run wrote (nothing); 12 blobs, a sample of
         # 20: every blob is re-hashed, so the missing one fails that check.
-        assert checks == {"blobs_exist": True, "sample_rehashes": False, "no_duplicate_ids": True}
+        assert checks == {"blobs_exist": True, "sample_rehashes": False, "no_duplicate_ids": True,
+                          "replica_in_sync": True}
         checks_alone = job.get_subset(asset_selection=set(), asset_check_selection={
             dg.AssetCheckKey(dg.AssetKey(a), c) for a, c in (("asset_versions", "blobs_exist"),
                                                               ("asset_versions", "sample_rehashes"),
@@ -169,9 +171,8 @@ def test_resource_builds_an_s3_home(s3_env, bucket, tmp_path: Path) -> None:
     assert type(home.store).__name__ == "S3ObjectStore" and home.store.bucket == bucket
 
 
-@pytest.mark.parametrize("command", [
+@pytest.mark.parametrize("command", [  # the quick start runs in test_docs, on the README's own command
     ["dagster", "asset", "materialize", "-m", "asset_pipeline.definitions", "--select", "group:ingest"],
-    ["asset-pipeline", "quickstart"],
 ])
 def test_command_lines_ingest_the_inbox(tmp_path: Path, command: list[str]) -> None:
     home = tmp_path / "data"

@@ -67,10 +67,26 @@ def test_bad_events_are_refused_with_the_field(ingested: Catalog) -> None:
     assert ingested.flush() == 0
 
 
-def test_get_records_a_download(ingested: Catalog) -> None:
-    ingested.get(SUNSET, user_id="eve")
-    rows = ingested.sql("select asset_id, action, user_id, version from usage_events").to_pylist()
-    assert rows == [{"asset_id": SUNSET, "action": "download", "user_id": "eve", "version": 1}]
+def test_a_download_is_recorded_only_when_the_bytes_are_delivered(ingested: Catalog) -> None:
+    def downloads() -> list[dict]:
+        return ingested.sql("select asset_id, action, user_id, version from usage_events").to_pylist()
+
+    content = ingested.get(SUNSET, user_id="eve")
+    assert content.metadata["name"] == "images/sunset" and downloads() == []  # metadata only: no download
+    chunks = content.iter_chunks(size=100)
+    next(chunks)
+    chunks.close()  # a copy that stopped half-way delivered nothing whole
+    assert downloads() == []
+    with ingested.get(SUNSET, user_id="eve").open() as stream:
+        stream.read(10)
+    assert downloads() == []  # a stream closed early is not a download either
+    assert content.read()
+    assert downloads() == [{"asset_id": SUNSET, "action": "download", "user_id": "eve", "version": 1}]
+    assert content.read() and len(downloads()) == 1  # one handle, one download
+    with ingested.get("research/images/sunset", user_id="eve").open() as stream:
+        while stream.read(1000):
+            pass
+    assert len(downloads()) == 2
 
 
 def test_buffered_events_are_written_at_exit(settings, sample_counts, tmp_path: Path) -> None:
@@ -149,7 +165,7 @@ def test_backfill_over_a_range_and_the_schedule_builds_yesterday(with_events: Ca
 
 
 def test_malformed_event_file_is_reported_and_good_rows_land(ingested: Catalog, settings) -> None:
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     inbox.mkdir(parents=True)
     lines = [
         json.dumps({"asset_id": SUNSET, "action": "view", "user_id": "ann", "at": "2026-11-20T10:00:00Z"}),
@@ -187,17 +203,17 @@ def test_a_rotated_log_with_the_same_name_loses_nothing_and_a_redelivered_one_ad
         ingested: Catalog, settings) -> None:
     from asset_pipeline.usage.intake import ingest_usage_files
 
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     monday = [{"asset_id": SUNSET, "action": "view", "user_id": u, "at": "2026-11-20T10:00:00Z"} for u in "abc"]
     tuesday = [{"asset_id": FOREST, "action": "download", "user_id": u, "at": "2026-11-21T10:00:00Z"} for u in "abc"]
     _log(inbox, "app.jsonl", monday)
-    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 3
     _log(inbox, "app.jsonl", tuesday)  # rotated: the same name, other rows on the same lines
-    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 3
     _log(inbox, "app.jsonl", monday)  # the first file delivered again
-    assert ingest_usage_files(ingested.tables, inbox).events == 0
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 0
     _log(inbox, "app-export.jsonl", monday + [monday[0]])  # re-exported with one more (identical) row
-    assert ingest_usage_files(ingested.tables, inbox).events == 1
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 1
     assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 7}]
     assert len(list((inbox / ".done").glob("app.*.jsonl"))) == 2  # both days' files kept, none overwritten
 
@@ -206,13 +222,13 @@ def test_two_intakes_of_the_same_files_at_once_add_each_event_once(ingested: Cat
                                                                     tmp_path: Path) -> None:
     from .conftest import run_python  # noqa: F401 - same interpreter settings as the other tests
 
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     _log(inbox, "app.jsonl", [{"asset_id": SUNSET, "action": "view", "user_id": f"u{i}",
                                "at": "2026-11-20T10:00:00Z"} for i in range(50)])
     code = ("from asset_pipeline import Catalog, Settings\n"
             "from asset_pipeline.usage.intake import ingest_usage_files\n"
             f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
-            f"print(ingest_usage_files(c.tables, c.home.settings.home / 'usage_inbox').events)\n")
+            f"print(ingest_usage_files(c.tables, c.home.settings.usage_inbox).events)\n")
     env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "usage-merge",
            "ASSET_PIPELINE_BARRIER": str(tmp_path / "barrier"), "ASSET_PIPELINE_BARRIER_PARTIES": "2"}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

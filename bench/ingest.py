@@ -13,6 +13,11 @@ consumed inbox is a hard-link farm of the corpus (`cp -al`, made outside the tim
 contender reads the same page-cached inodes. Re-runs: the kept inbox re-scanned unchanged beside
 DVC's unchanged re-add.
 
+What validation costs: the ingest decodes what it accepts (full image decode within the pixel
+limit, image ends, A/V demux, safetensors offsets); the contender "header-only validation" is the
+same library ingest with the validation as it was before (bench/header_only_formats.py:
+`img.verify()` and headers), so the difference between the two is the price of full decoding.
+
 Prints every round (each round runs every contender once, in turn: a shared machine's speed
 drifts by minutes), then medians: wall seconds, MB/s, ratio to `cp -r`, peak RSS of the largest
 process. Then the ingest's time beyond the two-process `openssl` hash of the same bytes
@@ -90,11 +95,21 @@ def run(cmd: list[str] | str, cwd: Path | None = None) -> tuple[float, float]:
     return wall, int(rss_file.read_text().split()[-1]) / 1024
 
 
-def ingest_cmd(home: Path, inbox: Path, durable: bool, mode: str = "consume") -> list[str]:
-    """The library call (no Dagster)."""
-    code = ("import sys; from asset_pipeline import Catalog, Settings; "
+_BASELINE = Path(__file__).with_name("header_only_formats.py")
+HEADER_ONLY = ("import importlib.util, sys, asset_pipeline.examine as ex; "
+               f"spec = importlib.util.spec_from_file_location('header_only', {str(_BASELINE)!r}); "
+               "old = sys.modules['header_only'] = importlib.util.module_from_spec(spec); "
+               "spec.loader.exec_module(old); "
+               "ex.inspect_file = lambda src, limits=None: old.inspect_file(src); ")
+
+
+def ingest_cmd(home: Path, inbox: Path, durable: bool, mode: str = "consume", header_only: bool = False) -> list[str]:
+    """The library call (no Dagster), in a fresh interpreter; `header_only` swaps in the
+    validation from before full decoding (forked workers inherit the swap)."""
+    code = ((HEADER_ONLY if header_only else "") + "import sys; from asset_pipeline import Catalog, Settings; "
             f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox={str(inbox)!r}, durable={durable}, "
-            f"inbox_mode={mode!r})).ingest(); print(s.new_versions, s.rejected, file=sys.stderr)")
+            f"inbox_mode={mode!r})).ingest(); print(s.new_versions, s.rejected, file=sys.stderr); "
+            "sys.exit(1 if s.rejected else 0)")
     return [sys.executable, "-c", code]
 
 
@@ -151,6 +166,7 @@ def main() -> None:
                                                    "(default: /dev/shm when it is one; 'none' skips)")
     ap.add_argument("--no-dvc", action="store_true")
     ap.add_argument("--repeat", "--rounds", type=int, default=3, help="rounds; medians are printed")
+    ap.add_argument("--skip-memory", action="store_true", help="leave out peak memory for a 16 MB vs a 1 GB file")
     args = ap.parse_args()
     if args.size_gb:
         scale = args.size_gb * 1e9 / (args.small * args.small_kb * 1024 + args.large * args.large_mb * 1024**2)
@@ -173,8 +189,8 @@ def main() -> None:
     runs.mkdir()
     free = shutil.disk_usage(WORK).free
     rounds = args.repeat
-    if free < total * (6 * rounds + 4):
-        raise SystemExit(f"needs about {total * (6 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
+    if free < total * (7 * rounds + 4):
+        raise SystemExit(f"needs about {total * (7 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
                          f"(every run keeps its output until the end), has {free / 1e9:.0f} GB")
     other = args.other_fs
     if other is None and Path("/dev/shm").is_dir() and os.stat("/dev/shm").st_dev != os.stat(WORK).st_dev:
@@ -235,6 +251,8 @@ def main() -> None:
         ("cp -r + sync", lambda: (f"cp -r {corpus} {fresh('cp')} && sync", None)),
         (cli_label, lambda: (cli_cmd(fresh("home"), farm(), dagster_home), None)),
         ("Catalog.ingest (library, consume)", lambda: (ingest_cmd(fresh("home"), farm(), False), None)),
+        ("Catalog.ingest (library, consume), header-only validation",
+         lambda: (ingest_cmd(fresh("home"), farm(), False, header_only=True), None)),
         ("asset-pipeline ingest (CLI, keep: copies)",
          lambda: (cli_cmd(fresh("home"), corpus, dagster_home, "keep"), None)),
     ]
@@ -289,6 +307,10 @@ def main() -> None:
     paired = [c[0] / i[0] for c, i in zip(times["cp -r"], times[cli_label])]
     print(f"(CLI consume vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
     print(f"(CLI consume beyond the 2-process openssl hash: {cli - openssl2:+.2f} s)")
+    decode = [f[0] / h[0] for f, h in zip(times["Catalog.ingest (library, consume)"],
+                                          times["Catalog.ingest (library, consume), header-only validation"])]
+    print(f"(full decoding vs header-only validation, time ratio within each round: "
+          f"{', '.join(f'{x:.2f}x' for x in decode)})")
     small_ms = validation_ms(corpus)
     fixed = median("empty inbox (CLI: the run's fixed cost)")[0]
     cores = os.cpu_count() or 1
@@ -297,6 +319,11 @@ def main() -> None:
           f"{cores} cores + fixed cost {fixed:.2f} s = {floor:.2f} s; the CLI took {cli:.2f} s, "
           f"{cli / floor:.2f}x the floor)")
 
+    if args.skip_memory:
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(runs, ignore_errors=True)
+        return
     print("\npeak memory against file size (one file each, fresh store):")
     for size_mb in (16, 1024):
         inbox = scratch(f"one-{size_mb}")

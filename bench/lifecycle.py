@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-POLICIES = {"grace_period_days": 0, "blob_grace_hours": 0, "policies": [
+# Guard rails as an operator who means it would set them: a 0-day grace period, deletes above the
+# default 10% share allowed, policies acting at once instead of a first preview run.
+POLICIES = {"grace_period_days": 0, "allow_short_grace_period": True, "max_delete_share": 0.5,
+            "preview_new_policies": False, "blob_grace_hours": 0, "policies": [
     {"name": "stale-drafts", "action": "delete", "select": {"tags": ["draft"], "unused_for_days": 180}},
     {"name": "old-models", "action": "delete", "select": {"type": "model", "older_than_days": 540}},
     {"name": "unused-video", "action": "delete", "select": {"type": "video", "unused_for_days": 365,
@@ -108,10 +111,12 @@ def run_sweep(root: Path) -> tuple[float, dict[str, float], str]:
     lifecycle = timed_lifecycle(steps)(Tables(root / "tables"), LocalObjectStore(root), LocalObjectStore(
         root / "archive"), blob_grace=timedelta(0))
     start = time.perf_counter()
-    first = sweep(lifecycle, config.policies, config.grace_period_days, DAY, "bench")
+    first = sweep(lifecycle, config.policies, config.grace_period_days, DAY, "bench", rails=config.guard_rails)
     # the next day's sweep hard-deletes what this one soft-deleted (grace period 0)
-    second = sweep(lifecycle, config.policies, config.grace_period_days, "2026-11-25", "bench-2")
+    second = sweep(lifecycle, config.policies, config.grace_period_days, "2026-11-25", "bench-2",
+                   rails=config.guard_rails)
     total = time.perf_counter() - start
+    steps["planning and the mass-delete guard (the rest)"] = total - sum(steps.values())
     note = f"{sum(first.selected.values()):,} assets soft-deleted, {second.hard_deleted:,} hard-deleted"
     return total, dict(steps), note
 

@@ -97,7 +97,13 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
     built = {j: _job(j, modules[JOB_GROUPS[j]]) for j in job_names}
     assets: list = []
     for group, m in modules.items():
-        assets += [m.inbox, m.ingest] if group == "ingest" else dg.load_assets_from_modules([m])
+        if group == "ingest":
+            assets += [m.inbox, m.ingest]
+        elif group == "embeddings":  # fanned out into `embed_shards` steps (one per shard)
+            clip = m.build_clip_embeddings(settings.embed_shards)
+            assets += [clip, m.build_near_duplicates(clip)]
+        else:
+            assets += dg.load_assets_from_modules([m])
     schedules, sensors = [], []
     if USAGE_JOB in built:
         schedules.append(dg.build_schedule_from_partitioned_job(built[USAGE_JOB], hour_of_day=1, name="usage_daily"))
@@ -114,9 +120,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
         sensors.append(sensor_defs.build_usage_inbox_sensor(built[USAGE_INTAKE_JOB]))
     resources: dict = {"pipeline": PipelineHome.from_settings(settings, progress=progress)}
     if "embeddings" in modules:
-        from asset_pipeline.embeddings.model import DEFAULT_MODEL
-
-        resources["embedder"] = ClipEmbedder(model=clip_model or DEFAULT_MODEL)
+        resources["embedder"] = ClipEmbedder(model=clip_model)
     if "usage" in modules:
         resources["dbt"] = modules["usage"].dbt_resource()
     return dg.Definitions(

@@ -9,10 +9,12 @@ nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+from asset_pipeline.embeddings.choice import record_model
 from asset_pipeline.embeddings.model import LoadedModel
 from asset_pipeline.embeddings.vectors import IndexReport, VectorStore, asset_ids_in, schema
 from asset_pipeline.failpoints import failpoint
@@ -167,14 +170,42 @@ def _prompt_text(store: ObjectStore, item: dict) -> str:
     return item["prompt"] or ""
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: a fixed share of all versions, chosen by a hash of (asset,
+    version), so shards never overlap and separate runs or pods can embed them at once."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index} of {self.count} does not exist")
+
+    def holds(self, asset_id: str, version: int) -> bool:
+        if self.count == 1:
+            return True
+        digest = hashlib.sha256(f"{asset_id}:{version}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
 def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, model: LoadedModel,
-                  batch_size: int = 64, num_workers: int = 2, append_rows: int = 4096) -> EmbedSummary:
+                  batch_size: int = 64, num_workers: int = 2, append_rows: int = 4096,
+                  shard: Shard = Shard(), index: bool = True) -> EmbedSummary:
+    """Embed the versions of `shard` that the model's table lacks and append them. With `index`
+    (a single, unsharded run) the statuses are synced and the indexes refreshed here too; a
+    fanned-out job leaves that to one step after all shards (`refresh_index`)."""
     import torch
 
     table = vectors.open_or_create(model.model_id, model.dim)
     summary = EmbedSummary(model.label, model.device, table.name)
-    summary.status_updates = sync_status(tables, table)
-    items = pending_versions(tables, table)
+    if index:
+        summary.status_updates = sync_status(tables, table)
+    items = [it for it in pending_versions(tables, table) if shard.holds(it["asset_id"], it["version"])]
     summary.pending = len(items)
     now = datetime.now(UTC)
     buffer: list[dict] = []
@@ -186,6 +217,7 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
                                                "prompt", "status", "created_at")},
                        "vector": vector, "model_id": model.model_id, "embedded_at": now})
         if len(buffer) >= append_rows:
+            failpoint("embed-append")
             summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
             buffer.clear()
             flushed += 1
@@ -198,7 +230,12 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
             VisualDataset(visual, store, model.preprocess), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, worker_init_fn=_worker_init, pin_memory=model.device.startswith("cuda"),
             prefetch_factor=4 if num_workers else None, persistent_workers=False)
-        for indices, tensors, counts, failed in loader:
+        with warnings.catch_warnings():
+            # Starting the iterator forks the loader's workers. They only decode blobs and never use
+            # LanceDB, whose fork warning is about its own runtime in a forked child.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, message="lancedb fork support is experimental")
+            batches = iter(loader)
+        for indices, tensors, counts, failed in batches:
             summary.failed += [{"asset_id": visual[i]["asset_id"], "version": visual[i]["version"], "error": e}
                                for i, e in failed]
             if tensors is None:
@@ -217,10 +254,19 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
             emit(item, vec.tolist())
         summary.texts += len(chunk)
     if buffer:
+        failpoint("embed-append")
         summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
     summary.seconds = time.perf_counter() - start
-    summary.index = vectors.maintain(table)
+    if index:
+        summary.index = vectors.maintain(table)
+    record_model(vectors.location, model.spec, table.name)  # search and later runs default to this model
     return summary
+
+
+def refresh_index(tables: Tables, vectors: VectorStore, model_id: str, dim: int) -> tuple[int, IndexReport]:
+    """After every shard has appended: statuses synced once, indexes built or refreshed once."""
+    table = vectors.open_or_create(model_id, dim)
+    return sync_status(tables, table), vectors.maintain(table)
 
 
 def sync_status(tables: Tables, table: Any) -> int:

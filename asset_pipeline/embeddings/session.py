@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from asset_pipeline.location import Location
 from asset_pipeline.tables import Tables
 
 RECENT_NS = 2_000_000_000  # a log folder younger than this may change again within its mtime tick
@@ -43,7 +44,7 @@ class LiveStatus:
         self._inactive: dict[str, str] = {}
 
     def _log_dir(self) -> Path | None:
-        uri = self.tables.uri("assets")
+        uri = str(self.tables.uri("assets"))
         return None if "://" in uri else Path(uri) / "_delta_log"
 
     def _maybe_changed(self) -> bool:
@@ -115,8 +116,8 @@ class OpenTable:
 class SearchSession:
     """The LanceDB database of one home, its open tables and the assets' live statuses."""
 
-    def __init__(self, vectors_dir: Path, tables: Tables):
-        self.vectors_dir = Path(vectors_dir)
+    def __init__(self, vectors: Location, tables: Tables):
+        self.vectors = vectors
         self.status = LiveStatus(tables)
         self._db = self._adb = None
         self._tables: dict[str, OpenTable] = {}
@@ -143,13 +144,16 @@ class SearchSession:
 
         # timedelta(0): every read checks for a newer table version (one manifest lookup).
         fresh = timedelta(0)
+        where = self.vectors
+        options = where.s3.lance_options() if where.is_s3 else None
         if self._db is None:
-            self._db = lancedb.connect(str(self.vectors_dir), read_consistency_interval=fresh)
+            self._db = lancedb.connect(where.uri, read_consistency_interval=fresh, storage_options=options)
         name = table_name(model_id)
         if name not in self._db.list_tables().tables:
             return None  # looked up again next time: the embedding job may create it meanwhile
         if self._adb is None:
-            self._adb = self._run(lancedb.connect_async(str(self.vectors_dir), read_consistency_interval=fresh))
+            self._adb = self._run(lancedb.connect_async(where.uri, read_consistency_interval=fresh,
+                                                        storage_options=options))
         async_table = self._run(self._adb.open_table(name))
         self._tables[model_id] = OpenTable(self._db.open_table(name), self._run, async_table)
         return self._tables[model_id]

@@ -143,9 +143,10 @@ class LocalObjectStore(ObjectStore):
         tmp, _ = self._write_temp(sha256, lambda fd: _copy(path, fd))
         return self._publish(tmp, sha256)
 
-    def adopt(self, path: Path, sha256: str, stamp: FileStamp, give_inode: bool) -> tuple[bool, str] | None:
-        """Publish the input at `path` (hashed to `sha256` while it had `stamp`) without copying:
-        a reflink clone, or with `give_inode` a hard link of the input itself (the caller then
+    def adopt(self, fd: int, sha256: str, stamp: FileStamp, give_inode: bool) -> tuple[bool, str] | None:
+        """Publish the input open as `fd` (hashed to `sha256` while it had `stamp`) without
+        copying: a reflink clone, or with `give_inode` a hard link of that very inode (made
+        through the descriptor, so no path — nor a link swapped into it — is followed; the caller
         removes the input after its commit, and the inode belongs to the store). Returns (whether
         this call published the blob, "cloned" | "linked" | "present"), or None when the input is
         on another filesystem or cannot be shared — the caller copies instead. Raises
@@ -155,54 +156,49 @@ class LocalObjectStore(ObjectStore):
             return None
         if self.exists(sha256):
             return False, "present"
-        shared = self._share(path, stamp, give_inode)
+        shared = self._share(fd, stamp, give_inode)
         if shared is None:
             return None
         tmp, how = shared
         failpoint("after-link")
         return self._publish(tmp, sha256), how
 
-    def _share(self, path: Path, stamp: FileStamp, give_inode: bool) -> tuple[str, str] | None:
+    def _share(self, fd: int, stamp: FileStamp, give_inode: bool) -> tuple[str, str] | None:
         """A temp name for the input's bytes: a clone, else a hard link; None if neither works."""
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
         tmp = str(self.tmp_dir / f"adopt.{os.getpid()}.{uuid.uuid4().hex[:12]}")
         if self._can_clone:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                fcntl.ioctl(out, _FICLONE, fd)
+                return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False), "cloned"
             except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    return None  # a symlink: never followed into the store
-                raise
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return None
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-                try:
-                    fcntl.ioctl(out, _FICLONE, fd)
-                    return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False), "cloned"
-                except OSError as exc:
-                    Path(tmp).unlink(missing_ok=True)
-                    if exc.errno not in _NO_SHARING:
-                        raise
-                    self._can_clone = False
-                finally:
-                    os.close(out)
+                Path(tmp).unlink(missing_ok=True)
+                if exc.errno not in _NO_SHARING:
+                    raise
+                self._can_clone = False
             finally:
-                os.close(fd)
+                os.close(out)
         if not give_inode:
             return None
-        try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                return None
-            os.link(path, tmp, follow_symlinks=False)
+        try:  # linkat(/proc/self/fd, "<fd>", AT_SYMLINK_FOLLOW): exactly the open inode, no path
+            proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None  # no /proc (not Linux): copy
+        try:  # (a dir fd makes os.link call linkat; without one it calls link(), which follows nothing)
+            os.link(str(fd), tmp, src_dir_fd=proc, follow_symlinks=True)
         except OSError as exc:
-            if exc.errno in _NO_SHARING:
+            if exc.errno in _NO_SHARING or exc.errno == errno.ENOENT:
                 return None
             raise
+        finally:
+            os.close(proc)
         try:
             os.chmod(tmp, 0o444)  # blobs are read-only; the inbox name goes after the commit
         except PermissionError:
             pass  # not our file (we may link it, not chmod it): it stays as the generator made it
-        return self._checked(tmp, stamp, FileStamp.read(tmp), same_inode=True), "linked"
+        return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=True), "linked"
 
     @staticmethod
     def _checked(tmp: str, before: FileStamp, now: FileStamp | None, same_inode: bool) -> str:
@@ -235,6 +231,24 @@ class LocalObjectStore(ObjectStore):
             os.unlink(tmp)
             return sha, size, False
         return sha, size, self._publish(tmp, sha)
+
+    def repair(self, sha256: str, stream: BinaryIO) -> bool:
+        """Replace the blob under `sha256` with `stream`'s bytes if they hash to it (a good copy
+        from elsewhere healing a missing or corrupt one); False, and nothing changed, if not."""
+        def fill(fd: int) -> str:
+            digest = hashlib.sha256()
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                _write_all(fd, chunk)
+            return digest.hexdigest()
+
+        tmp, sha = self._write_temp("repair", fill)
+        if sha != sha256:
+            os.unlink(tmp)
+            return False
+        self.path(sha256).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, self.path(sha256))  # the one place a blob is replaced: by its verified bytes
+        return True
 
     def open(self, sha256: str) -> BinaryIO:
         return open(self.path(sha256), "rb")

@@ -42,6 +42,9 @@ CHECK_SPECS = [
     dg.AssetCheckSpec("no_duplicate_ids", asset="assets", blocking=True,
                       description="Asset ids and (asset, version) pairs are unique: of the assets this run wrote "
                                   "after an ingest, of all when the check runs alone."),
+    dg.AssetCheckSpec("replica_in_sync", asset="asset_versions",
+                      description="With a replica (ASSET_PIPELINE_REPLICA): no committed blob waits to be replicated "
+                                  "(lag) and a sample of logged blobs is really in the replica (gaps)."),
 ]
 TABLES = ("asset_versions", "assets", "ingest_errors")
 
@@ -81,6 +84,20 @@ def ingest(context: dg.AssetExecutionContext, config: InboxConfig,
         yield _result("asset_versions", "sample_rehashes", integrity.rehash_sample(home.tables, home.store))
     if "no_duplicate_ids" in checks:
         yield _result("assets", "no_duplicate_ids", integrity.duplicate_ids(home.tables, run_id=run_id))
+    if "replica_in_sync" in checks:
+        yield _replica_in_sync(home)
+
+
+def _replica_in_sync(home) -> dg.AssetCheckResult:
+    if not home.replicated:
+        return dg.AssetCheckResult(asset_key="asset_versions", check_name="replica_in_sync", passed=True,
+                                   metadata={"replica": "none configured"})
+    from asset_pipeline.replica import pending_blobs, replica_gaps
+
+    lag, gaps = len(pending_blobs(home.tables)), replica_gaps(home.store)
+    return dg.AssetCheckResult(asset_key="asset_versions", check_name="replica_in_sync", passed=not lag and not gaps,
+                               metadata={"replica": home.store.replica.describe(), "lag_blobs": lag,
+                                         "gaps": len(gaps), "examples": "\n".join(gaps[:20]) or "none"})
 
 
 def _ingest(context: dg.AssetExecutionContext, config: InboxConfig, pipeline: PipelineHome, home,
@@ -90,8 +107,9 @@ def _ingest(context: dg.AssetExecutionContext, config: InboxConfig, pipeline: Pi
     if progress:
         progress.finish()
     versions_dt, assets_dt = home.tables.open("asset_versions"), home.tables.open("assets")
+    replica = {"replica_uploaded": s.replica.uploaded, "replica_checked": s.replica.pending} if s.replica else {}
     results = {
-        "asset_versions": {
+        "asset_versions": {**replica,
             "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
             "bytes_in": s.bytes_in, "bytes_stored": s.bytes_stored, "dedup_ratio": round(s.dedup_ratio, 4),
             "delta_version": versions_dt.version() if versions_dt else -1, "preview": markdown_table(s.preview)},
@@ -102,7 +120,7 @@ def _ingest(context: dg.AssetExecutionContext, config: InboxConfig, pipeline: Pi
             "delta_version": assets_dt.version() if assets_dt else -1},
         "ingest_errors": {
             "rejected": s.rejected, "errors": markdown_table(s.errors),
-            "quarantine": str(home.settings.quarantine_dir) if home.settings.consumes_inbox else "none (kept inbox)"},
+            "quarantine": str(home.root / "quarantine") if home.settings.consumes_inbox else "none (kept inbox)"},
     }
     for key in TABLES:
         if key in selected:

@@ -14,12 +14,12 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
-from asset_pipeline.usage.dbt_project import dbt_executable, ensure_manifest, project_dir
-from asset_pipeline.usage.reports import prepare_build, publish, refresh_asset_usage, report_numbers
+from asset_pipeline.usage.dbt_project import dbt_executable, dbt_project
+from asset_pipeline.usage.reports import build_file, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
-DBT_DIR = project_dir()
+DBT_PROJECT = dbt_project()
 
 
 class UsageTranslator(DagsterDbtTranslator):
@@ -33,23 +33,25 @@ class UsageTranslator(DagsterDbtTranslator):
         return GROUP
 
 
-@dbt_assets(manifest=ensure_manifest(DBT_DIR), partitions_def=DAILY, dagster_dbt_translator=UsageTranslator(),
-            backfill_policy=dg.BackfillPolicy.single_run(), name="usage_reports")
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, partitions_def=DAILY,
+            dagster_dbt_translator=UsageTranslator(), backfill_policy=dg.BackfillPolicy.single_run(),
+            name="usage_reports")
 def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
     """daily_usage, popular_assets, asset_usage_stats, storage_by_project for the partition (or
     backfill range), with their dbt tests as asset checks."""
     home = pipeline.open()
-    root = home.settings.home
+    root = home.root
     window = context.partition_key_range
     # One build at a time per home; analysts read the published copy and never hold this up.
-    with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
-        prepare_build(home.tables, root)
-        runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(write_profile(root)),
+    with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-") as scratch, \
+            build_file(home.tables, root) as database:
+        profiles = write_profile(Path(scratch) / "profile", database, root.s3 if root.is_s3 else None)
+        runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(profiles),
                                 dbt_executable=dbt.dbt_executable)
         events = list(runner.cli(["build", "--vars", json.dumps({"day_from": window.start, "day_to": window.end})],
-                                 context=context, target_path=Path(target)).stream())
-        publish(root)
-    numbers = report_numbers(root, window.end)
+                                 context=context, target_path=Path(scratch) / "target").stream())
+        publish(root, database)
+    numbers = report_numbers(home.tables, root, window.end)
     extra = {
         "daily_usage": {"day": window.end, "events": numbers["events"], "by_action": markdown_table(numbers["daily"])},
         "popular_assets": {"day": window.end, "top": markdown_table(numbers["popular"])},
@@ -71,9 +73,9 @@ def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHom
     """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
     retention sweep selects on)."""
     home = pipeline.open()
-    updated = refresh_asset_usage(home.tables, home.settings.home)
+    updated = refresh_asset_usage(home.tables, home.root)
     return dg.MaterializeResult(metadata={"assets_updated": updated})
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=str(DBT_DIR), profiles_dir=str(DBT_DIR), dbt_executable=dbt_executable())
+    return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())

@@ -14,7 +14,7 @@ def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> d
     """Events from JSONL/Parquet application logs in ``<home>/usage_inbox``; bad rows and unknown
     asset ids go to `usage_errors` with file, line and field (API events land directly)."""
     home = pipeline.open()
-    s = ingest_usage_files(home.tables, home.settings.home / "usage_inbox")
+    s = ingest_usage_files(home.tables, home.settings.usage_inbox)
     if s.bad_rows:
         context.log.warning(f"{s.bad_rows} usage rows rejected ({s.unknown_assets} unknown asset ids)")
     return dg.MaterializeResult(metadata={
