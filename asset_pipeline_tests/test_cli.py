@@ -95,7 +95,8 @@ def _one_line_error(capsys, *argv: str, says: str, code: int = 2) -> None:
 def test_user_errors_are_one_line_and_a_non_zero_exit(ingested, settings, monkeypatch, capsys,
                                                       tmp_path: Path) -> None:
     monkeypatch.setenv("ASSET_PIPELINE_HOME", str(settings.home))
-    a_file = Path(settings.inbox) / "images/sunset.png"
+    a_file = tmp_path / "sunset.png"  # (the ingest consumed the inbox's own files)
+    a_file.write_bytes(b"not a folder")
     _one_line_error(capsys, "ingest", "/no/such/dir", says="no folder /no/such/dir")
     _one_line_error(capsys, "ingest", str(a_file), says="is a file; ingest takes a folder")
     _one_line_error(capsys, "sql", "select nope from assets", says='Binder Error: Referenced column "nope"')

@@ -72,6 +72,7 @@ def test_a_link_out_of_the_inbox_is_neither_read_nor_stored(catalog: Catalog, se
     (inbox / ("real.png" + SIDECAR_SUFFIX)).symlink_to(secret_meta)
     (inbox / "renders").symlink_to(outside / "folder", target_is_directory=True)  # a folder that is a link
     good = _drop(inbox, "good.png", render_image(96, (32, 32)))
+    good_sha = hashlib.sha256(good.read_bytes()).hexdigest()  # the ingest consumes the inbox
 
     summary = catalog.ingest()
     assert (summary.new_versions, summary.rejected) == (1, 3)
@@ -84,7 +85,7 @@ def test_a_link_out_of_the_inbox_is_neither_read_nor_stored(catalog: Catalog, se
     assert all("never followed" in r["reason"] for r in rows.values())
 
     stored = set(catalog.home.store.iter_hashes())
-    assert hashlib.sha256(good.read_bytes()).hexdigest() in stored
+    assert good_sha in stored
     assert not stored & set(secret_hashes)
     assert hashlib.sha256(real).hexdigest() not in stored  # its sidecar was refused: nothing stored
     text = _all_rows_text(catalog)
@@ -142,6 +143,7 @@ def test_a_file_replaced_by_a_link_between_hashing_and_storing_is_not_copied(set
 def test_hostile_sidecars_are_refused_one_by_one(catalog: Catalog, settings) -> None:
     inbox = Path(settings.inbox)
     good = _drop(inbox, "good.png", render_image(90, (32, 32)))
+    good_sha = hashlib.sha256(good.read_bytes()).hexdigest()  # the ingest consumes the inbox
     hostile = {
         "deep.png": ("[" * 100_000 + "]" * 100_000, "nested"),                     # crashes a naive parser
         "deeper.png": (json.dumps({**META, "parameters": json.loads("{\"a\":" * 40 + "1" + "}" * 40)}), "nested"),
@@ -158,7 +160,7 @@ def test_hostile_sidecars_are_refused_one_by_one(catalog: Catalog, settings) -> 
     summary = catalog.ingest()
     assert (summary.new_versions, summary.rejected) == (1, len(hostile))
     assert catalog.sql("select name from assets").to_pylist() == [{"name": "good"}]
-    assert catalog.home.store.exists(hashlib.sha256(good.read_bytes()).hexdigest())
+    assert catalog.home.store.exists(good_sha)
     rows = {r["source_path"]: r for r in catalog.sql("select * from ingest_errors").to_pylist()}
     for name, (_, words) in hostile.items():
         assert words in rows[name]["reason"], (name, rows[name]["reason"])

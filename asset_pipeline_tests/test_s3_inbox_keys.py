@@ -38,7 +38,7 @@ def test_a_dot_segment_key_is_refused_and_the_batch_goes_on(s3_client, bucket, t
         assert row["field"] == "key" and "has a '.' segment" in row["reason"] and "\n" not in row["reason"]
     assert Path(rows["inbox/./dot.png"]["quarantine_path"]).read_bytes() == dot  # nothing lost
     assert Path(rows["inbox/./dot.png.meta.json"]["quarantine_path"]).read_bytes() == META
-    assert _keys(s3_client, bucket) == {"inbox/good.png", "inbox/good.png.meta.json"}
+    assert _keys(s3_client, bucket) == set()  # committed inputs leave a consumed inbox, refused ones went to quarantine
     assert cat.ingest().rejected == 0  # and the next run is clean
 
 

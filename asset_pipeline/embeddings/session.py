@@ -105,7 +105,7 @@ class OpenTable:
         async def query() -> Any:
             q = (self._async.vector_search(np.asarray(vector, dtype=np.float32)).column("vector")
                  .distance_type("cosine").nprobes(s.ANN_NPROBES).ef(max(s.ANN_EF, limit * s.ANN_REFINE))
-                 .refine_factor(s.ANN_REFINE).limit(limit).select(columns))
+                 .refine_factor(s.ANN_REFINE).limit(limit).select([*columns, "_distance"]))
             if where:
                 q = q.where(where)
             return await q.to_arrow()
