@@ -1,7 +1,8 @@
 """Dagster entry point (`workspace.yaml`, `dagster dev -m asset_pipeline.definitions`). Wiring only.
 
 The deployment is chosen by environment: ASSET_PIPELINE_HOME (default ./data), ASSET_PIPELINE_INBOX,
-ASSET_PIPELINE_STORE ('local' or s3://bucket/prefix), AWS_ENDPOINT_URL / AWS_REGION for S3.
+ASSET_PIPELINE_STORE ('local' or s3://bucket/prefix), AWS_ENDPOINT_URL / AWS_REGION for S3, and
+ASSET_PIPELINE_EXECUTOR ('default', 'celery' or 'k8s'; see dagster_defs/executors.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from asset_pipeline.dagster_defs.assets import collections, embeddings, ingest, lifecycle, provenance, usage
+from asset_pipeline.dagster_defs.executors import default_executor, job_executor
+from asset_pipeline.dagster_defs.k8s import COORDINATOR_K8S_CONFIG, k8s_tags
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
 from asset_pipeline.embeddings.model import DEFAULT_MODEL
@@ -33,29 +36,42 @@ def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
                       clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    # One step plus its checks: in process, so a run does not pay for a subprocess that imports
-    # everything again. Ingests may run side by side (Delta merges re-planned on conflict).
+
+    def executor(job_name: str) -> dg.ExecutorDefinition | None:
+        return job_executor(job_name, settings)
+
+    # One step plus its checks: in process by default, so a run does not pay for a subprocess that
+    # imports everything again. Ingests may run side by side (Delta merges re-planned on conflict).
     ingest_job = dg.define_asset_job(INGEST_JOB, selection=dg.AssetSelection.groups(ingest.GROUP),
-                                     executor_def=dg.in_process_executor,
+                                     executor_def=executor(INGEST_JOB),
                                      description="Ingest the inbox into the store and the Delta tables.")
+    # On Kubernetes the embedding step gets a GPU pod (its op tags); the run's own pod only
+    # coordinates (these job tags), so the GPU node is held only while embedding.
     embed_job = dg.define_asset_job(EMBED_JOB, selection=dg.AssetSelection.groups(embeddings.GROUP),
-                                    tags=embeddings.GPU_TAGS,
+                                    tags={**embeddings.GPU_TAGS, **k8s_tags(COORDINATOR_K8S_CONFIG)},
+                                    executor_def=executor(EMBED_JOB),
                                     description="Embed new versions with open_clip (batch; GPU when present).")
     usage_job = dg.define_asset_job(USAGE_JOB, selection=dg.AssetSelection.groups(usage.GROUP),
                                     partitions_def=usage.DAILY, tags=EXCLUSIVE("analytics"),
+                                    executor_def=executor(USAGE_JOB),
                                     description="Usage reports (dbt) and per-asset stats for a day or a range.")
-    usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP))
+    usage_intake_job = dg.define_asset_job(USAGE_INTAKE_JOB, selection=dg.AssetSelection.groups(usage.INTAKE_GROUP),
+                                           executor_def=executor(USAGE_INTAKE_JOB))
     lifecycle_job = dg.define_asset_job(LIFECYCLE_JOB, selection=dg.AssetSelection.groups(lifecycle.GROUP),
                                         partitions_def=lifecycle.DAILY, tags=EXCLUSIVE("lifecycle"),
+                                        executor_def=executor(LIFECYCLE_JOB),
                                         description="Retention sweep (archive, delete, hard delete) and upkeep.")
     provenance_job = dg.define_asset_job(PROVENANCE_JOB, selection=dg.AssetSelection.assets("models",
                                                                                          "storage_attribution"),
+                                         executor_def=executor(PROVENANCE_JOB),
                                          description="Model rows and storage attributed per project/creator.")
     recall_job = dg.define_asset_job(RECALL_JOB, selection=dg.AssetSelection.assets("recalls"),
                                      tags=EXCLUSIVE("lifecycle"),  # changes statuses: never beside a sweep
+                                     executor_def=executor(RECALL_JOB),
                                      description="Take down everything a model produced (config: model, reason, "
                                                  "by, dry_run).")
     return dg.Definitions(
+        executor=default_executor(settings),
         assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),
                 *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
                 *dg.load_assets_from_modules([lifecycle]), *dg.load_assets_from_modules([provenance])],

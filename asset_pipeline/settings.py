@@ -48,6 +48,11 @@ class Settings:
     c2pa_sign_alg: str = "es256"
     c2pa_tsa_url: str | None = None
     c2pa_trust_anchors: str | None = None
+    # Where the steps of a run execute (issue 12): "default" (ingest in process, the rest in
+    # subprocesses of the run), "celery" (every step on dagster-celery workers; broker and result
+    # backend at `celery_broker`), "k8s" (the embedding job's steps in pods of their own).
+    executor: str = "default"
+    celery_broker: str = "redis://127.0.0.1:6379/0"
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -66,6 +71,8 @@ class Settings:
             c2pa_sign_alg=os.environ.get("ASSET_PIPELINE_C2PA_ALG") or "es256",
             c2pa_tsa_url=os.environ.get("ASSET_PIPELINE_C2PA_TSA_URL") or None,
             c2pa_trust_anchors=os.environ.get("ASSET_PIPELINE_C2PA_TRUST_ANCHORS") or None,
+            executor=os.environ.get("ASSET_PIPELINE_EXECUTOR") or "default",
+            celery_broker=os.environ.get("ASSET_PIPELINE_CELERY_BROKER") or "redis://127.0.0.1:6379/0",
         )
         return replace(settings, **overrides) if overrides else settings
 

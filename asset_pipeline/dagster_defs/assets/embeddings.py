@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from asset_pipeline.dagster_defs.executors import CELERY_QUEUE_TAG, GPU_QUEUE
+from asset_pipeline.dagster_defs.k8s import GPU_STEP_K8S_CONFIG, k8s_tags
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import embed_pending
@@ -11,9 +13,12 @@ from asset_pipeline.provenance.phash import PHASH_MAX_DISTANCE, hashed_image_ids
 
 GROUP = "embeddings"
 GPU_TAGS = {"asset_pipeline/compute": "gpu"}  # route to GPU workers (run coordinator / executor config)
+# Where the embedding step itself runs: on Celery, the `gpu` queue (GPU workers); on Kubernetes
+# (k8s_job_executor), a pod with one GPU on a GPU node. Other executors ignore both tags.
+GPU_OP_TAGS = {**GPU_TAGS, CELERY_QUEUE_TAG: GPU_QUEUE, **k8s_tags(GPU_STEP_K8S_CONFIG)}
 
 
-@dg.asset(group_name=GROUP, deps=["asset_versions", "assets"], kinds={"lancedb", "pytorch"}, op_tags=GPU_TAGS)
+@dg.asset(group_name=GROUP, deps=["asset_versions", "assets"], kinds={"lancedb", "pytorch"}, op_tags=GPU_OP_TAGS)
 def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder) -> \
         dg.MaterializeResult:
     """One open_clip vector per image/video/prompt version, in the LanceDB table of the model.
