@@ -24,7 +24,7 @@ from asset_pipeline.samples import make_samples
 
 from .cluster import INSTANCE_YAML as DEPLOY_INSTANCE_YAML
 from .cluster import Cluster, dagster_cluster
-from .servers import group_members, venv_script
+from .servers import ServerUnavailable, debian_binary, group_members, venv_script
 
 DAY = "2026-11-20"
 SUNSET = asset_id_for("research", "images/sunset")
@@ -34,6 +34,14 @@ CHIME = asset_id_for("research", "audio/chime")
 POLICIES = {"grace_period_days": 30, "policies": [
     {"name": "audio", "action": "archive", "select": {"type": "audio"}},
     {"name": "duplicates", "action": "delete", "select": {"tags": ["duplicate"]}}]}
+
+
+def test_a_missing_server_names_its_debian_package() -> None:
+    """What a newcomer without the packages sees instead of a skipped test."""
+    with pytest.raises(ServerUnavailable, match=r"`redis-server-nope` not found: install the Debian package "
+                                                r"`redis-server` \(as root: apt-get install -y --no-install-recommends "
+                                                r"postgresql redis-server\)"):
+        debian_binary("redis-server-nope", "redis-server")
 
 
 def test_deploy_instance_keeps_the_run_queue_limit_of_the_embedded_one() -> None:
