@@ -170,6 +170,10 @@ def test_end_to_end_across_celery_workers(home_kind: str, dagster_pg: dict[str, 
                            if list(w.dagster_home.glob(f"{run.run_id}/compute_logs/{key}.out"))]
                 assert holders == [worker], (run.run_id, step, holders)
             assert not list(cluster.launcher_home.glob(f"{run.run_id}/compute_logs/*.out"))
+        # and no step left an output for another: Dagster's default IO manager would have written
+        # <DAGSTER_HOME>/storage/<run id>/… on the worker that produced it
+        homes = [w.dagster_home for w in cluster.workers] + [cluster.launcher_home]
+        assert [str(p) for h in homes for p in h.glob("storage")] == []
 
     for w in cluster.workers:  # TERM reached the celery child and its pool too
         assert w.leftovers == [] and group_members(w.proc.pid) == [], w.name
