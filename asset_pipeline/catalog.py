@@ -258,7 +258,7 @@ class Catalog:
         self._usage.flush()  # a query sees the caller's own events
         con = connect(self.tables)
         try:
-            attach_reports(con, self.home.settings.home)
+            attach_reports(con, self.home.root)
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
@@ -333,7 +333,6 @@ class Catalog:
         """
         from asset_pipeline.embeddings import search as s
         from asset_pipeline.embeddings.model import parse_model
-        from asset_pipeline.embeddings.vectors import VectorStore
 
         if text is not None and image is not None:
             raise s.SearchError("give text= or image=, not both (add query= for a hybrid search)")
@@ -348,7 +347,7 @@ class Catalog:
         spec = parse_model(model)
         loaded = self._load_model(spec) if text is not None or image is not None else None
         model_id = loaded.model_id if loaded else spec.model_id
-        table = VectorStore(self.home.settings.lancedb_dir).open(model_id)
+        table = self.home.vectors.open(model_id)
         vector = None
         if text is not None:
             vector = loaded.encode_texts([text])[0].numpy()
@@ -431,7 +430,7 @@ class Catalog:
         seed, parameters, tags) default to the current version's. Returns the version row; content
         that already is a version of the asset returns that version instead of a duplicate."""
         latest = self.get_version(asset_id)
-        with tempfile.TemporaryDirectory(dir=self.home.settings.home) as tmp:
+        with tempfile.TemporaryDirectory(prefix="asset-pipeline-version-") as tmp:
             if isinstance(content, (str, os.PathLike)):
                 path = Path(content)
             else:

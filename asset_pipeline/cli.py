@@ -40,7 +40,13 @@ def dagster_instance(settings: Settings):
         home = Path(os.environ["DAGSTER_HOME"])
         with file_lock(home / ".asset-pipeline-instance.lock"):  # first use creates the SQLite storage
             return dg.DagsterInstance.get()
-    base = settings.home / "dagster"
+    if settings.home.is_s3:
+        from asset_pipeline.errors import AssetPipelineError
+
+        raise AssetPipelineError(f"the home {settings.home} is on S3, where no Dagster storage can live: set "
+                                 "DAGSTER_HOME to a folder with a dagster.yaml (deploy/dagster-postgres.yaml for "
+                                 "Postgres) so runs are recorded where the UI can show them")
+    base = settings.home.path / "dagster"
     base.mkdir(parents=True, exist_ok=True)
     # Several CLI runs on a new home would otherwise race to create (and migrate) the same SQLite
     # storage; the first creates it under the lock, the others open what it made.

@@ -36,6 +36,7 @@ def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
                       clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    clip_embeddings = embeddings.build_clip_embeddings(settings.embed_shards)
 
     def executor(job_name: str) -> dg.ExecutorDefinition | None:
         return job_executor(job_name, settings)
@@ -72,7 +73,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
                                                  "by, dry_run).")
     return dg.Definitions(
         executor=default_executor(settings),
-        assets=[ingest.inbox, ingest.ingest, *dg.load_assets_from_modules([embeddings]),
+        assets=[ingest.inbox, ingest.ingest, clip_embeddings, embeddings.build_near_duplicates(clip_embeddings),
                 *dg.load_assets_from_modules([usage]), *dg.load_assets_from_modules([collections]),
                 *dg.load_assets_from_modules([lifecycle]), *dg.load_assets_from_modules([provenance])],
         asset_checks=ingest.CHECKS,

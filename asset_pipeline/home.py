@@ -1,27 +1,44 @@
-"""One way to open the home (local or S3) — used by the Dagster resources, the CLI and `Catalog`."""
+"""One way to open the home (a local folder or ``s3://bucket/prefix``) — used by the Dagster
+resources, the CLI and `Catalog`. It alone decides where each piece of state lives."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from asset_pipeline.inbox import InboxItem, scan_local, scan_s3
 from asset_pipeline.ingest import IngestSummary, Progress, commit_batch, new_run_id, store_items
+from asset_pipeline.location import Location
 from asset_pipeline.settings import Settings
 from asset_pipeline.store import LocalObjectStore, ObjectStore, S3ObjectStore
 from asset_pipeline.tables import Tables
 
 
 class Home:
-    """The state under one home: object store, Delta tables, inbox and quarantine."""
+    """The state under one home: object store, Delta tables, LanceDB, inbox, quarantine, locks.
+
+    On S3 every piece lives under the home's prefix; only per-run scratch (spooled S3 inputs, a
+    report build's working copy) touches the local disk, in this process's temp folder. Opening an
+    S3 home checks once that its endpoint refuses a second conditional PUT — the mechanism Delta
+    and LanceDB commits rely on — and refuses the home otherwise."""
 
     def __init__(self, settings: Settings | None = None, s3_client: Any = None):
         self.settings = settings or Settings.from_env()
         self._s3_client = s3_client
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.tables = Tables(self.settings.tables_dir, self.settings.commit_retries)
+        root = self.settings.home
+        if root.is_s3:
+            from asset_pipeline.locks import verify_conditional_put
+
+            verify_conditional_put(self.s3_client, root.bucket, root.key, self.settings.s3_endpoint_url)
+            root = Location(root.uri, self.s3_access)
+        else:
+            root.mkdir()
+        self.root = root
+        self.tables = Tables(root / "tables", self.settings.commit_retries)
 
     @cached_property
     def s3_client(self) -> Any:
@@ -32,41 +49,64 @@ class Home:
                                            region_name=self.settings.s3_region)
         return self._s3_client
 
+    @property
+    def s3_access(self):
+        from asset_pipeline.location import S3Access
+
+        return S3Access(self.settings.s3_endpoint_url, self.settings.s3_region, self.s3_client)
+
+    def _s3_store(self, uri: str, storage_class: str | None = None) -> S3ObjectStore:
+        where = Location.parse(uri)
+        s = self.settings
+        return S3ObjectStore(self.s3_client, where.bucket, where.key, s.multipart_threshold_bytes, s.presign_expiry_s,
+                             storage_class=storage_class)
+
     @cached_property
     def store(self) -> ObjectStore:
         s = self.settings
-        if s.store_is_s3:
-            bucket, prefix = s.store_s3()
-            return S3ObjectStore(self.s3_client, bucket, prefix, s.multipart_threshold_bytes, s.presign_expiry_s)
         if s.store != "local":
-            raise ValueError(f"store must be 'local' or an s3:// URI, got {s.store!r}")
-        return LocalObjectStore(s.home, durable=s.durable)
+            return self._s3_store(s.store)
+        if self.root.is_s3:
+            return self._s3_store(self.root.uri)
+        local = LocalObjectStore(self.root.path, durable=s.durable)
+        if s.replica:
+            from asset_pipeline.replica import ReplicatedStore
+
+            return ReplicatedStore(local, self._s3_store(s.replica), self.tables)
+        return local
 
     def archive_store(self, storage_class: str | None = None) -> ObjectStore:
         """The second object store that archived blobs move to (colder storage class on S3)."""
         s = self.settings
-        if s.archive.startswith("s3://"):
-            from asset_pipeline.settings import _split_s3
-
-            bucket, prefix = _split_s3(s.archive)
-            return S3ObjectStore(self.s3_client, bucket, prefix, s.multipart_threshold_bytes, s.presign_expiry_s,
-                                 storage_class=storage_class)
         if s.archive != "local":
-            raise ValueError(f"archive must be 'local' or an s3:// URI, got {s.archive!r}")
-        return LocalObjectStore(s.archive_dir, durable=s.durable)
+            return self._s3_store(s.archive, storage_class)
+        if self.root.is_s3:
+            return self._s3_store((self.root / "archive").uri, storage_class)
+        return LocalObjectStore(self.root.path / "archive", durable=s.durable)
 
-    def lock(self, name: str, timeout_s: float = 3600.0):
-        """An exclusive lock of this home for `name` (lifecycle, analytics…), across processes;
-        released by the kernel if the holder dies."""
-        from asset_pipeline.locks import file_lock
+    @property
+    def vectors(self):
+        """The LanceDB database of this home (one table per embedding model)."""
+        from asset_pipeline.embeddings.vectors import VectorStore
 
-        return file_lock(self.settings.home / "locks" / f"{name}.lock", timeout_s, what=f"{name} lock")
+        return VectorStore(self.root / "lancedb")
+
+    def lock(self, name: str, timeout_s: float = 3600.0) -> AbstractContextManager:
+        """An exclusive lock of this home for `name` (lifecycle, analytics…), across processes and
+        hosts; released if the holder dies (a flock locally, an expiring lease on S3)."""
+        from asset_pipeline.locks import file_lock, s3_lease
+
+        if self.root.is_s3:
+            where = self.root / "locks" / f"{name}.lease"
+            return s3_lease(self.s3_client, where.bucket, where.key, timeout_s=timeout_s, what=f"{name} lock")
+        return file_lock(self.root.path / "locks" / f"{name}.lock", timeout_s, what=f"{name} lock")
 
     def spool_dir(self, run_id: str) -> Path:
-        return self.settings.home / "spool" / run_id
+        """Per-run scratch for S3 inbox inputs: local, in this process's temp folder."""
+        return Path(tempfile.gettempdir()) / f"asset-pipeline-spool-{run_id}"
 
     def scan_inbox(self, only: list[str] | None = None, run_id: str | None = None) -> list[InboxItem]:
-        """Inputs waiting in the inbox (S3 inputs are downloaded to ``<home>/spool/<run>``)."""
+        """Inputs waiting in the inbox (S3 inputs are downloaded to a per-run spool folder)."""
         s = self.settings
         if s.inbox_is_s3:
             bucket, prefix = s.inbox_s3()
@@ -74,7 +114,7 @@ class Home:
         return scan_local(Path(s.inbox), only)
 
     def remove_from_s3_inbox(self, rel: str, with_sidecar: bool = True) -> None:
-        """After an S3 input is quarantined locally, the original leaves the S3 inbox."""
+        """After an S3 input is quarantined, the original leaves the S3 inbox."""
         bucket, prefix = self.settings.inbox_s3()
         base = f"{prefix}/" if prefix else ""
         keys = [base + rel] + ([base + rel + ".meta.json"] if with_sidecar else [])
@@ -82,7 +122,7 @@ class Home:
 
     def ingest(self, only: list[str] | None = None, progress: Progress | None = None,
                run_id: str | None = None) -> IngestSummary:
-        """Scan, store and commit in one call (what the Dagster assets do step by step)."""
+        """Scan, store and commit in one call (what the Dagster ingest asset does)."""
         run_id = run_id or new_run_id()
         items = self.scan_inbox(only, run_id)
         batch = store_items(items, self.store, self.tables, self.settings.workers, progress)
@@ -91,10 +131,20 @@ class Home:
     def commit(self, batch, run_id: str) -> IngestSummary:
         on_moved = None
         if self.settings.inbox_is_s3:
-            def on_moved(r):  # noqa: E306 - the S3 original goes only once the local copy is safe
+            def on_moved(r):  # noqa: E306 - the S3 original goes only once the quarantined copy is safe
                 self.remove_from_s3_inbox(r.item.rel, r.item.sidecar is not None)
-        summary = commit_batch(batch, self.store, self.tables, self.settings.quarantine_dir, run_id, on_moved)
-        spool = self.spool_dir(run_id)
-        if spool.exists():
-            shutil.rmtree(spool, ignore_errors=True)
+        try:
+            summary = commit_batch(batch, self.store, self.tables, self.root / "quarantine", run_id, on_moved)
+        finally:
+            shutil.rmtree(self.spool_dir(run_id), ignore_errors=True)
+        if self.replicated:
+            from asset_pipeline.replica import replicate
+
+            summary.replica = replicate(self.store)  # after the commit: only blobs of committed versions
         return summary
+
+    @property
+    def replicated(self) -> bool:
+        from asset_pipeline.replica import ReplicatedStore
+
+        return isinstance(self.store, ReplicatedStore)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from asset_pipeline.location import Location
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
 
@@ -123,12 +124,18 @@ def scan_s3(client: Any, bucket: str, prefix: str, spool: Path, only: list[str] 
     return items
 
 
-def move_to_quarantine(item: InboxItem, dest_dir: Path) -> Path:
-    """Move an input (and its sidecar) under `dest_dir`, keeping its relative path."""
+def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
+    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path.
+    On S3 the upload completes before the local file goes."""
     target = dest_dir / item.rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if item.path.exists():
-        shutil.move(item.path, target)
-    if item.sidecar is not None and item.sidecar.exists():
-        shutil.move(item.sidecar, target.with_name(item.sidecar.name))
+    moves = [(item.path, target)] + ([(item.sidecar, target.parent / item.sidecar.name)] if item.sidecar else [])
+    for source, dest in moves:
+        if not source.exists():
+            continue
+        if dest.is_s3:
+            dest.upload(source)
+            source.unlink(missing_ok=True)
+        else:
+            dest.path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(source, dest.path)
     return target

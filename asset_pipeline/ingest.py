@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,6 +35,7 @@ from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import inspect_file
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
+from asset_pipeline.location import Location
 from asset_pipeline.provenance.record import version_columns
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 from asset_pipeline.sql import connect
@@ -83,6 +84,7 @@ class IngestSummary:
     bytes_stored: int = 0
     preview: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    replica: Any = None  # a ReplicaReport when the store has a replica
 
     @property
     def dedup_ratio(self) -> float:
@@ -400,7 +402,7 @@ def error_id_for(item: InboxItem, field: str | None) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Path, run_id: str,
+def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Location, run_id: str,
                       on_moved: Callable[[Rejection], None] | None = None) -> list[dict]:
     """Record each rejection (idempotently, by a deterministic id), then move the input to
     ``<quarantine>/<error id>/<inbox path>``. The row is written first: a crash in between leaves
@@ -413,7 +415,7 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
             "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
-            "quarantine_path": str(quarantine_root / eid[:16] / r.item.rel), "run_id": run_id, "recorded_at": now,
+            "quarantine_path": (quarantine_root / eid[:16] / r.item.rel).uri, "run_id": run_id, "recorded_at": now,
         })
     tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
     failpoint("before-quarantine")
@@ -424,7 +426,7 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
     return rows
 
 
-def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Path,
+def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Location,
                  run_id: str, on_quarantined: Callable[[Rejection], None] | None = None) -> IngestSummary:
     store.flush()
     new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)

@@ -1,18 +1,26 @@
-"""Exclusive locks between processes on one machine, released by the kernel when a holder dies.
+"""Exclusive locks between processes, released when a holder dies.
 
 They serialise the few things that must not overlap whoever starts them (a Dagster run, the CLI,
 a notebook): creating a Dagster instance's storage, one retention sweep at a time, one report
-build at a time. A `kill -9` releases the lock, so a crashed holder never blocks the next run.
+build at a time. On a local home a `flock` (the kernel releases it on `kill -9`); on an S3 home a
+lease object created with a conditional PUT and renewed while held (it expires when its holder
+stops renewing). Also here: the probe that refuses an S3 endpoint without conditional writes.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from asset_pipeline.errors import AssetPipelineError
 
@@ -40,3 +48,108 @@ def file_lock(path: Path, timeout_s: float = 600.0, what: str | None = None) -> 
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _precondition_failed(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+
+
+def _missing(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("NoSuchKey", "404", "NotFound")
+
+
+@contextmanager
+def s3_lease(client: Any, bucket: str, key: str, ttl_s: float = 300.0, timeout_s: float = 600.0,
+             what: str | None = None) -> Iterator[None]:
+    """An exclusive lease on an S3 home: an object created with ``If-None-Match: *`` (only one
+    creator wins), renewed by a background thread with ``If-Match`` on its ETag, deleted on exit.
+    A holder that dies stops renewing; once its lease expires the next taker deletes it
+    (conditionally, so two takers cannot both remove it) and creates its own."""
+    from botocore.exceptions import ClientError
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + timeout_s
+    etag = ""
+    while True:
+        body = json.dumps({"owner": owner, "expires": time.time() + ttl_s}).encode()
+        try:
+            etag = client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
+            break
+        except ClientError as exc:
+            if not _precondition_failed(exc):
+                raise
+        try:
+            held = client.get_object(Bucket=bucket, Key=key)
+            expires = json.loads(held["Body"].read()).get("expires", 0)
+            if expires < time.time():
+                client.delete_object(Bucket=bucket, Key=key, IfMatch=held["ETag"])
+                continue
+        except ClientError as exc:
+            if not (_missing(exc) or _precondition_failed(exc)):
+                raise
+            continue
+        if time.monotonic() > deadline:
+            raise LockTimeout(f"{what or key}: held by another process for over {timeout_s:.0f}s "
+                              f"(s3://{bucket}/{key})")
+        time.sleep(0.2)
+    stop = threading.Event()
+    current = {"etag": etag}
+
+    def renew() -> None:
+        while not stop.wait(ttl_s / 3):
+            body = json.dumps({"owner": owner, "expires": time.time() + ttl_s}).encode()
+            try:
+                current["etag"] = client.put_object(Bucket=bucket, Key=key, Body=body,
+                                                    IfMatch=current["etag"])["ETag"]
+            except ClientError:
+                return  # lost (expired and taken over): nothing left to renew
+
+    renewer = threading.Thread(target=renew, name=f"lease-{key}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        try:
+            client.delete_object(Bucket=bucket, Key=key, IfMatch=current["etag"])
+        except ClientError:
+            pass  # expired and taken over meanwhile: the lease is not ours to delete
+
+
+class UnsafeStore(AssetPipelineError):
+    """The S3 endpoint ignores conditional writes: concurrent commits would silently lose data."""
+
+
+def verify_conditional_put(client: Any, bucket: str, prefix: str, endpoint: str | None) -> None:
+    """Delta and LanceDB commit by creating the next log entry with ``If-None-Match: *``; they are
+    only safe where the endpoint refuses a second such PUT. Probe it once per home and endpoint
+    (a marker remembers a passed probe) and refuse the home if the endpoint accepts both."""
+    from botocore.exceptions import ClientError
+
+    base = f"{prefix}/.asset-pipeline" if prefix else ".asset-pipeline"
+    tag = hashlib.sha256((endpoint or "aws").encode()).hexdigest()[:12]
+    marker = f"{base}/conditional-put-ok-{tag}"
+    try:
+        client.head_object(Bucket=bucket, Key=marker)
+        return
+    except ClientError as exc:
+        if not _missing(exc):
+            raise
+    probe = f"{base}/conditional-put-probe-{uuid.uuid4().hex}"
+    client.put_object(Bucket=bucket, Key=probe, Body=b"1", IfNoneMatch="*")
+    try:
+        client.put_object(Bucket=bucket, Key=probe, Body=b"2", IfNoneMatch="*")
+    except ClientError as exc:
+        if not _precondition_failed(exc):
+            raise
+        client.put_object(Bucket=bucket, Key=marker, Body=b"conditional PUT refused a second writer")
+        return
+    finally:
+        client.delete_object(Bucket=bucket, Key=probe)
+    raise UnsafeStore(f"s3://{bucket}/{prefix}: the endpoint {endpoint or 'AWS'} accepted a second PUT with "
+                      "If-None-Match: * — Delta and LanceDB commits would silently lose concurrent writes. Use an "
+                      "endpoint that supports conditional writes (AWS S3, MinIO, Cloudflare R2, GCS via its XML API) "
+                      "or remove the proxy that drops the header")

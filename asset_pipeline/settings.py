@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+
+from asset_pipeline.location import Location, LocationError, S3Access
 
 DEFAULT_HOME = "data"
 
@@ -30,16 +31,18 @@ class Settings:
     `inbox` is a local folder or an ``s3://bucket/prefix`` URI.
     """
 
-    home: Path
-    inbox: str
-    store: str = "local"
+    home: Location  # a local folder or s3://bucket/prefix (a str or Path is accepted and parsed)
+    inbox: str = ""  # default: <home>/inbox
+    store: str = "local"  # "local": <home>/objects (on S3 when the home is); or s3://bucket/prefix
     archive: str = "local"  # "local" (<home>/archive) or s3://bucket/prefix
+    replica: str | None = None  # s3://bucket/prefix: every blob of a local store is copied there too
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     durable: bool = True
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
+    embed_shards: int = 1  # the embedding job's fan-out: steps (pods, workers) that embed at once
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
     # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
     # sign a C2PA manifest into every exported copy; trust anchors (PEM) judge signers when reading.
@@ -54,16 +57,36 @@ class Settings:
     executor: str = "default"
     celery_broker: str = "redis://127.0.0.1:6379/0"
 
+    def __post_init__(self) -> None:
+        """Every URI is checked here, once: a typo is a clear error, never a folder named
+        ``s3:`` under the current directory."""
+        s3 = S3Access(self.s3_endpoint_url, self.s3_region)
+        home = Location.parse(self.home.uri if isinstance(self.home, Location) else self.home, s3, "home")
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "inbox", (Location.parse(self.inbox, s3, "inbox") if self.inbox
+                                           else home / "inbox").uri)
+        for name in ("store", "archive"):
+            value = getattr(self, name)
+            if value != "local":
+                Location.parse(value, s3, name)
+        if self.replica:
+            replica = Location.parse(self.replica, s3, "replica")
+            if not replica.is_s3:
+                raise LocationError(f"replica {self.replica!r} must be an s3:// URI")
+            if home.is_s3 or self.store != "local":
+                raise LocationError("a replica copies a local store: the home and the store must be local")
+
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
-        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` (plus AWS endpoint and region)."""
-        home_path = Path(home or os.environ.get("ASSET_PIPELINE_HOME") or DEFAULT_HOME).absolute()
-        inbox = os.environ.get("ASSET_PIPELINE_INBOX") or str(home_path / "inbox")
+        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` / ``_ARCHIVE`` / ``_REPLICA``
+        (plus the AWS endpoint and region)."""
         settings = cls(
-            home=home_path,
-            inbox=inbox,
+            home=home or os.environ.get("ASSET_PIPELINE_HOME") or DEFAULT_HOME,
+            inbox=os.environ.get("ASSET_PIPELINE_INBOX") or "",
             store=os.environ.get("ASSET_PIPELINE_STORE", "local"),
             archive=os.environ.get("ASSET_PIPELINE_ARCHIVE", "local"),
+            replica=os.environ.get("ASSET_PIPELINE_REPLICA") or None,
+            embed_shards=int(os.environ.get("ASSET_PIPELINE_EMBED_SHARDS") or 1),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
             c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
@@ -74,24 +97,34 @@ class Settings:
             executor=os.environ.get("ASSET_PIPELINE_EXECUTOR") or "default",
             celery_broker=os.environ.get("ASSET_PIPELINE_CELERY_BROKER") or "redis://127.0.0.1:6379/0",
         )
+        if "inbox" not in overrides and "home" in overrides and not os.environ.get("ASSET_PIPELINE_INBOX"):
+            overrides = {**overrides, "inbox": ""}  # follows the new home
         return replace(settings, **overrides) if overrides else settings
 
-    # Paths derived from the home; kept here so every component uses the same layout.
     @property
-    def objects_dir(self) -> Path:
+    def s3(self) -> S3Access:
+        return self.home.s3 or S3Access(self.s3_endpoint_url, self.s3_region)
+
+    # Locations derived from the home; kept here so every component uses the same layout.
+    @property
+    def objects_dir(self) -> Location:
         return self.home / "objects"
 
     @property
-    def tables_dir(self) -> Path:
+    def tables_dir(self) -> Location:
         return self.home / "tables"
 
     @property
-    def lancedb_dir(self) -> Path:
+    def lancedb_dir(self) -> Location:
         return self.home / "lancedb"
 
     @property
-    def quarantine_dir(self) -> Path:
+    def quarantine_dir(self) -> Location:
         return self.home / "quarantine"
+
+    @property
+    def usage_inbox(self) -> Location:
+        return self.home / "usage_inbox"
 
     @property
     def inbox_is_s3(self) -> bool:
@@ -108,9 +141,9 @@ class Settings:
         return _split_s3(self.store)
 
     @property
-    def archive_dir(self) -> Path:
+    def archive_dir(self) -> Location:
         return self.home / "archive"
 
     @property
-    def retention_file(self) -> Path:
+    def retention_file(self) -> Location:
         return self.home / "retention.yaml"

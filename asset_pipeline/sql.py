@@ -13,6 +13,7 @@ def connect(tables: Tables, names: list[str] | None = None) -> duckdb.DuckDBPyCo
     Views read the Parquet files of each table's current Delta snapshot, so DuckDB pushes filters
     and projections down and nothing is copied until a query reads it."""
     con = duckdb.connect()
+    tables.configure_duckdb(con)
     for name in names or list(SCHEMAS):
         con.execute(f"create or replace view {name} as select * from {tables.scan_sql(name)}")
     return con

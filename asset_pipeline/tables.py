@@ -19,6 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.location import Location
 
 TS = pa.timestamp("us", tz="UTC")
 T = TypeVar("T")
@@ -111,6 +112,9 @@ RECALLS = pa.schema([
     ("requested_at", TS), ("run_id", pa.string()),
 ])
 
+# Blobs copied to the local store's replica (ASSET_PIPELINE_REPLICA), so a crash resumes.
+REPLICA_LOG = pa.schema([("sha256", pa.string()), ("replicated_at", TS)])
+
 # Hash copies a sweep found unneeded, and since when (mark, then delete after the grace window).
 BLOB_MARKS = pa.schema([
     ("sha256", pa.string()), ("store", pa.string()), ("marked_at", TS), ("run_id", pa.string()),
@@ -129,6 +133,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "collection_stats": COLLECTION_STATS,
     "lifecycle_actions": LIFECYCLE_ACTIONS,
     "blob_marks": BLOB_MARKS,
+    "replica_log": REPLICA_LOG,
     "models": MODELS,
     "recalls": RECALLS,
 }
@@ -175,28 +180,42 @@ def with_commit_retries(fn: Callable[[], T], retries: int = COMMIT_RETRIES, what
 
 
 class Tables:
-    """The Delta tables under one root (``<home>/tables``)."""
+    """The Delta tables under one root (``<home>/tables``, a local folder or an S3 prefix)."""
 
-    def __init__(self, root: Path, commit_retries: int = COMMIT_RETRIES):
-        self.root = Path(root)
+    def __init__(self, root: Location | str | Path, commit_retries: int = COMMIT_RETRIES):
+        self.root = root if isinstance(root, Location) else Location.parse(root)
+        self.storage_options = self.root.s3.delta_options() if self.root.is_s3 else None
         self.commit_retries = commit_retries
         self._current: set[str] = set()  # tables known to have every column of their schema
 
     def uri(self, name: str) -> str:
         if name not in SCHEMAS:
             raise KeyError(f"unknown table {name!r}; known: {sorted(SCHEMAS)}")
-        return str(self.root / name)
+        return (self.root / name).uri
 
     def exists(self, name: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(name))
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options)
 
     def open(self, name: str) -> DeltaTable | None:
-        return DeltaTable(self.uri(name)) if self.exists(name) else None
+        return self._table(name) if self.exists(name) else None
+
+    def _table(self, name: str) -> DeltaTable:
+        return DeltaTable(self.uri(name), storage_options=self.storage_options)
+
+    def configure_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let `con` read this root's Parquet files (httpfs and a secret for an S3 root)."""
+        if self.root.is_s3:
+            from asset_pipeline.usage.reports import load_extension
+
+            load_extension(con, "httpfs")
+            con.execute(self.root.s3.duckdb_secret_sql())
 
     def files(self, name: str) -> list[str]:
         """Parquet files of the current snapshot, from the Delta log."""
         dt = self.open(name)
-        return [] if dt is None else [unquote(u.removeprefix("file://")) for u in dt.file_uris()]
+        if dt is None:
+            return []
+        return [u if u.startswith("s3://") else unquote(u.removeprefix("file://")) for u in dt.file_uris()]
 
     def scan_sql(self, name: str, files: list[str] | None = None) -> str:
         """A DuckDB table expression for the current snapshot.
@@ -227,6 +246,7 @@ class Tables:
             return schema.empty_table()
         con = duckdb.connect()
         try:
+            self.configure_duckdb(con)
             query = f"select {', '.join(chr(34) + n + chr(34) for n in schema.names)} from {self.scan_sql(name, files)}"
             if where:
                 query += f" where {where}"
@@ -272,7 +292,8 @@ class Tables:
         if data.num_rows:
             self.ensure(name)
             self._retry(lambda: write_deltalake(self.uri(name), data, mode="append",
-                                                partition_by=PARTITIONS.get(name)), f"append to {name}")
+                                                partition_by=PARTITIONS.get(name),
+                                                storage_options=self.storage_options), f"append to {name}")
         return data.num_rows
 
     def delete_matching(self, name: str, rows: list[dict], keys: Sequence[str]) -> int:
@@ -285,7 +306,7 @@ class Tables:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> int:
-            result = (DeltaTable(self.uri(name)).merge(source, predicate, source_alias="s", target_alias="t")
+            result = (self._table(name).merge(source, predicate, source_alias="s", target_alias="t")
                       .when_matched_delete().execute())
             return int(result.get("num_target_rows_deleted", 0))
 
@@ -295,7 +316,8 @@ class Tables:
         """Overwrite a derived table with a new snapshot (one commit; old files stay for time travel)."""
         data = self.conform(name, rows)
         self.ensure(name)
-        self._retry(lambda: write_deltalake(self.uri(name), data, mode="overwrite"), f"replace {name}")
+        self._retry(lambda: write_deltalake(self.uri(name), data, mode="overwrite",
+                                            storage_options=self.storage_options), f"replace {name}")
         return data.num_rows
 
     def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True,
@@ -318,7 +340,7 @@ class Tables:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> dict:
-            merger = DeltaTable(self.uri(name)).merge(data, predicate, source_alias="s", target_alias="t")
+            merger = self._table(name).merge(data, predicate, source_alias="s", target_alias="t")
             if columns is not None:
                 merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
             elif update:
@@ -337,7 +359,7 @@ class Tables:
             return
         try:
             write_deltalake(self.uri(name), SCHEMAS[name].empty_table(), mode="append",
-                            partition_by=PARTITIONS.get(name))
+                            partition_by=PARTITIONS.get(name), storage_options=self.storage_options)
         except (CommitFailedError, DeltaError):
             if not self.exists(name):
                 raise

@@ -26,8 +26,8 @@ def _assert_consistent(cat: Catalog, counts: dict) -> None:
                          group by asset_id) m on m.asset_id = a.id where a.current_version <> m.v""")
     assert lagging.num_rows == 0
     assert set(cat.home.store.iter_hashes()) == integrity.version_hashes(cat.tables)  # no orphans, no gaps
-    assert not list((cat.home.settings.objects_dir / ".tmp").iterdir())  # no half-written blob left
-    quarantined = [p for p in cat.home.settings.quarantine_dir.rglob("*") if p.is_file()
+    assert not list((cat.home.settings.objects_dir.path / ".tmp").iterdir())  # no half-written blob left
+    quarantined = [p for p in cat.home.settings.quarantine_dir.path.rglob("*") if p.is_file()
                    and not p.name.endswith(".meta.json")]
     assert len(quarantined) == counts["rejected"]  # each reject moved exactly once
 

@@ -33,7 +33,8 @@ def test_ingest_job_materializes_the_group_with_metadata_and_checks(settings, sa
         assert 0 < meta["asset_versions"]["dedup_ratio"] < 1
         assert "images/sunset" in meta["asset_versions"]["preview"] or "sunset" in meta["asset_versions"]["preview"]
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True}
+        assert checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True,
+                          "replica_in_sync": True}
         # the instance recorded the materializations
         assert instance.get_latest_materialization_event(dg.AssetKey("assets")) is not None
 
@@ -54,7 +55,8 @@ def test_checks_fail_when_a_blob_goes_missing(settings, sample_counts) -> None:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         # 12 blobs, a sample of 20: every blob is re-hashed, so the missing one fails that check too
-        assert checks == {"blobs_exist": False, "sample_rehashes": False, "no_duplicate_ids": True}
+        assert checks == {"blobs_exist": False, "sample_rehashes": False, "no_duplicate_ids": True,
+                          "replica_in_sync": True}
 
 
 def test_group_names_follow_the_contract() -> None:

@@ -90,19 +90,14 @@ def _local_state_outside_the_home(cluster: Cluster) -> list[str]:
     return [str(p) for party in parties for p in party.rglob("s3:*")]
 
 
-S3_HOME_MISSING = ("ASSET_PIPELINE_HOME=s3://bucket/prefix is the lead's half of issue 12 (Location-based "
-                   "Settings/Home: Delta, LanceDB, quarantine, usage inbox, analytics and locks on S3); not on "
-                   "main yet — flip to a plain param when it lands")
-
-
-@pytest.mark.parametrize("home_kind", ["local", pytest.param("s3", marks=pytest.mark.xfail(
-    strict=True, reason=S3_HOME_MISSING))])
+@pytest.mark.parametrize("home_kind", ["local", "s3"])
 def test_end_to_end_across_celery_workers(home_kind: str, dagster_pg: dict[str, str], redis_url: str,
                                           tmp_path: Path, request: pytest.FixtureRequest,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """ingest → embed → usage report → retention sweep, every step on one of two dagster-celery
     workers (a CPU worker on the default queue, a GPU worker on `gpu`), each with its own working
-    folder, TMPDIR and DAGSTER_HOME; the instance on Postgres; then the single-machine invariants."""
+    folder, TMPDIR and DAGSTER_HOME; the instance on Postgres; the home a local folder (one host) or
+    on S3 (moto's server: what several hosts share); then the single-machine invariants."""
     monkeypatch.chdir(tmp_path)  # nothing the test process opens may land in the repository
     samples = tmp_path / "samples"
     counts = make_samples(samples)

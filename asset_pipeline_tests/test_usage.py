@@ -149,7 +149,7 @@ def test_backfill_over_a_range_and_the_schedule_builds_yesterday(with_events: Ca
 
 
 def test_malformed_event_file_is_reported_and_good_rows_land(ingested: Catalog, settings) -> None:
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     inbox.mkdir(parents=True)
     lines = [
         json.dumps({"asset_id": SUNSET, "action": "view", "user_id": "ann", "at": "2026-11-20T10:00:00Z"}),
@@ -187,17 +187,17 @@ def test_a_rotated_log_with_the_same_name_loses_nothing_and_a_redelivered_one_ad
         ingested: Catalog, settings) -> None:
     from asset_pipeline.usage.intake import ingest_usage_files
 
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     monday = [{"asset_id": SUNSET, "action": "view", "user_id": u, "at": "2026-11-20T10:00:00Z"} for u in "abc"]
     tuesday = [{"asset_id": FOREST, "action": "download", "user_id": u, "at": "2026-11-21T10:00:00Z"} for u in "abc"]
     _log(inbox, "app.jsonl", monday)
-    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 3
     _log(inbox, "app.jsonl", tuesday)  # rotated: the same name, other rows on the same lines
-    assert ingest_usage_files(ingested.tables, inbox).events == 3
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 3
     _log(inbox, "app.jsonl", monday)  # the first file delivered again
-    assert ingest_usage_files(ingested.tables, inbox).events == 0
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 0
     _log(inbox, "app-export.jsonl", monday + [monday[0]])  # re-exported with one more (identical) row
-    assert ingest_usage_files(ingested.tables, inbox).events == 1
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 1
     assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 7}]
     assert len(list((inbox / ".done").glob("app.*.jsonl"))) == 2  # both days' files kept, none overwritten
 
@@ -206,13 +206,13 @@ def test_two_intakes_of_the_same_files_at_once_add_each_event_once(ingested: Cat
                                                                     tmp_path: Path) -> None:
     from .conftest import run_python  # noqa: F401 - same interpreter settings as the other tests
 
-    inbox = settings.home / "usage_inbox"
+    inbox = settings.home.path / "usage_inbox"
     _log(inbox, "app.jsonl", [{"asset_id": SUNSET, "action": "view", "user_id": f"u{i}",
                                "at": "2026-11-20T10:00:00Z"} for i in range(50)])
     code = ("from asset_pipeline import Catalog, Settings\n"
             "from asset_pipeline.usage.intake import ingest_usage_files\n"
             f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
-            f"print(ingest_usage_files(c.tables, c.home.settings.home / 'usage_inbox').events)\n")
+            f"print(ingest_usage_files(c.tables, c.home.settings.usage_inbox).events)\n")
     env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "usage-merge",
            "ASSET_PIPELINE_BARRIER": str(tmp_path / "barrier"), "ASSET_PIPELINE_BARRIER_PARTIES": "2"}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

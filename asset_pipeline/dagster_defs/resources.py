@@ -1,7 +1,7 @@
 """Resources: the home (local or S3 through dagster-aws's S3Resource)."""
 
 
-from pathlib import Path
+from dataclasses import replace
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -11,11 +11,15 @@ from asset_pipeline.settings import Settings
 
 
 class PipelineHome(dg.ConfigurableResource):
-    """Where state lives. `store` is 'local' or s3://bucket/prefix; `inbox` a folder or s3:// URI."""
+    """Where state lives. `home` is a folder or s3://bucket/prefix; `store` and `archive` are
+    'local' (inside the home) or s3://bucket/prefix; `inbox` a folder or s3:// URI; `replica` an
+    s3:// URI that every blob of a local store is copied to."""
 
     home: str
     inbox: str
     store: str = "local"
+    archive: str = "local"
+    replica: str | None = None
     durable: bool = True
     workers: int = 2
     presign_expiry_s: int = 3600
@@ -26,22 +30,26 @@ class PipelineHome(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings, progress: bool = False) -> "PipelineHome":
         return cls(
-            home=str(settings.home), inbox=settings.inbox, store=settings.store, durable=settings.durable,
+            home=settings.home.uri, inbox=settings.inbox, store=settings.store, archive=settings.archive,
+            replica=settings.replica, durable=settings.durable,
             workers=settings.workers, presign_expiry_s=settings.presign_expiry_s,
             multipart_threshold_bytes=settings.multipart_threshold_bytes, progress=progress,
             s3=S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region),
         )
 
     def settings(self) -> Settings:
-        return Settings(
-            home=Path(self.home), inbox=self.inbox, store=self.store, s3_endpoint_url=self.s3.endpoint_url,
-            s3_region=self.s3.region_name, presign_expiry_s=self.presign_expiry_s,
-            multipart_threshold_bytes=self.multipart_threshold_bytes, durable=self.durable, workers=self.workers,
-        )
+        # Signing keys and trust anchors are secrets: they come from the environment of the process
+        # that runs the step (Settings.from_env), never from run config.
+        env = Settings.from_env(self.home)
+        return replace(env, inbox=self.inbox, store=self.store, archive=self.archive, replica=self.replica,
+                       s3_endpoint_url=self.s3.endpoint_url, s3_region=self.s3.region_name,
+                       presign_expiry_s=self.presign_expiry_s, multipart_threshold_bytes=self.multipart_threshold_bytes,
+                       durable=self.durable, workers=self.workers)
 
     def open(self) -> Home:
         settings = self.settings()
-        needs_s3 = settings.store_is_s3 or settings.inbox_is_s3
+        needs_s3 = (settings.home.is_s3 or settings.store_is_s3 or settings.inbox_is_s3 or settings.archive != "local"
+                    or bool(settings.replica))
         return Home(settings, s3_client=self.s3.get_client() if needs_s3 else None)
 
 

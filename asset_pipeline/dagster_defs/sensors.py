@@ -55,10 +55,10 @@ def build_usage_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int =
     def usage_inbox_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineHome):
         from asset_pipeline.usage.intake import pending_files
 
-        files = pending_files(pipeline.settings().home / "usage_inbox")
+        files = pending_files(pipeline.settings().usage_inbox)
         if not files:
             return dg.SkipReason("no usage files waiting")
-        stamp = "\n".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        stamp = "\n".join(f"{f.name}:{f.size}:{f.mtime_ns}" for f in files)
         import hashlib
 
         return dg.RunRequest(run_key="usage-" + hashlib.sha256(stamp.encode()).hexdigest()[:32])

@@ -9,6 +9,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import multiprocessing
@@ -137,14 +138,42 @@ def _prompt_text(store: ObjectStore, item: dict) -> str:
     return item["prompt"] or ""
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: a fixed share of all versions, chosen by a hash of (asset,
+    version), so shards never overlap and separate runs or pods can embed them at once."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index} of {self.count} does not exist")
+
+    def holds(self, asset_id: str, version: int) -> bool:
+        if self.count == 1:
+            return True
+        digest = hashlib.sha256(f"{asset_id}:{version}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
 def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, model: LoadedModel,
-                  batch_size: int = 64, num_workers: int = 2, append_rows: int = 4096) -> EmbedSummary:
+                  batch_size: int = 64, num_workers: int = 2, append_rows: int = 4096,
+                  shard: Shard = Shard(), index: bool = True) -> EmbedSummary:
+    """Embed the versions of `shard` that the model's table lacks and append them. With `index`
+    (a single, unsharded run) the statuses are synced and the indexes refreshed here too; a
+    fanned-out job leaves that to one step after all shards (`refresh_index`)."""
     import torch
 
     table = vectors.open_or_create(model.model_id, model.dim)
     summary = EmbedSummary(model.label, model.device, table.name)
-    summary.status_updates = sync_status(tables, table)
-    items = pending_versions(tables, table)
+    if index:
+        summary.status_updates = sync_status(tables, table)
+    items = [it for it in pending_versions(tables, table) if shard.holds(it["asset_id"], it["version"])]
     summary.pending = len(items)
     now = datetime.now(UTC)
     buffer: list[dict] = []
@@ -156,6 +185,7 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
                                                "prompt", "status", "created_at")},
                        "vector": vector, "model_id": model.model_id, "embedded_at": now})
         if len(buffer) >= append_rows:
+            failpoint("embed-append")
             summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
             buffer.clear()
             flushed += 1
@@ -191,10 +221,18 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
             emit(item, vec.tolist())
         summary.texts += len(chunk)
     if buffer:
+        failpoint("embed-append")
         summary.embedded += vectors.add(table, pa.Table.from_pylist(buffer, schema=schema(model.dim)))
     summary.seconds = time.perf_counter() - start
-    summary.index = vectors.maintain(table)
+    if index:
+        summary.index = vectors.maintain(table)
     return summary
+
+
+def refresh_index(tables: Tables, vectors: VectorStore, model_id: str, dim: int) -> tuple[int, IndexReport]:
+    """After every shard has appended: statuses synced once, indexes built or refreshed once."""
+    table = vectors.open_or_create(model_id, dim)
+    return sync_status(tables, table), vectors.maintain(table)
 
 
 def sync_status(tables: Tables, table: Any) -> int:

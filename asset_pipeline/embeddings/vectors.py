@@ -17,6 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from asset_pipeline.location import Location
+
 ANN_THRESHOLD = 10_000
 PARTITION_ROWS = 16_384
 REBUILD_FRACTION = 0.10
@@ -54,13 +56,14 @@ class IndexReport:
 
 
 class VectorStore:
-    """The LanceDB database under ``<home>/lancedb``."""
+    """The LanceDB database under ``<home>/lancedb`` (a local folder or an S3 prefix)."""
 
-    def __init__(self, path: Path, ann_threshold: int = ANN_THRESHOLD):
+    def __init__(self, path: Location | Path | str, ann_threshold: int = ANN_THRESHOLD):
         import lancedb
 
-        self.path = Path(path)
-        self.db = lancedb.connect(str(self.path))
+        self.location = path if isinstance(path, Location) else Location.parse(path)
+        options = self.location.s3.lance_options() if self.location.is_s3 else None
+        self.db = lancedb.connect(self.location.uri, storage_options=options)
         self.ann_threshold = ann_threshold
 
     def delete_assets(self, ids: list[str]) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
@@ -358,10 +357,10 @@ class Lifecycle:
         return rows
 
     def _drop_embeddings(self, ids: list[str]) -> None:
-        if self.vectors_dir is not None and Path(self.vectors_dir).exists():
+        if self.vectors_dir is not None:
             from asset_pipeline.embeddings.vectors import VectorStore
 
-            VectorStore(Path(self.vectors_dir)).delete_assets(ids)
+            VectorStore(self.vectors_dir).delete_assets(ids)
 
     def _asset(self, asset_id: str) -> dict:
         rows = self.tables.read("assets", where="id = ?", params=[asset_id]).to_pylist()

@@ -28,6 +28,7 @@ from typing import Any
 
 from asset_pipeline.errors import AssetPipelineError
 from asset_pipeline.formats import ASSET_TYPES
+from asset_pipeline.location import Location
 
 ACTIONS = ("archive", "delete", "prune_versions")
 SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status", "keep_last_versions"}
@@ -161,7 +162,7 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
                            doc.get("archive_storage_class"), float(blob_grace))
 
 
-def load_config(path: Path) -> RetentionConfig:
+def load_config(path: Location | Path) -> RetentionConfig:
     """``<home>/retention.yaml``; a missing file means no policies (and a 30-day grace period)."""
     import yaml
 

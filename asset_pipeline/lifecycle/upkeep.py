@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from asset_pipeline.location import Location
+from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import SCHEMAS, Tables
 
 
@@ -18,7 +20,8 @@ class UpkeepReport:
     vacuumed: int
 
 
-def upkeep(tables: Tables, vectors_dir: Path | None, retention_hours: int = 168) -> list[UpkeepReport]:
+def upkeep(tables: Tables, vectors_dir: Location | Path | None, retention_hours: int = 168,
+           stores: tuple[ObjectStore, ...] = ()) -> list[UpkeepReport]:
     """Delta optimize.compact + vacuum (keeping `retention_hours` of time travel) for every table,
     then for LanceDB: old versions past the same retention removed, and compaction and index
     refresh as `VectorStore.maintain` decides (it never compacts under a live vector index)."""
@@ -32,10 +35,14 @@ def upkeep(tables: Tables, vectors_dir: Path | None, retention_hours: int = 168)
         removed = dt.vacuum(retention_hours=retention_hours, enforce_retention_duration=retention_hours >= 168,
                             dry_run=False)
         reports.append(UpkeepReport(name, before, len(tables.open(name).file_uris()), len(removed)))
-    if vectors_dir is not None and Path(vectors_dir).exists():
+    for store in stores:  # uploads a killed writer never completed cost storage until aborted
+        aborted = store.abort_stale_uploads(timedelta(hours=24))
+        if aborted:
+            reports.append(UpkeepReport(f"uploads/{store.describe()}", aborted, 0, aborted))
+    if vectors_dir is not None:
         from asset_pipeline.embeddings.vectors import VectorStore
 
-        store = VectorStore(Path(vectors_dir))
+        store = VectorStore(vectors_dir)
         for name in store.db.list_tables().tables:
             table = store.db.open_table(name)
             store.maintain(table)

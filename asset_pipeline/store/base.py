@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,6 +91,13 @@ class ObjectStore(ABC):
     @abstractmethod
     def modified_at(self, sha256: str) -> float | None:
         """When the blob was last written (POSIX seconds), None when absent."""
+
+    def abort_stale_uploads(self, older_than: timedelta) -> int:
+        """Abort uploads a killed writer left incomplete (S3 multipart); returns how many."""
+        return 0
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     def flush(self) -> None:
         """Make written blobs durable before metadata points at them (no-op where writes are)."""

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.hashing import hash_file
+from asset_pipeline.location import FileEntry, Location
 from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
 
@@ -37,32 +35,31 @@ class IntakeSummary:
     errors: list[dict] = field(default_factory=list)
 
 
-def pending_files(inbox: Path) -> list[Path]:
-    if not inbox.is_dir():
-        return []
-    return sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith("."))
+def pending_files(inbox: Location) -> list[FileEntry]:
+    """Log files waiting in the usage inbox (hidden files and `.done/` left out)."""
+    return inbox.list(SUFFIXES)
 
 
-def _records(path: Path) -> list[tuple[int, dict | None, str]]:
+def _records(name: str, data: bytes) -> list[tuple[int, dict | None, str]]:
     """(line number, record or None, raw text) for every row of the file."""
-    if path.suffix == ".parquet":
+    if name.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path).to_pylist()
+            rows = pq.read_table(pa.BufferReader(data)).to_pylist()
         except Exception as exc:  # an unreadable Parquet file is one bad "row"
             return [(0, None, f"unreadable parquet: {exc}")]
         return [(i + 1, r, json.dumps(r, default=str)[:500]) for i, r in enumerate(rows)]
     out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-                out.append((i, doc if isinstance(doc, dict) else None, line.strip()[:500]))
-            except json.JSONDecodeError:
-                out.append((i, None, line.strip()[:500]))
+    for i, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            out.append((i, doc if isinstance(doc, dict) else None, line.strip()[:500]))
+        except json.JSONDecodeError:
+            out.append((i, None, line.strip()[:500]))
     return out
 
 
@@ -80,29 +77,30 @@ def _content_ids(records: list[tuple[int, dict | None, str]], file_sha: str) -> 
     return ids
 
 
-def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = None) -> IntakeSummary:
-    files = pending_files(inbox) if files is None else files
-    summary = IntakeSummary(files=[f.name for f in files])
+def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
+    files = [f.name for f in pending_files(inbox)]
+    summary = IntakeSummary(files=files)
     if not files:
         return summary
     known = set(tables.read("assets", columns=["id"])["id"].to_pylist())
     good, now = [], datetime.now(UTC)
     hashes = {}
-    for path in files:
-        records = _records(path)
-        hashes[path] = hash_file(path)[0]
-        for (line, doc, raw), row_id in zip(records, _content_ids(records, hashes[path])):
+    for name in files:
+        data = (inbox / name).read_bytes()
+        records = _records(name, data)
+        hashes[name] = hashlib.sha256(data).hexdigest()
+        for (line, doc, raw), row_id in zip(records, _content_ids(records, hashes[name])):
             try:
                 if doc is None:
                     raise InvalidEvent("row is not a JSON object" if line else raw, "row")
                 event = make_event(doc.get("asset_id"), doc.get("action"), doc.get("user_id"), doc.get("context"),
-                                   doc.get("at"), doc.get("version"), doc.get("collection_id"), source=path.name)
+                                   doc.get("at"), doc.get("version"), doc.get("collection_id"), source=name)
                 if event["asset_id"] not in known:
                     summary.unknown_assets += 1
                     raise InvalidEvent(f"asset_id {event['asset_id']!r} does not exist", "asset_id")
             except InvalidEvent as exc:
                 summary.bad_rows += 1
-                summary.errors.append({"error_id": row_id, "source": path.name, "line": line, "field": exc.field,
+                summary.errors.append({"error_id": row_id, "source": name, "line": line, "field": exc.field,
                                        "reason": exc.reason, "raw": raw, "recorded_at": now})
                 continue
             event["event_id"] = row_id
@@ -114,11 +112,10 @@ def ingest_usage_files(tables: Tables, inbox: Path, files: list[Path] | None = N
     tables.merge("usage_errors", summary.errors, keys=("error_id",), update=False)
     failpoint("usage-before-done")
     done = inbox / ".done"
-    done.mkdir(exist_ok=True)
-    for path in files:
-        target = done / f"{path.stem}.{hashes[path][:16]}{path.suffix}"
-        try:
-            os.replace(path, target)  # same content twice is the same name: nothing to keep apart
+    for name in files:
+        stem, dot, suffix = name.rpartition(".")
+        try:  # same content twice is the same name: nothing to keep apart
+            (inbox / name).move_to(done / f"{stem}.{hashes[name][:16]}{dot}{suffix}")
         except FileNotFoundError:
             pass  # a concurrent intake moved it already
     return summary

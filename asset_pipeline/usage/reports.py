@@ -2,15 +2,16 @@
 
 Three places, so that no reader ever blocks a writer and no view is ever stale:
 - ``<home>/analytics/build.duckdb`` belongs to the pipeline: dbt builds the reports there, one
-  build at a time (the home's analytics lock). Its incremental models keep their state there.
+  build at a time (the home's analytics lock). Its incremental models keep their state there. For a
+  home on S3 the build runs on a local copy that is uploaded back when it succeeds.
 - ``<home>/analytics.duckdb`` is the analysts' file. A build publishes a copy of the build file
-  under a temporary name and renames it into place, so a session that has the file open (read-only
-  or read-write) keeps reading the snapshot it opened and never stops a build.
+  under a temporary name and renames it into place (one PUT on S3), so a session that has the file
+  open, read-only or read-write, keeps reading the snapshot it opened and never stops a build.
 - ``<home>/analytics/reports/<model>.parquet``: each model as Parquet, published the same way, for
   `Catalog.sql` and the pipeline's own reads (no DuckDB file lock involved).
 
 In both DuckDB files the Delta tables are views over DuckDB's ``delta_scan`` (schema `pipeline`,
-and the same names in `main`), which read the table's current snapshot at query time: a view made
+and the same names in `main`), which read a table's current snapshot at query time: a view made
 yesterday shows this morning's ingest.
 """
 
@@ -18,52 +19,53 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
+from asset_pipeline.location import Location
 from asset_pipeline.tables import SCHEMAS, Tables
 
 ANALYTICS_FILE = "analytics.duckdb"
 REPORTS = ("daily_usage", "popular_assets", "asset_usage_stats", "storage_by_project")
 
 
-def analytics_path(home: Path) -> Path:
+def analytics_path(home: Location) -> Location:
     """The analysts' file (published by every report build)."""
-    return Path(home) / ANALYTICS_FILE
+    return home / ANALYTICS_FILE
 
 
-def build_path(home: Path) -> Path:
-    """The pipeline's own build file (dbt's target database)."""
-    return Path(home) / "analytics" / "build.duckdb"
+def reports_dir(home: Location) -> Location:
+    return home / "analytics" / "reports"
 
 
-def reports_dir(home: Path) -> Path:
-    return Path(home) / "analytics" / "reports"
+def extension_file(name: str) -> str:
+    """A DuckDB extension shipped by its duckdb-extension-<name> package (nothing is downloaded
+    at run time; the packages are pinned to the DuckDB version)."""
+    import importlib
+
+    package = importlib.import_module(f"duckdb_extension_{name}")
+    folder = Path(package.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    return str(folder / f"{name}.duckdb_extension")
 
 
-def delta_extension() -> str:
-    """The DuckDB `delta` extension shipped by the duckdb-extension-delta package (nothing is
-    downloaded at run time)."""
-    import duckdb_extension_delta
-
-    folder = Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-    return str(folder / "delta.duckdb_extension")
-
-
-def load_delta(con: duckdb.DuckDBPyConnection) -> None:
-    """Make `delta_scan` available on `con`, and installed for plain DuckDB sessions of this
-    version (so an analyst's own session on the published file can read its views)."""
-    installed = con.execute("select installed from duckdb_extensions() where extension_name = 'delta'").fetchall()
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Load `name` on `con`, installing it first into DuckDB's extension folder so that plain
+    DuckDB sessions of this version (an analyst's own) autoload it too."""
+    installed = con.execute("select installed from duckdb_extensions() where extension_name = ?", [name]).fetchall()
     if not installed or not installed[0][0]:
-        con.execute(f"install '{delta_extension()}'")
-    con.execute("load delta")
+        con.execute(f"install '{extension_file(name)}'")
+    con.execute(f"load {name}")
 
 
 def define_table_views(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:
     """`pipeline.<table>` and `main.<table>` over each Delta table's current snapshot."""
-    load_delta(con)
+    load_extension(con, "delta")
+    tables.configure_duckdb(con)
     con.execute("create schema if not exists pipeline")
     for name in SCHEMAS:
         tables.ensure(name)
@@ -72,60 +74,99 @@ def define_table_views(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:
         con.execute(f"create or replace view main.{name} as select * from pipeline.{name}")
 
 
-def prepare_build(tables: Tables, home: Path) -> Path:
-    """The build file with its source views in place (run under the analytics lock)."""
-    path = build_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def build_file(tables: Tables, home: Location) -> Iterator[Path]:
+    """The build file, local, with its source views in place (hold the analytics lock).
+
+    A local home builds in place. An S3 home downloads the last build (the incremental models'
+    state), builds on that copy and uploads it back only if the build got through."""
+    if not home.is_s3:
+        path = (home / "analytics" / "build.duckdb").path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _with_views(path, tables)
+        yield path
+        return
+    remote = home / "analytics" / "build.duckdb"
+    with tempfile.TemporaryDirectory(prefix="asset-pipeline-build-") as tmp:
+        path = Path(tmp) / "build.duckdb"
+        if remote.is_file():
+            remote.download(path)
+        _with_views(path, tables)
+        yield path
+        _checkpoint(path)
+        remote.upload(path)
+
+
+def _with_views(path: Path, tables: Tables) -> None:
     con = duckdb.connect(str(path))
     try:
         define_table_views(con, tables)
     finally:
         con.close()
-    return path
 
 
-def publish(home: Path) -> list[str]:
-    """After a build: the models as Parquet snapshots, then the analysts' file — each written under
-    a temporary name and renamed into place. Returns the models published."""
-    build = build_path(home)
-    con = duckdb.connect(str(build))
+def _checkpoint(path: Path) -> None:
+    con = duckdb.connect(str(path))
     try:
         con.execute("checkpoint")  # everything in the main file, nothing left in its WAL
+    finally:
+        con.close()
+
+
+def _replace(target: Location, local: Path) -> None:
+    """Put a local file at `target` as a whole: a rename next to it, or one upload."""
+    if target.is_s3:
+        target.upload(local)
+        return
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.path.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+    shutil.copyfile(local, tmp)
+    os.replace(tmp, target.path)  # a session holding the old file keeps the old snapshot
+
+
+def publish(home: Location, build: Path) -> list[str]:
+    """After a build: the models as Parquet snapshots, then the analysts' file. Returns the
+    models published."""
+    _checkpoint(build)
+    con = duckdb.connect(str(build), read_only=True)
+    try:
         present = {r[0] for r in con.execute(
             "select table_name from information_schema.tables where table_schema = 'main'").fetchall()}
         names = [r for r in REPORTS if r in present]
-        out = reports_dir(home)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            tmp = out / f".{name}.{uuid.uuid4().hex[:8]}.parquet"
-            con.execute(f"copy main.{name} to '{tmp}' (format parquet)")
-            os.replace(tmp, out / f"{name}.parquet")
+        with tempfile.TemporaryDirectory(prefix="asset-pipeline-reports-") as tmp:
+            for name in names:
+                local = Path(tmp) / f"{name}.parquet"
+                con.execute(f"copy main.{name} to '{local}' (format parquet)")
+                _replace(reports_dir(home) / f"{name}.parquet", local)
     finally:
         con.close()
-    target = analytics_path(home)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    shutil.copyfile(build, tmp)
-    os.replace(tmp, target)  # a session holding the old file keeps the old snapshot
+    _replace(analytics_path(home), build)
     return names
 
 
-def attach_reports(con: duckdb.DuckDBPyConnection, home: Path) -> list[str]:
-    """The published reports as views on `con` (Parquet snapshots: no lock on any DuckDB file)."""
+def attach_reports(con: duckdb.DuckDBPyConnection, home: Location) -> list[str]:
+    """The published reports as views on `con` (Parquet snapshots: no lock on any DuckDB file).
+    `con` must be able to read the home (see `Tables.configure_duckdb`)."""
     names = []
-    for name in REPORTS:
-        path = reports_dir(home) / f"{name}.parquet"
-        if path.exists():
-            quoted = str(path).replace("'", "''")
+    for entry in reports_dir(home).list((".parquet",)):
+        name = entry.name.removesuffix(".parquet")
+        if name in REPORTS:
+            quoted = (reports_dir(home) / entry.name).uri.replace("'", "''")
             con.execute(f"create or replace view {name} as select * from read_parquet('{quoted}')")
             names.append(name)
     return names
 
 
-def report_numbers(home: Path, day: str) -> dict:
-    """Key numbers of one day's reports, for the Dagster UI."""
+def _reports_connection(tables: Tables, home: Location) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     con = duckdb.connect()
+    tables.configure_duckdb(con)
+    return con, attach_reports(con, home)
+
+
+def report_numbers(tables: Tables, home: Location, day: str) -> dict:
+    """Key numbers of one day's reports, for the Dagster UI."""
+    con, _ = _reports_connection(tables, home)
     try:
-        attach_reports(con, home)
         daily = con.execute("select action, events, distinct_assets, distinct_users from daily_usage "
                             "where day = ?::date order by action", [day]).fetchall()
         popular = con.execute("select asset_id, downloads, events from popular_assets where day = ?::date "
@@ -145,12 +186,12 @@ def report_numbers(home: Path, day: str) -> dict:
     }
 
 
-def refresh_asset_usage(tables: Tables, home: Path) -> int:
+def refresh_asset_usage(tables: Tables, home: Location) -> int:
     """Copy download_count and last_accessed from `asset_usage_stats` into `assets` (one merge,
     only rows that changed), so the retention sweep can select unused assets."""
-    con = duckdb.connect()
+    con, names = _reports_connection(tables, home)
     try:
-        if "asset_usage_stats" not in attach_reports(con, home):
+        if "asset_usage_stats" not in names:
             return 0
         stats = con.sql("select asset_id as id, downloads as download_count, last_accessed "
                         "from asset_usage_stats").to_arrow_table()

@@ -6,47 +6,111 @@ from asset_pipeline.dagster_defs.executors import CELERY_QUEUE_TAG, GPU_QUEUE
 from asset_pipeline.dagster_defs.k8s import GPU_STEP_K8S_CONFIG, k8s_tags
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
-from asset_pipeline.embeddings.job import embed_pending
+from asset_pipeline.embeddings.job import Shard, embed_pending, refresh_index
 from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs, prefiltered_pairs
-from asset_pipeline.embeddings.vectors import VectorStore
 from asset_pipeline.provenance.phash import PHASH_MAX_DISTANCE, hashed_image_ids, phash_pairs
 
 GROUP = "embeddings"
 GPU_TAGS = {"asset_pipeline/compute": "gpu"}  # route to GPU workers (run coordinator / executor config)
-# Where the embedding step itself runs: on Celery, the `gpu` queue (GPU workers); on Kubernetes
-# (k8s_job_executor), a pod with one GPU on a GPU node. Other executors ignore both tags.
+# Where an embedding step itself runs: on Celery, the `gpu` queue (GPU workers); on Kubernetes
+# (k8s_job_executor), a pod with one GPU on a GPU node. Other executors ignore both tags. Only the
+# steps that embed carry them (each shard's step); the index step after them is a CPU step.
 GPU_OP_TAGS = {**GPU_TAGS, CELERY_QUEUE_TAG: GPU_QUEUE, **k8s_tags(GPU_STEP_K8S_CONFIG)}
 
 
-@dg.asset(group_name=GROUP, deps=["asset_versions", "assets"], kinds={"lancedb", "pytorch"}, op_tags=GPU_OP_TAGS)
-def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder) -> \
-        dg.MaterializeResult:
-    """One open_clip vector per image/video/prompt version, in the LanceDB table of the model.
-    Incremental: only versions this model has not embedded yet are read."""
+def _lock(home, model_id: str, part: str):
+    """Runs that embed the same shard of the same model take turns: LanceDB appends of the same
+    rows from two writers at once would both land (measured: three writers, 3× the rows)."""
+    from asset_pipeline.embeddings.vectors import table_name
+
+    return home.lock(f"embed-{table_name(model_id)}-{part}")
+
+
+def _embed(context, pipeline: PipelineHome, embedder: ClipEmbedder, shard: Shard, index: bool):
     home = pipeline.open()
     model = embedder.load()  # ModelUnavailable fails this asset only, with a message that says how to fix it
     if model.spec.is_test_model:
         context.log.warning("embedding with the tiny random-weight test model: results are meaningless")
-    s = embed_pending(home.tables, home.store, VectorStore(home.settings.lancedb_dir), model,
-                      embedder.batch_size, embedder.num_workers)
+    with _lock(home, model.model_id, shard.name):
+        s = embed_pending(home.tables, home.store, home.vectors, model, embedder.batch_size, embedder.num_workers,
+                          shard=shard, index=index)
     if s.failed:
         context.log.warning(f"{len(s.failed)} versions could not be decoded: {s.failed[:5]}")
-    return dg.MaterializeResult(metadata={
-        "rows_embedded": s.embedded, "pending": s.pending, "images_per_s": round(s.images_per_s, 2),
-        "images": s.images, "texts": s.texts, "failed": len(s.failed), "device": s.device, "model": s.model,
-        "lancedb_table": s.table, "table_rows": s.index.rows if s.index else 0,
-        "ann_index": s.index.ann if s.index else "none", "status_updates": s.status_updates,
-        "seconds": round(s.seconds, 3),
-    })
+    return {"rows_embedded": s.embedded, "pending": s.pending, "images_per_s": round(s.images_per_s, 2),
+            "images": s.images, "texts": s.texts, "failed": len(s.failed), "device": s.device, "model": s.model,
+            "lancedb_table": s.table, "seconds": round(s.seconds, 3), "shard": shard.name,
+            **({"table_rows": s.index.rows, "ann_index": s.index.ann, "status_updates": s.status_updates}
+               if s.index else {})}
 
 
-@dg.asset(group_name=GROUP, deps=[clip_embeddings], kinds={"deltalake"})
-def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder) -> \
-        dg.MaterializeResult:
-    """Pairs of live images whose embeddings' cosine similarity passes the threshold."""
+def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
+    """One open_clip vector per image/video/prompt version, in the LanceDB table of the model.
+
+    One step when `shards` is 1. Otherwise a fan-out: `shards` steps (pods on Kubernetes, workers
+    with Celery) each embed a fixed share of the new versions into the same table at once, and one
+    step after them syncs statuses and builds or refreshes the ANN index once. The steps pass
+    nothing to each other but what they write to the home."""
+    description = ("One open_clip vector per image/video/prompt version, in the LanceDB table of the model. "
+                   "Incremental: only versions this model has not embedded yet are read.")
+    if shards <= 1:
+        @dg.asset(name="clip_embeddings", group_name=GROUP, deps=["asset_versions", "assets"],
+                  kinds={"lancedb", "pytorch"}, op_tags=GPU_OP_TAGS, description=description)
+        def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome,
+                            embedder: ClipEmbedder) -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata=_embed(context, pipeline, embedder, Shard(), index=True))
+
+        return clip_embeddings
+
+    def shard_op(i: int) -> dg.OpDefinition:
+        @dg.op(name=f"embed_shard_{i}", ins={"versions": dg.In(dg.Nothing), "assets": dg.In(dg.Nothing)},
+               out=dg.Out(dg.Nothing), tags=GPU_OP_TAGS,
+               description=f"Embed shard {i} of {shards} of the new versions.")
+        def embed_shard(context: dg.OpExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder):
+            yield dg.Output(None, metadata=_embed(context, pipeline, embedder, Shard(i, shards), index=False))
+
+        return embed_shard
+
+    @dg.op(ins={f"shard_{i}": dg.In(dg.Nothing) for i in range(shards)}, out=dg.Out(dg.Nothing),
+           description="After every shard: statuses synced and indexes built or refreshed, once.")
+    def index_embeddings(context: dg.OpExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder):
+        home = pipeline.open()
+        spec = embedder.spec()
+        table = home.vectors.open(spec.model_id)
+        if table is None:
+            yield dg.Output(None, metadata={"table_rows": 0, "ann_index": "none (no rows)"})
+            return
+        dim = table.schema.field("vector").type.list_size
+        with _lock(home, spec.model_id, "index"):
+            updates, report = refresh_index(home.tables, home.vectors, spec.model_id, dim)
+        yield dg.Output(None, metadata={"table_rows": report.rows, "ann_index": report.ann,
+                                        "status_updates": updates, "shards": shards, "lancedb_table": table.name})
+
+    shard_ops = [shard_op(i) for i in range(shards)]
+
+    @dg.graph_asset(name="clip_embeddings", group_name=GROUP, description=description, kinds={"lancedb", "pytorch"},
+                    ins={"asset_versions": dg.AssetIn(dagster_type=dg.Nothing),
+                         "assets": dg.AssetIn(dagster_type=dg.Nothing)})
+    def clip_embeddings(asset_versions, assets):
+        return index_embeddings(**{f"shard_{i}": op(versions=asset_versions, assets=assets)
+                                   for i, op in enumerate(shard_ops)})
+
+    return clip_embeddings
+
+
+def build_near_duplicates(clip_embeddings: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(name="near_duplicates", group_name=GROUP, deps=[clip_embeddings], kinds={"deltalake"})
+    def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome,
+                        embedder: ClipEmbedder) -> dg.MaterializeResult:
+        """Pairs of live images whose embeddings' cosine similarity passes the threshold."""
+        return _near_duplicates(pipeline, embedder)
+
+    return near_duplicates
+
+
+def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.MaterializeResult:
     home = pipeline.open()
     spec = embedder.spec()
-    table = VectorStore(home.settings.lancedb_dir).open(spec.model_id)
+    table = home.vectors.open(spec.model_id)
     # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
     # only those candidates are compared by embedding; images without a pHash go through ANN search.
     candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)

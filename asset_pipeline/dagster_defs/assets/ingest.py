@@ -52,7 +52,8 @@ def ingest(context: dg.AssetExecutionContext, config: InboxConfig,
     batch = store_items(items, home.store, home.tables, home.settings.workers, progress)
     s = home.commit(batch, context.run_id)
     versions_dt, assets_dt = home.tables.open("asset_versions"), home.tables.open("assets")
-    yield dg.MaterializeResult(asset_key="asset_versions", metadata={
+    replica = {"replica_uploaded": s.replica.uploaded, "replica_checked": s.replica.pending} if s.replica else {}
+    yield dg.MaterializeResult(asset_key="asset_versions", metadata={**replica,
         "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
         "bytes_in": s.bytes_in, "bytes_stored": s.bytes_stored, "dedup_ratio": round(s.dedup_ratio, 4),
         "delta_version": versions_dt.version() if versions_dt else -1, "preview": markdown_table(s.preview),
@@ -96,4 +97,19 @@ def no_duplicate_ids(pipeline: PipelineHome) -> dg.AssetCheckResult:
     return _result(integrity.duplicate_ids(home.tables))
 
 
-CHECKS = [blobs_exist, sample_rehashes, no_duplicate_ids]
+@dg.asset_check(asset="asset_versions",
+                description="With a replica (ASSET_PIPELINE_REPLICA): no committed blob waits to be replicated "
+                            "(lag) and a sample of logged blobs is really in the replica (gaps).")
+def replica_in_sync(pipeline: PipelineHome) -> dg.AssetCheckResult:
+    from asset_pipeline.replica import pending_blobs, replica_gaps
+
+    home = pipeline.open()
+    if not home.replicated:
+        return dg.AssetCheckResult(passed=True, metadata={"replica": "none configured"})
+    lag, gaps = len(pending_blobs(home.tables)), replica_gaps(home.store)
+    return dg.AssetCheckResult(passed=not lag and not gaps, metadata={
+        "replica": home.store.replica.describe(), "lag_blobs": lag, "gaps": len(gaps),
+        "examples": "\n".join(gaps[:20]) or "none"})
+
+
+CHECKS = [blobs_exist, sample_rehashes, no_duplicate_ids, replica_in_sync]

@@ -74,7 +74,7 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
 def table_upkeep(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Delta optimize/vacuum and LanceDB compaction, so small files do not pile up."""
     home = pipeline.open()
-    reports = upkeep(home.tables, home.settings.lancedb_dir)
+    reports = upkeep(home.tables, home.settings.lancedb_dir, stores=(home.store, home.archive_store()))
     return dg.MaterializeResult(metadata={
         "tables": len(reports), "files_vacuumed": sum(r.vacuumed for r in reports),
         "files": markdown_table([{"table": r.table, "before": r.files_before, "after": r.files_after}

@@ -15,7 +15,7 @@ from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
 from asset_pipeline.usage.dbt_project import ensure_manifest, project_dir
 from asset_pipeline.usage.intake import ingest_usage_files
-from asset_pipeline.usage.reports import prepare_build, publish, refresh_asset_usage, report_numbers
+from asset_pipeline.usage.reports import build_file, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
 INTAKE_GROUP = "usage_intake"
@@ -40,17 +40,18 @@ def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeli
     """daily_usage, popular_assets, asset_usage_stats, storage_by_project for the partition (or
     backfill range), with their dbt tests as asset checks."""
     home = pipeline.open()
-    root = home.settings.home
+    root = home.root
     window = context.partition_key_range
     # One build at a time per home; analysts read the published copy and never hold this up.
-    with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
-        prepare_build(home.tables, root)
-        runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(write_profile(root)),
+    with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-") as scratch, \
+            build_file(home.tables, root) as database:
+        profiles = write_profile(Path(scratch) / "profile", database, root.s3 if root.is_s3 else None)
+        runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(profiles),
                                 dbt_executable=dbt.dbt_executable)
         events = list(runner.cli(["build", "--vars", json.dumps({"day_from": window.start, "day_to": window.end})],
-                                 context=context, target_path=Path(target)).stream())
-        publish(root)
-    numbers = report_numbers(root, window.end)
+                                 context=context, target_path=Path(scratch) / "target").stream())
+        publish(root, database)
+    numbers = report_numbers(home.tables, root, window.end)
     extra = {
         "daily_usage": {"day": window.end, "events": numbers["events"], "by_action": markdown_table(numbers["daily"])},
         "popular_assets": {"day": window.end, "top": markdown_table(numbers["popular"])},
@@ -72,7 +73,7 @@ def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHom
     """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
     retention sweep selects on)."""
     home = pipeline.open()
-    updated = refresh_asset_usage(home.tables, home.settings.home)
+    updated = refresh_asset_usage(home.tables, home.root)
     return dg.MaterializeResult(metadata={"assets_updated": updated})
 
 
@@ -81,7 +82,7 @@ def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> d
     """Events from JSONL/Parquet application logs in ``<home>/usage_inbox``; bad rows and unknown
     asset ids go to `usage_errors` with file, line and field (API events land directly)."""
     home = pipeline.open()
-    s = ingest_usage_files(home.tables, home.settings.home / "usage_inbox")
+    s = ingest_usage_files(home.tables, home.settings.usage_inbox)
     if s.bad_rows:
         context.log.warning(f"{s.bad_rows} usage rows rejected ({s.unknown_assets} unknown asset ids)")
     return dg.MaterializeResult(metadata={
