@@ -28,6 +28,15 @@ def k8s_defs():
     return build_definitions(Settings.from_env(home="/tmp/unused-home", executor="k8s"))
 
 
+def _op_tags(job) -> dict[str, dict[str, str]]:
+    """Each op's tags, ops inside graphs included: what a step of that op carries (a step's tags are
+    its op's; the run's tags are not passed to step pods)."""
+    from dagster._core.definitions.graph_definition import GraphDefinition
+
+    nodes = (job.get_node(h) for h in job.graph.iterate_node_handles())
+    return {n.name: dict(n.tags) for n in nodes if not isinstance(n.definition, GraphDefinition)}
+
+
 def _step_pod(tags: dict[str, str], component: str = "step_worker"):
     """The V1Job dagster-k8s would create for a step with these tags (as its executor does: the
     step's dagster-k8s/config tag through get_user_defined_k8s_config)."""
@@ -41,20 +50,30 @@ def _step_pod(tags: dict[str, str], component: str = "step_worker"):
     return job.spec.template.spec
 
 
-def test_the_embedding_step_pod_asks_for_one_gpu_on_a_gpu_node(k8s_defs) -> None:
-    job = k8s_defs.resolve_job_def("embed_job")
-    assert job.executor_def.name == "k8s"  # a pod per step: only the embedding step holds the GPU
+@pytest.mark.parametrize("shards", [1, 2])
+def test_each_embedding_step_pod_asks_for_one_gpu_on_a_gpu_node(shards: int) -> None:
+    defs = build_definitions(Settings.from_env(home="/tmp/unused-home", executor="k8s", embed_shards=shards))
+    job = defs.resolve_job_def("embed_job")
+    assert job.executor_def.name == "k8s"  # a pod per step: only the embedding steps hold a GPU
     steps = {s.key: dict(s.tags or {}) for s in create_execution_plan(job).steps}
-    pod = _step_pod(steps["clip_embeddings"])
-    (container,) = pod.containers
-    assert container.resources.limits["nvidia.com/gpu"] == "1"
-    assert container.resources.requests["nvidia.com/gpu"] == "1"
-    assert pod.node_selector == GPU_NODE_SELECTOR
-    assert [(t.key, t.operator, t.effect) for t in pod.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
-    assert container.image == "registry.example.com/asset-pipeline:0.1.0"
-    # A quantity is a string: the parser would take the number 1 without complaint.
-    raw = json.loads(steps["clip_embeddings"][K8S_CONFIG_TAG])["container_config"]["resources"]
-    assert all(isinstance(q, str) for part in raw.values() for q in part.values())
+    embedding = (["clip_embeddings"] if shards == 1 else
+                 [f"clip_embeddings.embed_shard_{i}" for i in range(shards)])
+    for key in embedding:
+        pod = _step_pod(steps[key])
+        (container,) = pod.containers
+        assert container.resources.limits["nvidia.com/gpu"] == "1"
+        assert container.resources.requests["nvidia.com/gpu"] == "1"
+        assert pod.node_selector == GPU_NODE_SELECTOR
+        assert [(t.key, t.operator, t.effect) for t in pod.tolerations] == [("nvidia.com/gpu", "Exists",
+                                                                             "NoSchedule")]
+        assert container.image == "registry.example.com/asset-pipeline:0.1.0"
+        # A quantity is a string: the parser would take the number 1 without complaint.
+        raw = json.loads(steps[key][K8S_CONFIG_TAG])["container_config"]["resources"]
+        assert all(isinstance(q, str) for part in raw.values() for q in part.values())
+    for key in set(steps) - set(embedding):  # the index step after the shards, near_duplicates
+        pod = _step_pod(steps[key])
+        assert not pod.node_selector and not pod.tolerations, key
+        assert not (pod.containers[0].resources and pod.containers[0].resources.limits), key
 
 
 def test_no_other_pod_asks_for_a_gpu(k8s_defs) -> None:
@@ -67,12 +86,12 @@ def test_no_other_pod_asks_for_a_gpu(k8s_defs) -> None:
         run_pod = _step_pod(dict(job.tags), component="run_worker")
         assert not run_pod.node_selector and not run_pod.tolerations, name
         assert "nvidia.com/gpu" not in str(get_user_defined_k8s_config(dict(job.tags)).container_config), name
-        for node in job.nodes:  # a step's tags are its op's (the run's are not passed to step pods)
-            if node.name == "clip_embeddings":
+        for op, tags in _op_tags(job).items():
+            if op == "clip_embeddings":
                 continue
-            config = get_user_defined_k8s_config(dict(node.tags))
-            assert "nvidia.com/gpu" not in json.dumps(config.container_config), (name, node.name)
-            assert not config.pod_spec_config.get("node_selector"), (name, node.name)
+            config = get_user_defined_k8s_config(tags)
+            assert "nvidia.com/gpu" not in json.dumps(config.container_config), (name, op)
+            assert not config.pod_spec_config.get("node_selector"), (name, op)
     # The embedding job's own run pod only coordinates: small, and on a CPU node.
     coordinator = _step_pod(dict(k8s_defs.resolve_job_def("embed_job").tags), component="run_worker")
     assert coordinator.containers[0].resources.requests == {"cpu": "250m", "memory": "1Gi"}

@@ -34,6 +34,7 @@ CHIME = asset_id_for("research", "audio/chime")
 POLICIES = {"grace_period_days": 30, "policies": [
     {"name": "audio", "action": "archive", "select": {"type": "audio"}},
     {"name": "duplicates", "action": "delete", "select": {"tags": ["duplicate"]}}]}
+INGEST_CHECKS = {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True, "replica_in_sync": True}
 
 
 def test_a_missing_server_names_its_debian_package() -> None:
@@ -72,7 +73,7 @@ def test_cli_runs_are_recorded_in_postgres(dagster_pg: dict[str, str], settings:
                            "limit": 1}]
     outcome = cluster.outcome_of(runs[0].run_id)
     assert outcome.metadata["asset_versions"]["new_versions"] == sample_counts["versions"]
-    assert outcome.checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True}
+    assert outcome.checks == INGEST_CHECKS
     assert not (settings.home / "dagster").exists()  # not the embedded SQLite instance
 
 
@@ -122,7 +123,7 @@ def test_end_to_end_across_celery_workers(home_kind: str, dagster_pg: dict[str, 
         assert _local_state_outside_the_home(cluster) == []
         assert ingest.metadata["asset_versions"]["new_versions"] == counts["versions"]
         assert ingest.metadata["ingest_errors"]["rejected"] == counts["rejected"]
-        assert ingest.checks == {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True}
+        assert ingest.checks == INGEST_CHECKS
 
         embed = cluster.run("embed_job")
         assert embed.success, embed.output[-6000:]
