@@ -4,6 +4,10 @@ Levels: view (list the collection, get its assets) < edit (add and remove assets
 unshare, delete the collection). The owner is admin. Every check happens before anything is
 written, so a denied call changes nothing. Names and user ids are data: they are only ever
 passed as query parameters or Arrow values, never spliced into SQL.
+
+These permissions protect collections, not the catalog: `Catalog.get` without a collection,
+`Catalog.sql` and the files under the home are open to whoever can call or read them, and user
+ids are not authenticated (README, "What permissions protect, and what they do not").
 """
 
 from __future__ import annotations
@@ -12,25 +16,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from asset_pipeline.errors import AssetNotFound, AssetPipelineError, AssetUnavailable
+from asset_pipeline.errors import AssetNotFound, AssetUnavailable, CollectionNotFound, InvalidRequest, PermissionDenied
 from asset_pipeline.sql import connect
 from asset_pipeline.tables import Tables
 
 LEVELS = {"view": 1, "edit": 2, "admin": 3}
 
 
-class PermissionDenied(AssetPipelineError, PermissionError):
-    """The user lacks the permission the action needs; nothing was changed."""
-
-
-class CollectionNotFound(AssetPipelineError, KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "collection not found"
-
-
 def _user(value: Any, field: str = "user") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+        raise InvalidRequest(f"{field} must be a non-empty string, got {value!r}")
     return value
 
 
@@ -108,7 +103,7 @@ class Collections:
     def create(self, name: str, owner: str, description: str = "") -> str:
         _user(owner, "owner")
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"collection name must be a non-empty string, got {name!r}")
+            raise InvalidRequest(f"collection name must be a non-empty string, got {name!r}")
         collection_id = "c_" + uuid.uuid4().hex[:24]
         self.tables.append("collections", [{"id": collection_id, "name": name, "description": description or "",
                                             "owner": owner, "created_at": datetime.now(UTC)}])
@@ -136,11 +131,11 @@ class Collections:
 
     def share(self, collection_id: str, user_id: str, permission: str, by: str) -> None:
         if permission not in LEVELS:
-            raise ValueError(f"permission must be one of {', '.join(LEVELS)}, got {permission!r}")
+            raise InvalidRequest(f"permission must be one of {', '.join(LEVELS)}, got {permission!r}")
         _user(user_id, "user_id")
         collection = self.require(collection_id, by, "admin", "share")
         if user_id == collection["owner"]:
-            raise ValueError(f"{user_id!r} owns collection {collection_id}: the owner is always admin")
+            raise InvalidRequest(f"{user_id!r} owns collection {collection_id}: the owner is always admin")
         self.tables.merge("collection_shares", [{"collection_id": collection_id, "user_id": user_id,
                                                  "permission": permission, "granted_by": by,
                                                  "granted_at": datetime.now(UTC)}],

@@ -15,7 +15,6 @@ from asset_pipeline.dagster_defs.executors import default_executor, job_executor
 from asset_pipeline.dagster_defs.k8s import COORDINATOR_K8S_CONFIG, k8s_tags
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.dagster_defs.sensors import build_embed_sensor, build_inbox_sensor, build_usage_inbox_sensor
-from asset_pipeline.embeddings.model import DEFAULT_MODEL
 from asset_pipeline.settings import Settings
 from asset_pipeline.usage.dbt_project import dbt_executable
 
@@ -34,7 +33,7 @@ def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant 
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False,
-                      clip_model: str = DEFAULT_MODEL) -> dg.Definitions:
+                      clip_model: str | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     clip_embeddings = embeddings.build_clip_embeddings(settings.embed_shards)
 
@@ -85,8 +84,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False,
         resources={
             "pipeline": PipelineHome.from_settings(settings, progress=progress),
             "embedder": ClipEmbedder(model=clip_model),
-            "dbt": DbtCliResource(project_dir=str(usage.DBT_DIR), profiles_dir=str(usage.DBT_DIR),
-                                  dbt_executable=dbt_executable()),
+            "dbt": DbtCliResource(project_dir=usage.DBT_PROJECT, dbt_executable=dbt_executable()),
         },
     )
 

@@ -6,22 +6,28 @@ Per-file Python work (Pillow's chunk walk, JSON, stat) holds the GIL; with thous
 files, threads stall on it while processes scale with the cores. A file of up to `WHOLE_READ_MAX`
 is read once: the same bytes are hashed, checked and written, so the disk and page cache see one
 read instead of three, and the blob is exactly the bytes that were hashed. Larger files stream
-(memory stays flat for a 100 GB model)."""
+(memory stays flat for a 100 GB model).
+
+Every inbox file is opened with `open_in_inbox` (no symbolic link is followed, the sidecar's
+neither) and read, checked and copied through that descriptor, so what is stored is the file
+that was listed and hashed, never a link's target; a file replaced after it was hashed is
+caught by its identity (device, inode), not only its size and time."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
 from asset_pipeline.errors import InputRejected
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import FormatInfo, Source, inspect_file
-from asset_pipeline.hashing import hash_file, hash_stream
-from asset_pipeline.identity import asset_id_for, default_name
-from asset_pipeline.inbox import InboxItem
+from asset_pipeline.formats import FormatInfo, Source, ValidationLimits, inspect_file
+from asset_pipeline.hashing import hash_stream
+from asset_pipeline.identity import asset_id_for
+from asset_pipeline.inbox import InboxItem, fd_path, open_in_inbox
 from asset_pipeline.provenance.record import Provenance, add_content_facts, generation_metadata
-from asset_pipeline.sidecar import SIDECAR_SUFFIX, Sidecar
+from asset_pipeline.sidecar import MAX_SIDECAR_BYTES, SIDECAR_SUFFIX, Sidecar, name_from_path
 from asset_pipeline.store import ObjectStore
 
 WHOLE_READ_MAX = 16 * 1024 * 1024
@@ -60,6 +66,7 @@ class Examined:
     written: bool | None = None   # None: not stored yet; else whether this input wrote the blob
     intact: bool = True           # False: the file changed while it was read or copied
     provenance: Provenance | None = None  # field sources, pHash, C2PA, inputs (provenance/record.py)
+    file_id: tuple[int, int] | None = None  # (device, inode) of the file that was hashed
 
 
 @dataclass
@@ -87,16 +94,20 @@ def resolve_identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str
                 f"sidecar project '{sidecar.project}' differs from asset {sidecar.asset_id}'s project '{project}'",
                 "project")
         return sidecar.asset_id, name, project
-    name = sidecar.name or default_name(rel)
+    name = sidecar.name or name_from_path(rel)
     return asset_id_for(sidecar.project, name), name, sidecar.project
 
 
 def _unchanged(ex: Examined) -> bool:
+    """The inbox path still names the very file that was hashed (lstat: a link put in its place
+    is a change), at the same size and time."""
     try:
-        after = os.stat(ex.item.path)
+        after = os.lstat(ex.item.path)
     except FileNotFoundError:
         return False
-    return (after.st_size, after.st_mtime_ns) == ex.stat_before and after.st_size == ex.size
+    same_file = ex.file_id is None or (after.st_dev, after.st_ino) == ex.file_id
+    return (stat.S_ISREG(after.st_mode) and same_file and (after.st_size, after.st_mtime_ns) == ex.stat_before
+            and after.st_size == ex.size)
 
 
 def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = None, write: bool = True) -> Examined:
@@ -109,8 +120,17 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
         ex.intact = _unchanged(ex)
         ex.written = store.put_bytes(content, ex.sha256) if ex.intact and write else False
         return ex
-    ex.written = store.put_file(ex.item.path, ex.sha256) if write else False
-    ex.intact = _unchanged(ex)
+    try:
+        fd = open_in_inbox(ex.item.root, ex.item.rel)
+    except (InputRejected, FileNotFoundError):  # replaced by a link, or gone: not read, not ready
+        ex.written, ex.intact = False, False
+        return ex
+    try:
+        ex.written = store.put_file(fd_path(fd), ex.sha256) if write else False
+        opened = os.fstat(fd)
+        ex.intact = _unchanged(ex) and ex.file_id in (None, (opened.st_dev, opened.st_ino))
+    finally:
+        os.close(fd)
     if not ex.intact and ex.written:
         with store.open(ex.sha256) as f:
             if hash_stream(f)[0] != ex.sha256:
@@ -118,46 +138,99 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
     return ex
 
 
+def inspect_input(item: InboxItem, limits: ValidationLimits = ValidationLimits()) -> FormatInfo:
+    """Validate an input again, later in the run, through the same no-link open as `examine`."""
+    fd = open_in_inbox(item.root, item.rel)
+    try:
+        return inspect_file(fd_path(fd), limits)
+    finally:
+        os.close(fd)
+
+
+def restore_from_input(ex: Examined, store: ObjectStore) -> bool:
+    """Store the blob again from the input it came from, if the input (reached without following
+    a link) still holds exactly those bytes."""
+    try:
+        fd = open_in_inbox(ex.item.root, ex.item.rel)
+    except (InputRejected, FileNotFoundError):
+        return False
+    try:
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            if hash_stream(f)[0] != ex.sha256:
+                return False
+        store.put_file(fd_path(fd), ex.sha256)
+        return True
+    finally:
+        os.close(fd)
+
+
+def read_sidecar(item: InboxItem) -> bytes:
+    """The sidecar's bytes, never through a link, and never more than one byte past the size a
+    sidecar may have (a 10 GB "sidecar" costs 1 MiB of memory to refuse)."""
+    rel = item.rel + SIDECAR_SUFFIX
+    try:
+        fd = open_in_inbox(item.root, rel)
+    except InputRejected as exc:
+        raise InputRejected(f"sidecar {exc.reason}", "sidecar") from exc
+    with open(fd, "rb", buffering=0) as f:
+        return f.read(MAX_SIDECAR_BYTES + 1)
+
+
 def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
-            store: ObjectStore | None = None) -> Examined | Rejection | NotReady:
+            store: ObjectStore | None = None, limits: ValidationLimits = ValidationLimits()
+            ) -> Examined | Rejection | NotReady:
     """Never raises for bad input: every problem becomes a Rejection naming the file or field.
 
     `known_versions` ("asset_id:sha256") are contents that already are versions of their asset:
     their format is not checked again. With `store`, the blob is written here, by the process
-    that holds the bytes."""
+    that holds the bytes. `limits` bound what format validation decodes and accepts."""
     failpoint("examine-item")
     try:
-        if item.orphan_sidecar:
-            media = item.rel[: -len(SIDECAR_SUFFIX)]
-            raise InputRejected(f"sidecar has no media file next to it (expected '{media}')", "sidecar")
-        sidecar_raw = item.sidecar.read_bytes() if item.sidecar is not None else None
-        st = os.stat(item.path)
-        content: bytes | None = None
-        if st.st_size <= WHOLE_READ_MAX:
-            with open(item.path, "rb", buffering=0) as f:
-                content = f.read()
-            sha, size = hashlib.sha256(content).hexdigest(), len(content)
-        else:
-            sha, size = hash_file(item.path)
-        source: Source = content if content is not None else item.path
-        # The sidecar, or what the file embeds (A1111/ComfyUI/EXIF/XMP), field by field.
-        sidecar, provenance = generation_metadata(item.rel, sidecar_raw, source)
-        ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
-        info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source)
-        if info is not None:
-            add_content_facts(provenance, source, info.type, info.format)
-        ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident, provenance=provenance)
-        if store is not None and not sidecar.asset_id:
-            store_examined(ex, store, content)
-        return ex
+        if item.refused:
+            raise InputRejected(item.refused, "key")
+        fd = open_in_inbox(item.root, item.rel)  # a link is refused here, before anything is read
+        try:
+            return _examine_open(item, fd, known_versions, store, limits)
+        finally:
+            os.close(fd)
     except InputRejected as exc:
         return Rejection(item, exc.reason, exc.field)
     except FileNotFoundError:
         return NotReady(item)
 
 
+def _examine_open(item: InboxItem, fd: int, known_versions: frozenset[str], store: ObjectStore | None,
+                  limits: ValidationLimits) -> Examined:
+    if item.orphan_sidecar:
+        media = item.rel[: -len(SIDECAR_SUFFIX)]
+        raise InputRejected(f"sidecar has no media file next to it (expected {media!r})", "sidecar")
+    sidecar_raw = read_sidecar(item) if item.sidecar is not None else None
+    st = os.fstat(fd)
+    content: bytes | None = None
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        if st.st_size <= WHOLE_READ_MAX:
+            content = f.read()
+            sha, size = hashlib.sha256(content).hexdigest(), len(content)
+        else:
+            sha, size = hash_stream(f)
+    source: Source = content if content is not None else fd_path(fd)
+    # The sidecar, or what the file embeds (A1111/ComfyUI/EXIF/XMP), field by field.
+    sidecar, provenance = generation_metadata(item.rel, sidecar_raw, source)
+    ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
+    info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source, limits)
+    if info is not None:
+        add_content_facts(provenance, source, info.type, info.format)
+    ex = Examined(item, sidecar, info, sha, size, (st.st_size, st.st_mtime_ns), *ident, provenance=provenance,
+                  file_id=(st.st_dev, st.st_ino))
+    if store is not None and not sidecar.asset_id:
+        store_examined(ex, store, content)
+    return ex
+
+
 def examine_many(items: list[InboxItem], known_versions: frozenset[str] = frozenset(),
-                 store: ObjectStore | None = None) -> list[Examined | Rejection | NotReady]:
+                 store: ObjectStore | None = None, limits: ValidationLimits = ValidationLimits()
+                 ) -> list[Examined | Rejection | NotReady]:
     """One task for a worker: everything it needs travels with the task (a small pickle: only the
-    known versions of these items), so concurrent ingests in one process never share state."""
-    return [examine(i, known_versions, store) for i in items]
+    known versions of these items, and the validation limits), so concurrent ingests in one
+    process never share state."""
+    return [examine(i, known_versions, store, limits) for i in items]

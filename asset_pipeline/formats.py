@@ -1,16 +1,21 @@
 """Content-based format detection and validation.
 
 The format comes from the bytes, never from the file name: a `.png` that holds a JPEG is a JPEG,
-and a file nobody recognises is rejected instead of being stored as an opaque blob. Only headers
-(and, for images, the chunk structure) are read, so a 100 GB model costs a few kilobytes here.
-A small file the ingest already holds in memory is inspected from those bytes (`Source`), so it
-is read from disk once for hashing, checking and storing together.
+and a file nobody recognises is rejected instead of being stored as an opaque blob. What is
+accepted is decoded, within bounds, so that a header cannot promise what the data does not hold:
+images are decoded in full (after their declared size is checked against a pixel limit, before
+any pixel is allocated) and must end where their structure ends; audio and video streams are
+demuxed and checked against what their headers declare; model and array headers are checked
+against the file's size. A 100 GB model still costs a header read here (its tensors are not
+decoded). A small file the ingest already holds in memory is inspected from those bytes
+(`Source`), so it is read from disk once for hashing, checking and storing together.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 import wave
 from dataclasses import dataclass, field
@@ -24,8 +29,21 @@ _JSON_PROMPT_MAX = 16 * 1024 * 1024
 
 Source = Path | bytes  # a file, or the whole content of one already read
 
+# Pillow's own MAX_IMAGE_PIXELS (about 0.25 GiB of 24-bit pixels); Pillow refuses to open images
+# above twice this whatever our limit says, so a higher setting stops there.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
-def _open(src: Source) -> BinaryIO:
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """What validation decodes and accepts; built from `Settings` (ASSET_PIPELINE_MAX_IMAGE_PIXELS,
+    ASSET_PIPELINE_ALLOW_TRAILING_BYTES) and passed to the workers explicitly."""
+
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # per image; all frames of an animation together
+    allow_trailing_bytes: bool = False  # bytes after an image's end (a ZIP appended to a PNG) refused by default
+
+
+def open_source(src: Source) -> BinaryIO:
     return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")
 
 
@@ -80,60 +98,47 @@ def _sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def _image(src: Source, fmt: str) -> FormatInfo:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with _open(src) as f, Image.open(f, formats=[fmt.upper()]) as img:
-            width, height = img.size
-            mode = img.mode
-            # verify() walks the whole chunk structure (CRCs for PNG) without decoding pixels;
-            # a truncated PNG fails here. JPEG/WebP need a decode to prove they are complete.
-            img.verify()
-        if fmt in ("jpeg", "webp", "gif"):
-            with _open(src) as f, Image.open(f, formats=[fmt.upper()]) as img:
-                img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputRejected(f"{fmt} image is corrupt or truncated: {exc}", "content") from exc
-    return FormatInfo("image", fmt, width, height, details={"mode": mode})
-
-
 def _wav(src: Source) -> FormatInfo:
+    """The frames the header declares must all be there (read in blocks, memory stays flat)."""
     try:
-        with _open(src) as f, wave.open(f, "rb") as w:
+        with open_source(src) as f, wave.open(f, "rb") as w:
             frames, rate = w.getnframes(), w.getframerate()
-            channels = w.getnchannels()
+            channels, frame_bytes = w.getnchannels(), w.getnchannels() * w.getsampwidth()
+            held = 0
+            while block := w.readframes(256 * 1024):
+                held += len(block)
     except (wave.Error, EOFError) as exc:
         raise InputRejected(f"wav audio is corrupt: {exc}", "content") from exc
+    if frame_bytes and held // frame_bytes != frames:
+        raise InputRejected(f"wav header declares {frames} frames; the data holds {held // frame_bytes} "
+                            "(truncated)", "content")
     return FormatInfo("audio", "wav", duration_s=frames / rate if rate else None,
                       details={"sample_rate": rate, "channels": channels})
 
 
-def _av(src: Source, type_: str, fmt: str) -> FormatInfo:
-    """Container formats through PyAV (ships its own FFmpeg); header only."""
+def _av(src: Source, type_: str, fmt: str, limits: ValidationLimits) -> FormatInfo:
+    """Container formats through PyAV (it ships its own FFmpeg). Every packet is demuxed, so a
+    header cannot declare streams, frames or seconds the data does not hold; the first video
+    frame is decoded (its size checked against the pixel limit first) and must match the header.
+    Decoding every frame of a long video would cost minutes, so the rest is not decoded."""
+    import av
+
+    from asset_pipeline.media_streams import check_streams
+
     try:
-        import av
-    except ImportError:  # pragma: no cover - av is a declared dependency
-        return FormatInfo(type_, fmt)
-    try:
-        with _open(src) as f, av.open(f) as container:
-            duration = container.duration / 1_000_000 if container.duration else None
-            width = height = None
-            if container.streams.video:
-                stream = container.streams.video[0]
-                width, height = stream.width or None, stream.height or None
-            elif type_ == "video":
-                type_ = "audio"
+        with open_source(src) as f, av.open(f) as container:
+            return check_streams(container, type_, fmt, limits)
+    except InputRejected:
+        raise
     except Exception as exc:  # av raises many FFmpeg error classes
         raise InputRejected(f"{fmt} media is unreadable: {exc}", "content") from exc
-    return FormatInfo(type_, fmt, width, height, duration)
 
 
 def _npy(src: Source) -> FormatInfo:
     import numpy as np
 
     try:
-        with _open(src) as f:
+        with open_source(src) as f:
             version = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
                 else np.lib.format.read_array_header_2_0
@@ -141,28 +146,34 @@ def _npy(src: Source) -> FormatInfo:
             data_start = f.tell()
     except (ValueError, OSError) as exc:
         raise InputRejected(f"npy array header is invalid: {exc}", "content") from exc
-    expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if dtype.hasobject:
+        raise InputRejected("npy array holds Python objects (only plain numeric data is accepted)", "content")
+    expected = data_start + math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot wrap around
     actual = _size(src)
-    if dtype.hasobject or actual != expected:
-        raise InputRejected(f"npy array is truncated or holds objects ({actual} bytes, expected {expected})",
-                            "content")
+    if actual != expected:
+        raise InputRejected(f"npy array's shape {tuple(shape)} of {dtype} needs {expected} bytes; the file has "
+                            f"{actual} (truncated or padded)", "content")
     return FormatInfo("embedding", "npy", details={"shape": list(shape), "dtype": str(dtype)})
 
 
 def _safetensors(src: Source) -> FormatInfo:
-    size = _size(src)
-    with _open(src) as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > size - 8:
-            raise InputRejected("safetensors header is longer than the file", "content")
-        try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputRejected(f"safetensors header is not JSON: {exc}", "content") from exc
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    if 8 + header_len + max(ends, default=0) > size:
-        raise InputRejected("safetensors file is truncated (tensors extend past its end)", "content")
-    return FormatInfo("model", "safetensors", details={"tensors": len(ends)})
+    """The safetensors library checks the header against the file: offsets contiguous from 0,
+    each tensor's bytes equal to its shape times its dtype, the last one ending exactly at the end
+    of the file. A file is memory-mapped for that (tensors are not read); bytes in memory are
+    parsed as they are. A header without tensors is no model."""
+    from safetensors import SafetensorError, deserialize, safe_open
+
+    try:
+        if isinstance(src, bytes):
+            names = [name for name, _ in deserialize(src)]
+        else:
+            with safe_open(str(src), framework="numpy") as f:
+                names = list(f.keys())
+    except SafetensorError as exc:
+        raise InputRejected(f"safetensors file is invalid: {exc}", "content") from exc
+    if not names:
+        raise InputRejected("safetensors file holds no tensors (its header is empty)", "content")
+    return FormatInfo("model", "safetensors", details={"tensors": len(names)})
 
 
 def _json_prompt(src: Source) -> FormatInfo:
@@ -172,20 +183,22 @@ def _json_prompt(src: Source) -> FormatInfo:
         doc = json.loads(src if isinstance(src, bytes) else src.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputRejected(f"JSON prompt does not parse: {exc}", "content") from exc
+    except RecursionError as exc:
+        raise InputRejected("JSON prompt is nested too deeply to parse", "content") from exc
     if not isinstance(doc, dict):
         raise InputRejected("JSON prompt must be an object", "content")
     return FormatInfo("prompt", "json")
 
 
-def inspect_file(src: Source) -> FormatInfo:
+def inspect_file(src: Source, limits: ValidationLimits = ValidationLimits()) -> FormatInfo:
     """Detect the format of `src` (a path, or a whole file's bytes) from its content and check it
-    is complete.
+    is complete, within `limits`.
 
     Raises InputRejected (field ``content``) for empty, unknown, corrupt or truncated files —
     including any error a decoder raises, so one odd file can never crash a run.
     """
     try:
-        return _inspect(src)
+        return _inspect(src, limits)
     except InputRejected:
         raise
     except (OSError, FileNotFoundError):
@@ -194,7 +207,7 @@ def inspect_file(src: Source) -> FormatInfo:
         raise InputRejected(f"content could not be decoded: {type(exc).__name__}: {exc}", "content") from exc
 
 
-def _inspect(src: Source) -> FormatInfo:
+def _inspect(src: Source, limits: ValidationLimits) -> FormatInfo:
     if isinstance(src, bytes):
         head = src[:64]
     else:
@@ -207,11 +220,13 @@ def _inspect(src: Source) -> FormatInfo:
         raise InputRejected(f"unknown format (first bytes {head[:8].hex()})", "content")
     type_, fmt = sniffed
     if type_ == "image":
-        return _image(src, fmt)
+        from asset_pipeline.images import check_image
+
+        return check_image(src, fmt, limits)
     if fmt == "wav":
         return _wav(src)
     if fmt in ("mp4", "m4a", "webm", "flac", "ogg", "mp3"):
-        return _av(src, type_, fmt)
+        return _av(src, type_, fmt, limits)
     if fmt == "npy":
         return _npy(src)
     if fmt == "safetensors":

@@ -10,12 +10,21 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from asset_pipeline.errors import HomeNotFound
 from asset_pipeline.inbox import InboxItem, scan_local, scan_s3
 from asset_pipeline.ingest import IngestSummary, Progress, commit_batch, new_run_id, store_items
 from asset_pipeline.location import Location
 from asset_pipeline.settings import Settings
 from asset_pipeline.store import LocalObjectStore, ObjectStore, S3ObjectStore
 from asset_pipeline.tables import Tables
+
+
+def require_home(settings: Settings) -> None:
+    """Refuse a home that does not exist: a mistyped $ASSET_PIPELINE_HOME must not quietly become a
+    new, empty home (only `init`, `quickstart` and an explicit path create one)."""
+    if not settings.home.is_s3 and not settings.home.path.is_dir():  # an S3 prefix exists once written to
+        raise HomeNotFound(f"no home at {settings.home} (ASSET_PIPELINE_HOME, default ./data): check the path, "
+                           f"or create it with: asset-pipeline init (or asset-pipeline quickstart)")
 
 
 class Home:
@@ -113,26 +122,28 @@ class Home:
             return scan_s3(self.s3_client, bucket, prefix, self.spool_dir(run_id or new_run_id()), only)
         return scan_local(Path(s.inbox), only)
 
-    def remove_from_s3_inbox(self, rel: str, with_sidecar: bool = True) -> None:
-        """After an S3 input is quarantined, the original leaves the S3 inbox."""
-        bucket, prefix = self.settings.inbox_s3()
-        base = f"{prefix}/" if prefix else ""
-        keys = [base + rel] + ([base + rel + ".meta.json"] if with_sidecar else [])
-        self.s3_client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+    def remove_from_s3_inbox(self, item: InboxItem) -> None:
+        """After an S3 input is quarantined locally, the original leaves the S3 inbox: exactly the
+        keys its copies came from (an object that could not be read stays where it is)."""
+        keys = [k for k in (item.s3_key, item.s3_sidecar_key) if k is not None]
+        if keys:
+            bucket, _ = self.settings.inbox_s3()
+            self.s3_client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
 
     def ingest(self, only: list[str] | None = None, progress: Progress | None = None,
                run_id: str | None = None) -> IngestSummary:
         """Scan, store and commit in one call (what the Dagster ingest asset does)."""
         run_id = run_id or new_run_id()
         items = self.scan_inbox(only, run_id)
-        batch = store_items(items, self.store, self.tables, self.settings.workers, progress)
+        batch = store_items(items, self.store, self.tables, self.settings.workers, progress,
+                            self.settings.validation_limits())
         return self.commit(batch, run_id)
 
     def commit(self, batch, run_id: str) -> IngestSummary:
         on_moved = None
         if self.settings.inbox_is_s3:
             def on_moved(r):  # noqa: E306 - the S3 original goes only once the quarantined copy is safe
-                self.remove_from_s3_inbox(r.item.rel, r.item.sidecar is not None)
+                self.remove_from_s3_inbox(r.item)
         try:
             summary = commit_batch(batch, self.store, self.tables, self.root / "quarantine", run_id, on_moved)
         finally:

@@ -2,16 +2,28 @@
 
 A generator writes the media file first and its ``<file>.meta.json`` sidecar last, so an input
 is ready when its sidecar exists. Hidden files and folders (``.partial``, ``.tmp``) are ignored.
+
+Nothing outside the inbox is ever read: a symbolic link (to a file, a sidecar or a folder) is
+listed as an input of its own, never followed, and every open of an inbox file walks the path
+one component at a time with ``O_NOFOLLOW`` (`open_in_inbox`), so a link planted after the
+listing is refused too; the ingest records it in ``ingest_errors`` and quarantines the link.
+S3 keys are used exactly as listed: a key that is not already a clean relative path is never
+turned into one (``a/./b`` is not ``a/b``); its bytes are fetched by that exact key into a
+stand-in name and quarantined with a reason.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from asset_pipeline.errors import InputRejected
 from asset_pipeline.location import Location
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
@@ -24,6 +36,14 @@ class InboxItem:
     size: int
     mtime_ns: int
     orphan_sidecar: bool = False  # a sidecar whose media file is missing
+    refused: str | None = None    # known bad from the listing (an unsafe or unreadable S3 key): the reason
+    s3_key: str | None = None     # the S3 object `path` was copied from (leaves the S3 inbox once quarantined)
+    s3_sidecar_key: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """The inbox folder (or S3 spool) that `rel` is relative to."""
+        return self.path.parents[len(PurePosixPath(self.rel).parts) - 1]
 
 
 def _hidden(rel: PurePosixPath) -> bool:
@@ -45,8 +65,10 @@ def pair_files(files: dict[str, tuple[int, int]]) -> list[tuple[str, str | None,
 
 
 def list_local(root: Path) -> dict[str, tuple[int, int]]:
-    """{rel: (size, mtime_ns)} of every visible file under `root` (plain strings and scandir:
-    a listing of 10^4 files costs milliseconds, not the pathlib overhead)."""
+    """{rel: (size, mtime_ns)} of every visible file and symbolic link under `root` (plain strings
+    and scandir: a listing of 10^4 files costs milliseconds, not the pathlib overhead). A link —
+    to a file or a folder — is listed with its own size and time and never followed, so the
+    ingest can refuse it with a reason; other special files (FIFOs, sockets) are left alone."""
     found: dict[str, tuple[int, int]] = {}
     if not root.is_dir():
         return found
@@ -62,11 +84,11 @@ def list_local(root: Path) -> dict[str, tuple[int, int]]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_dir(follow_symlinks=False):  # as os.walk: no loops through links
-                        stack.append((entry.path, f"{prefix}{entry.name}/"))
-                    elif entry.is_file(follow_symlinks=True):
-                        st = entry.stat()
+                    if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
                         found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
+                    elif entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, f"{prefix}{entry.name}/"))
                 except FileNotFoundError:
                     continue
     return found
@@ -84,58 +106,212 @@ def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:
     return items
 
 
-def safe_rel(key: str) -> str | None:
-    """An S3 key as a relative path, or None if it could escape a folder (``..``, absolute)."""
-    rel = PurePosixPath(key)
-    if rel.is_absolute() or any(p in ("..", "") for p in rel.parts) or "\\" in key or "\x00" in key:
-        return None
-    return rel.as_posix()
+def _refusal(rel: str, dir_fd: int, name: str) -> InputRejected:
+    """Why `name` (in the folder open as `dir_fd`) cannot be opened as an inbox file."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(name, dir_fd=dir_fd)
+        return InputRejected(f"{rel!r} is a symbolic link (to {target!r}): links are never followed out of the "
+                             "inbox, so nothing was read through it", "content")
+    kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+    return InputRejected(f"{rel!r} is {kind}", "content")
 
 
-def list_s3(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, int]]:
+def open_in_inbox(root: Path, rel: str) -> int:
+    """A read-only descriptor of the regular file `rel` under `root`, reached without following
+    any symbolic link below `root` (each folder is opened with O_NOFOLLOW relative to the one
+    before, so swapping a folder or the file for a link between listing and reading is refused,
+    not followed). Raises InputRejected (field ``content``) for a link or a special file and
+    FileNotFoundError when it is gone. `root` itself is configuration and may be a link."""
+    parts = PurePosixPath(rel).parts
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise _refusal("/".join(parts[: i + 1]), folder, part) from exc
+            os.close(folder)
+            folder = inner
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise _refusal(rel, folder, parts[-1]) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _refusal(rel, folder, parts[-1])
+        return fd
+    finally:
+        os.close(folder)
+
+
+def fd_path(fd: int) -> Path:
+    """A path that reopens the very file `fd` is open on (for libraries that want a name: the
+    safetensors reader, boto3's uploader), not whatever the inbox path names by then."""
+    return Path(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else Path(f"/dev/fd/{fd}")
+
+
+# --- S3 inboxes ----------------------------------------------------------------------------------
+
+UNSAFE_KEY_PREFIX = ".unsafe-s3-key-"  # stand-in names; a real key starting with "." is hidden, never listed
+_LOCAL_PATH_ERRORS = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
+
+
+def key_problem(rel: str) -> str | None:
+    """Why a key (below the inbox prefix) cannot be used as a relative local path, or None.
+    Keys are never normalised: ``a/./b`` fetched as ``a/b`` would read a different object."""
+    if "\x00" in rel:
+        return "it contains a NUL byte"
+    if "\\" in rel:
+        return "it contains a backslash"
+    for part in rel.split("/"):
+        if part == "":
+            return "it has an empty segment (a leading '/', '//' or a trailing '/')"
+        if part in (".", ".."):
+            return f"it has a {part!r} segment"
+        if len(part.encode("utf-8", "surrogatepass")) > 255:
+            return "a segment is longer than 255 bytes, more than a file name can be"
+    return None
+
+
+@dataclass(frozen=True)
+class S3Object:
+    key: str                 # the exact key: the key checked is the key read
+    size: int
+    mtime_ns: int
+    unsafe: str | None       # why the key cannot be a local path (its listing entry is a stand-in name)
+
+
+def list_s3_objects(client: Any, bucket: str, prefix: str) -> dict[str, S3Object]:
+    """{rel: object} of the inbox prefix. An unsafe key is listed under a stand-in rel
+    (``.unsafe-s3-key-<hash>``) so that it becomes an error row instead of being skipped."""
     base = f"{prefix}/" if prefix else ""
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, S3Object] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
         for obj in page.get("Contents", []):
-            rel = safe_rel(obj["Key"][len(base):])
-            if rel is None or _hidden(PurePosixPath(rel)):
+            key, size = obj["Key"], int(obj["Size"])
+            rel = key[len(base):]
+            if size == 0 and (rel == "" or rel.endswith("/")):
+                continue  # a folder marker made by a console, not an input
+            problem = key_problem(rel)
+            if problem:
+                rel = UNSAFE_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            elif _hidden(PurePosixPath(rel)):
                 continue
-            found[rel] = (int(obj["Size"]), int(obj["LastModified"].timestamp() * 1e9))
+            found[rel] = S3Object(key, size, int(obj["LastModified"].timestamp() * 1e9), problem)
     return found
 
 
+def list_s3(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, int]]:
+    """{rel: (size, mtime_ns)}, the sensor's view (unsafe keys under their stand-in names)."""
+    return {rel: (o.size, o.mtime_ns) for rel, o in list_s3_objects(client, bucket, prefix).items()}
+
+
+_GONE = "gone"
+
+
+def _download(client: Any, bucket: str, key: str, dest: Path) -> str | None:
+    """Copy one object by its exact key: None when copied, `_GONE` when it was deleted since the
+    listing, else why it could not be read (the batch goes on without it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(dest))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in ("404", "NoSuchKey"):
+            return _GONE
+        return f"{code} {error.get('Message') or ''}".strip()
+    except OSError as exc:  # e.g. keys 'a' and 'a/b' both exist: one cannot be a local file
+        if exc.errno not in _LOCAL_PATH_ERRORS:
+            raise
+        return f"no local copy can be made: {exc.strerror}"
+    return None
+
+
 def scan_s3(client: Any, bucket: str, prefix: str, spool: Path, only: list[str] | None = None) -> list[InboxItem]:
-    """Download new inputs into a local spool so that every later step reads local files."""
-    listing = list_s3(client, bucket, prefix)
+    """Download new inputs into a local spool so that every later step reads local files. A key
+    that is unsafe or cannot be read becomes an input refused with the reason; none stops the batch."""
+    objects = list_s3_objects(client, bucket, prefix)
+    listing = {rel: (o.size, o.mtime_ns) for rel, o in objects.items()}
     if only is not None:
         wanted = set(only) | {r + SIDECAR_SUFFIX for r in only}
         listing = {r: v for r, v in listing.items() if r in wanted}
-    base = f"{prefix}/" if prefix else ""
     items = []
     for rel, side, orphan in pair_files(listing):
-        for r in (rel, side):
-            if r is None:
-                continue
-            dest = spool / r
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, base + r, str(dest))
+        obj = objects[rel]
+        failed = _download(client, bucket, obj.key, spool / rel)
+        if failed == _GONE:
+            continue  # deleted since the listing: nothing to ingest or quarantine
+        refused = None
+        if obj.unsafe:
+            refused = f"S3 key {obj.key!r} is unsafe ({obj.unsafe}); keys are never turned into paths"
+        if failed:
+            refused = f"{refused + '; ' if refused else ''}S3 object {obj.key!r} could not be read ({failed}); " \
+                      "it was left in the S3 inbox"
+        side_key = objects[side].key if side else None
+        if side and not refused:
+            side_failed = _download(client, bucket, side_key, spool / side)
+            if side_failed == _GONE:
+                side = side_key = None
+            elif side_failed:
+                refused = f"its sidecar S3 object {side_key!r} could not be read ({side_failed}); it was left in " \
+                          "the S3 inbox"
+                side = side_key = None
+        elif side:
+            side = side_key = None  # never read for an input refused already
         size, mtime = listing[rel]
-        items.append(InboxItem(rel, spool / rel, spool / side if side else None, size, mtime, orphan))
+        items.append(InboxItem(rel, spool / rel, spool / side if side else None, size, mtime, orphan, refused,
+                               None if failed else obj.key, side_key))
     return items
+
+
+def _upload_no_link(item: InboxItem, rel: str, dest: Location) -> None:
+    """Put an inbox file on S3 through a descriptor opened without following links; a symbolic
+    link is stored as an object holding its target path (as git stores links), never its target."""
+    source = item.root / rel
+    if os.path.islink(source):
+        dest.write_bytes(os.fsencode(os.readlink(source)))
+        return
+    try:
+        fd = open_in_inbox(item.root, rel)
+    except InputRejected:
+        if os.path.islink(source):  # became a link since: still only its target path
+            dest.write_bytes(os.fsencode(os.readlink(source)))
+            return
+        raise
+    try:
+        dest.upload(fd_path(fd))
+    finally:
+        os.close(fd)
 
 
 def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
     """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path.
-    On S3 the upload completes before the local file goes."""
+    On S3 the upload completes before the local file goes. A symbolic link is moved as the link,
+    never its target (locally renamed; on S3 an object holding the link's target path), a
+    dangling one too."""
     target = dest_dir / item.rel
-    moves = [(item.path, target)] + ([(item.sidecar, target.parent / item.sidecar.name)] if item.sidecar else [])
-    for source, dest in moves:
-        if not source.exists():
+    moves = [(item.rel, target)] + ([(item.rel + SIDECAR_SUFFIX, target.parent / item.sidecar.name)]
+                                    if item.sidecar else [])
+    for rel, dest in moves:
+        source = item.root / rel
+        if not os.path.lexists(source):
             continue
         if dest.is_s3:
-            dest.upload(source)
+            _upload_no_link(item, rel, dest)
             source.unlink(missing_ok=True)
         else:
             dest.path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, dest.path)
+    return target
     return target

@@ -30,10 +30,18 @@ from typing import Any
 import pyarrow as pa
 
 from asset_pipeline.errors import InputRejected, ObjectMissing
-from asset_pipeline.examine import Examined, Rejection, die_with_parent, examine_many, resolve_identity, store_examined
+from asset_pipeline.examine import (
+    Examined,
+    Rejection,
+    die_with_parent,
+    examine_many,
+    inspect_input,
+    resolve_identity,
+    restore_from_input,
+    store_examined,
+)
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.formats import inspect_file
-from asset_pipeline.hashing import hash_file
+from asset_pipeline.formats import ValidationLimits
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.location import Location
 from asset_pipeline.provenance.record import version_columns
@@ -128,6 +136,7 @@ def store_items(
     tables: Tables,
     workers: int = 2,
     progress: Progress | None = None,
+    limits: ValidationLimits = ValidationLimits(),
 ) -> StoredBatch:
     """Validate, hash and store every input, in `workers` processes, biggest files first so no
     worker idles at the end. Content is hashed before it is written, so known content is never
@@ -147,7 +156,7 @@ def store_items(
 
     def task(chunk: list[InboxItem]) -> tuple:
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
-        return chunk, known, worker_store
+        return chunk, known, worker_store, limits
     done = [0, 0]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
@@ -223,7 +232,7 @@ def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
 def _version_row(a: Examined, version: int, previous: str | None, run_id: str, now: datetime) -> dict:
     s = a.sidecar
     if a.info is None:  # skipped as already known when examined; a concurrent change made it new again
-        a.info = inspect_file(a.item.path)
+        a.info = inspect_input(a.item)
     return {
         "asset_id": a.asset_id, "version": version, "sha256": a.sha256, "size_bytes": a.size,
         "type": a.info.type, "format": a.info.format, "width": a.info.width, "height": a.info.height,
@@ -335,10 +344,9 @@ def verify_blobs(new_rows: list[dict], accepted: list[Examined], store: ObjectSt
             continue
         if not store.unhide(sha):
             ex = source.get(sha)
-            if ex is None or not ex.item.path.exists() or hash_file(ex.item.path)[0] != sha:
+            if ex is None or not restore_from_input(ex, store):  # read without following a link
                 raise ObjectMissing(f"blob {sha} of {ex.item.rel if ex else 'a new version'} was collected "
                                     "while this run committed it, and the input no longer holds those bytes")
-            store.put_file(ex.item.path, sha)
         repaired.append(sha)
     if repaired:
         store.flush()
@@ -415,7 +423,8 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "error_id": eid, "source_path": r.item.rel,
             "sidecar_path": r.item.sidecar and (r.item.rel + SIDECAR_SUFFIX),
             "reason": r.reason, "field": r.field, "size_bytes": r.item.size, "sha256": None,
-            "quarantine_path": (quarantine_root / eid[:16] / r.item.rel).uri, "run_id": run_id, "recorded_at": now,
+            "quarantine_path": (quarantine_root / eid[:16] / r.item.rel).uri if os.path.lexists(r.item.path) else None,
+            "run_id": run_id, "recorded_at": now,
         })
     tables.merge("ingest_errors", rows, keys=("error_id",), update=False)
     failpoint("before-quarantine")

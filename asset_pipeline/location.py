@@ -18,13 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import LocationError
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class LocationError(AssetPipelineError, ValueError):
-    """A home, store or replica URI that names no place the pipeline can use."""
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
-
-
-class LockTimeout(AssetPipelineError):
-    """Another process held the lock for longer than the caller was willing to wait."""
+from asset_pipeline.errors import LockTimeout, UnsafeStore
 
 
 @contextmanager
@@ -117,10 +113,6 @@ def s3_lease(client: Any, bucket: str, key: str, ttl_s: float = 300.0, timeout_s
             client.delete_object(Bucket=bucket, Key=key, IfMatch=current["etag"])
         except ClientError:
             pass  # expired and taken over meanwhile: the lease is not ours to delete
-
-
-class UnsafeStore(AssetPipelineError):
-    """The S3 endpoint ignores conditional writes: concurrent commits would silently lose data."""
 
 
 def verify_conditional_put(client: Any, bucket: str, prefix: str, endpoint: str | None) -> None:

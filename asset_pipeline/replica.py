@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from asset_pipeline.errors import ObjectMissing
+from asset_pipeline.errors import ObjectCorrupt, ObjectMissing
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.hashing import hash_file
 from asset_pipeline.sql import connect
@@ -27,10 +27,6 @@ from asset_pipeline.tables import Tables
 
 EAGER_VERIFY_MAX = 256 * 1024 * 1024  # blobs up to this size are re-hashed before they are served
 BATCH = 1000
-
-
-class ObjectCorrupt(ObjectMissing):
-    """A blob's bytes did not hash to its key while being read; the local copy has been healed."""
 
 
 @dataclass

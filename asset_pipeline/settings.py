@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from asset_pipeline.errors import ConfigError
+from asset_pipeline.formats import DEFAULT_MAX_IMAGE_PIXELS, ValidationLimits
 from asset_pipeline.location import Location, LocationError, S3Access
 
 DEFAULT_HOME = "data"
@@ -21,6 +23,28 @@ def _split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"S3 URI has no bucket: {uri!r}")
     return bucket, prefix.strip("/")
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number above 0, got {raw!r}")
+    return value
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,8 @@ class Settings:
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     embed_shards: int = 1  # the embedding job's fan-out: steps (pods, workers) that embed at once
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # declared size checked before an image is decoded
+    allow_trailing_bytes: bool = False  # accept bytes after an image's end (a ZIP appended to a PNG)
     # Content credentials on export (issue 14): a PEM certificate chain (leaf first) and its key
     # sign a C2PA manifest into every exported copy; trust anchors (PEM) judge signers when reading.
     c2pa_sign_cert: str | None = None
@@ -78,8 +104,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
-        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` / ``_ARCHIVE`` / ``_REPLICA``
-        (plus the AWS endpoint and region)."""
+        """Read ``ASSET_PIPELINE_HOME`` / ``_INBOX`` / ``_STORE`` / ``_ARCHIVE`` / ``_REPLICA``, the
+        validation knobs ``_MAX_IMAGE_PIXELS`` and ``_ALLOW_TRAILING_BYTES`` (plus the AWS endpoint
+        and region)."""
         settings = cls(
             home=home or os.environ.get("ASSET_PIPELINE_HOME") or DEFAULT_HOME,
             inbox=os.environ.get("ASSET_PIPELINE_INBOX") or "",
@@ -89,6 +116,8 @@ class Settings:
             embed_shards=int(os.environ.get("ASSET_PIPELINE_EMBED_SHARDS") or 1),
             s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             s3_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            max_image_pixels=_positive_int("ASSET_PIPELINE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+            allow_trailing_bytes=_flag("ASSET_PIPELINE_ALLOW_TRAILING_BYTES"),
             c2pa_sign_cert=os.environ.get("ASSET_PIPELINE_C2PA_CERT") or None,
             c2pa_sign_key=os.environ.get("ASSET_PIPELINE_C2PA_KEY") or None,
             c2pa_sign_alg=os.environ.get("ASSET_PIPELINE_C2PA_ALG") or "es256",
@@ -100,6 +129,10 @@ class Settings:
         if "inbox" not in overrides and "home" in overrides and not os.environ.get("ASSET_PIPELINE_INBOX"):
             overrides = {**overrides, "inbox": ""}  # follows the new home
         return replace(settings, **overrides) if overrides else settings
+
+    def validation_limits(self) -> ValidationLimits:
+        """What format validation accepts; handed to the ingest's workers."""
+        return ValidationLimits(self.max_image_pixels, self.allow_trailing_bytes)
 
     @property
     def s3(self) -> S3Access:

@@ -2,24 +2,35 @@
 
 Every rejection names the field at fault. Names and projects are data, never paths: they are
 only ever used as values in tables, so a sidecar cannot steer where anything is written.
+
+A name taken from the inbox path obeys the same rules as a sidecar `name` (no control or
+bidirectional-override characters, at most 512 characters). Names and projects are Unicode
+NFC-normalised before they make an asset's identity, so ``café`` written by macOS (decomposed)
+and by Linux (composed) is one asset, not two look-alikes. The JSON itself is held to plain
+JSON: no repeated keys (tools disagree on which one wins), no NaN/Infinity, at most 32 levels of
+nesting, at most 1 MiB.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.identity import default_name
 
 SIDECAR_SUFFIX = ".meta.json"
 REQUIRED = ("model", "prompt", "seed", "created_by", "project")
 OPTIONAL = ("parameters", "tags", "name", "asset_id", "created_at", "change_description")
-_MAX_SIDECAR = 1024 * 1024
+MAX_SIDECAR_BYTES = 1024 * 1024
+MAX_DEPTH = 32
 _MAX_NAME = 512
+_IDENTITY = ("name", "project")  # fields that make an asset id: NFC-normalised
 
 
 @dataclass
@@ -43,6 +54,26 @@ def sidecar_path_for(path: Path) -> Path:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # exactly Unicode category Cc
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")  # overrides and isolates: 'gnp.exe' shown as 'exe.png'
+
+
+def _check_label(value: str, what: str, key: str) -> str:
+    """The rules every short label (name, project, model, user, tag) follows, wherever it came from."""
+    if len(value) > _MAX_NAME:
+        raise InputRejected(f"{what} is longer than {_MAX_NAME} characters", key)
+    if _CONTROL.search(value):
+        raise InputRejected(f"{what} contains control characters", key)
+    if _BIDI.search(value):
+        raise InputRejected(f"{what} contains bidirectional override characters", key)
+    return unicodedata.normalize("NFC", value) if key in _IDENTITY else value
+
+
+def name_from_path(rel: str) -> str:
+    """The default asset name (the inbox path without its extension), held to the rules of a
+    sidecar `name`: a newline in a file name is refused just as in the sidecar."""
+    name = default_name(rel)
+    return _check_label(name, f"the name {name!r} taken from the inbox path (set 'name' in the sidecar or rename "
+                              "the file)", "name")
 
 
 def _text(doc: dict, key: str, *, required: bool, allow_empty: bool = False) -> str | None:
@@ -56,11 +87,47 @@ def _text(doc: dict, key: str, *, required: bool, allow_empty: bool = False) -> 
     value = value.strip()
     if not value and not allow_empty:
         raise InputRejected(f"sidecar field '{key}' is empty", key)
-    if len(value) > _MAX_NAME and key != "prompt":
-        raise InputRejected(f"sidecar field '{key}' is longer than {_MAX_NAME} characters", key)
-    if key != "prompt" and _CONTROL.search(value):
-        raise InputRejected(f"sidecar field '{key}' contains control characters", key)
-    return value
+    return value if key == "prompt" else _check_label(value, f"sidecar field '{key}'", key)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InputRejected(f"sidecar repeats the key {key!r} (tools disagree on which one counts)", "sidecar")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _not_json(constant: str) -> Any:
+    raise InputRejected(f"sidecar holds {constant}, which is not JSON", "sidecar")
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed document, without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def load_document(raw: bytes) -> Any:
+    """The parsed JSON of a sidecar, held to plain JSON (size, repeated keys, NaN, nesting), or
+    InputRejected (field ``sidecar``) saying which rule it broke."""
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise InputRejected("sidecar is larger than 1 MiB", "sidecar")
+    try:
+        doc = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_not_json)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputRejected(f"sidecar is not valid JSON: {exc}", "sidecar") from exc
+    except RecursionError as exc:
+        raise InputRejected(f"sidecar is nested more than {MAX_DEPTH} levels deep", "sidecar") from exc
+    if _depth(doc) > MAX_DEPTH:
+        raise InputRejected(f"sidecar is nested more than {MAX_DEPTH} levels deep", "sidecar")
+    return doc
 
 
 def _timestamp(value: Any) -> datetime:
@@ -75,12 +142,7 @@ def _timestamp(value: Any) -> datetime:
 
 def parse_sidecar(raw: bytes) -> Sidecar:
     """Validate a sidecar document; raises InputRejected naming the offending field."""
-    if len(raw) > _MAX_SIDECAR:
-        raise InputRejected("sidecar is larger than 1 MiB", "sidecar")
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputRejected(f"sidecar is not valid JSON: {exc}", "sidecar") from exc
+    doc = load_document(raw)
     if not isinstance(doc, dict):
         raise InputRejected("sidecar must be a JSON object", "sidecar")
 
@@ -95,6 +157,8 @@ def parse_sidecar(raw: bytes) -> Sidecar:
     tags = doc.get("tags", []) or []
     if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
         raise InputRejected("sidecar field 'tags' must be a list of non-empty strings", "tags")
+    for tag in tags:
+        _check_label(tag, f"sidecar tag {tag!r}", "tags")
 
     return Sidecar(
         model=_text(doc, "model", required=True),

@@ -18,7 +18,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import CommitConflict
 from asset_pipeline.location import Location
 
 TS = pa.timestamp("us", tz="UTC")
@@ -149,10 +149,6 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
 PARTITIONS: dict[str, list[str]] = {"usage_events": ["day"]}
 
 COMMIT_RETRIES = 12
-
-
-class CommitConflict(AssetPipelineError):
-    """A commit kept losing to concurrent writers after every retry; nothing of it was written."""
 
 
 def _transient(exc: Exception) -> bool:

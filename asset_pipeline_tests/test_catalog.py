@@ -64,3 +64,55 @@ def test_sql_sees_every_table_as_a_view(ingested: Catalog) -> None:
 
 def test_empty_home_has_empty_views(catalog: Catalog) -> None:
     assert catalog.sql("select count(*) n from assets").to_pylist() == [{"n": 0}]
+
+
+def test_every_public_error_is_importable_from_errors_and_the_package() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import asset_pipeline
+    from asset_pipeline import errors
+
+    defined = {}
+    for info in pkgutil.walk_packages(asset_pipeline.__path__, "asset_pipeline."):
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, errors.AssetPipelineError):
+                defined[name] = cls
+    assert len(defined) >= 15
+    for name, cls in defined.items():
+        assert getattr(errors, name, None) is cls, f"{name} is not in asset_pipeline.errors"
+        assert getattr(asset_pipeline, name, None) is cls and name in asset_pipeline.__all__, name
+
+
+def test_sql_results_show_as_a_dataframe(ingested: Catalog) -> None:
+    result = ingested.sql("select project, count(*) n, max(width) w from assets group by all order by project")
+    frame = result.to_pandas()
+    assert list(frame.columns) == ["project", "n", "w"] and int(frame["n"].sum()) == 13
+    page = result._repr_html_()  # what Jupyter renders
+    assert page.startswith("<div>") and "<table" in page and "<td>research</td>" in page
+    assert result.to_pylist()[0]["project"] == "marketing" and result.num_rows == 2
+    assert result.column(1).to_pylist() == frame["n"].tolist()
+
+
+def test_assets_are_found_by_project_and_name(ingested: Catalog) -> None:
+    sunset = asset_id_for("research", "images/sunset")
+    assert ingested.find("research", "images/sunset")["id"] == sunset
+    assert ingested.get("research/images/sunset").read() == ingested.get(sunset).read()
+    assert [v["version"] for v in ingested.list_versions("research/images/hero")] == [1, 2]
+    with pytest.raises(AssetNotFound, match="no asset named 'images/nope' in project 'research'"):
+        ingested.find("research", "images/nope")
+    with pytest.raises(AssetNotFound, match="no asset with id or project/name 'research/images/nope'"):
+        ingested.get("research/images/nope")
+
+
+def test_an_implied_home_must_exist(tmp_path, monkeypatch) -> None:
+    from asset_pipeline import HomeNotFound
+
+    monkeypatch.setenv("ASSET_PIPELINE_HOME", str(tmp_path / "typo"))
+    with pytest.raises(HomeNotFound, match="asset-pipeline init"):
+        Catalog()
+    assert not (tmp_path / "typo").exists()
+    Catalog(tmp_path / "typo")  # an explicit path is created
+    assert (tmp_path / "typo" / "tables").is_dir() and Catalog().sql("select count(*) n from assets").num_rows == 1

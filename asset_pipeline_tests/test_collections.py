@@ -130,7 +130,7 @@ def test_ids_that_do_not_exist(shared) -> None:
 
 def test_usage_through_a_collection_records_user_and_collection(shared) -> None:
     cat, cid = shared
-    cat.get(SUNSET, user_id=ODD_USER, collection_id=cid)
+    cat.get(SUNSET, user_id=ODD_USER, collection_id=cid).read()
     rows = cat.sql("select user_id, collection_id, action from usage_events").to_pylist()
     assert rows == [{"user_id": ODD_USER, "collection_id": cid, "action": "download"}]
 

@@ -135,4 +135,4 @@ def test_dockerfile_installs_the_pinned_project() -> None:
         assert pin in text and f'"{pin}"' in pyproject
     assert "pip install ." in text and "pip check" in text
     assert 'CMD ["dagster", "api", "grpc"' in text and "asset_pipeline.definitions" in text
-    assert "ASSET_PIPELINE_DBT_PROJECT=/opt/asset_pipeline/dbt_usage" in text  # not beside site-packages
+    assert "COPY --chown=app asset_pipeline ./asset_pipeline" in text  # the dbt project ships inside it

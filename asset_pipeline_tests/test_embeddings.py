@@ -30,8 +30,7 @@ def offline_hub(monkeypatch) -> None:
 
 
 @pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setenv("ASSET_PIPELINE_CLIP_MODEL", TINY_TEST)
+def tiny():
     return load_model(parse_model(TINY_TEST))
 
 
@@ -195,19 +194,23 @@ def test_ann_index_is_built_past_the_threshold_and_search_stays_exact_enough(tmp
     assert hits[0]["asset_id"] == "a_42" and all(h["project"] == "p0" for h in hits)
 
 
-def test_embedding_job_through_dagster(ingested: Catalog, settings, monkeypatch) -> None:
-    monkeypatch.setenv("ASSET_PIPELINE_CLIP_MODEL", TINY_TEST)
+def test_embedding_job_through_dagster(ingested: Catalog, settings) -> None:
     defs = build_definitions(settings)
     job = defs.resolve_job_def("embed_job")
     assert job.tags["asset_pipeline/compute"] == "gpu"
     with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance)
+        result = job.execute_in_process(instance=instance,
+                                        run_config={"resources": {"embedder": {"config": {"model": TINY_TEST}}}})
         assert result.success
         meta = materialization_metadata(result)
         emb = meta["clip_embeddings"]
         assert emb["rows_embedded"] == 11 and emb["device"] == "cpu" and emb["images_per_s"] > 0
-        assert emb["model"] == "tiny-test (test model, random weights)"
+        assert emb["model"] == "tiny-test (test model, random weights)" and emb["model_source"] == "configured"
         assert meta["near_duplicates"]["pairs"] >= 3
+        # What the embed_after_ingest sensor starts (no run config) uses the model the home was built with.
+        again = materialization_metadata(job.execute_in_process(instance=instance))
+        assert again["clip_embeddings"]["model_source"] == "recorded in the home"
+        assert again["clip_embeddings"]["rows_embedded"] == 0 and again["near_duplicates"]["pairs"] >= 3
     pairs = Catalog(settings=settings).sql("select * from near_duplicates where similarity > 0.9999").to_pylist()
     sunsets = {asset_id_for(p, n) for p, n in (("research", "images/sunset"), ("research", "images/sunset-copy"),
                                                ("marketing", "marketing/sunset"))}
@@ -238,3 +241,68 @@ def test_embed_sensor_follows_ingests_that_recorded_versions(settings, sample_co
         requests = list(result) if not isinstance(result, dg.RunRequest) else [result]
         assert [r.run_key for r in requests] == [f"embed-after-{ingest.run_id}"]
         assert defs.resolve_job_def("embed_job").tags["asset_pipeline/compute"] == "gpu"
+
+
+def test_search_uses_the_model_the_home_was_embedded_with(embedded: Catalog, settings) -> None:
+    import json
+
+    record = json.loads((settings.lancedb_dir / "model.json").read_text())
+    assert record["model"] == TINY_TEST and record["table"].startswith("clip_tiny_test_")
+    hits = embedded.search(query="rocket")  # no model named anywhere: the home's own
+    assert len(hits) == 2 and hits.model == "tiny-test (test model, random weights)"
+    assert hits.model_source == "recorded in the home" and {h["model"] for h in hits} == {hits.model}
+
+
+def test_search_without_embeddings_for_the_model_says_so(ingested: Catalog) -> None:
+    from asset_pipeline import NoEmbeddings
+
+    with pytest.raises(NoEmbeddings, match=r"no embeddings for model ViT-B-32:laion2b_s34b_b79k \(default\) in "
+                                           r".*: run asset-pipeline embed"):
+        ingested.search(query="rocket")
+
+
+def test_hits_show_as_thumbnails_with_name_prompt_and_score(embedded: Catalog) -> None:
+    import base64
+    import html
+    import io
+    import re
+
+    from PIL import Image
+
+    hits = embedded.search(text="a sunset over the sea", k=4, filters={"type": ["image", "video", "prompt"]})
+    page = hits._repr_html_()  # what Jupyter renders for the hits
+    pictures = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    visual = [h for h in hits if h["type"] in ("image", "video")]
+    assert len(pictures) == len(visual) >= 2
+    for encoded in pictures:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as thumb:
+            assert 0 < max(thumb.size) <= 160
+    for h in hits:
+        assert f"{h['project']}/{h['name']}" in page and f"score {h['score']:.4f}" in page
+        assert html.escape(h["prompt"][:40]) in page
+    assert "model: tiny-test (test model, random weights)" in page
+    assert embedded.show(list(hits))._repr_html_() == page
+
+
+def test_an_unavailable_model_fails_at_once_with_the_fix_in_one_line(tmp_path: Path) -> None:
+    """No network (an unresolvable hub) and nothing cached: no minute of download retries."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    Catalog(tmp_path / "home")
+    env = {**os.environ, "ASSET_PIPELINE_HOME": str(tmp_path / "home"), "HF_ENDPOINT": "https://hub.invalid",
+           "HF_HOME": str(tmp_path / "hf")}
+    for var in ("ASSET_PIPELINE_CLIP_MODEL", "HF_HUB_OFFLINE", "DAGSTER_HOME"):
+        env.pop(var, None)
+    start = time.monotonic()
+    proc = subprocess.run([str(Path(sys.executable).parent / "asset-pipeline"), "embed"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - start
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: clip_embeddings: cannot load embedding model ViT-B-32:laion2b_s34b_b79k: "
+                               "its weights are not in the local cache and hub.invalid cannot be reached")
+    assert "Fix: ASSET_PIPELINE_CLIP_MODEL=ViT-B-32:/path/to/" in lines[0]
+    assert elapsed < 25, f"took {elapsed:.0f} s"

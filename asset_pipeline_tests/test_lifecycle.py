@@ -24,6 +24,10 @@ FOREST = asset_id_for("research", "images/forest")
 ICON = asset_id_for("research", "images/icon")
 CHIME = asset_id_for("research", "audio/chime")
 DAY = "2026-11-10"
+# These tests exercise the actions themselves; the guard rails that stand in front of them (a new
+# policy's preview, the mass-delete share, the minimum grace period) are switched off explicitly,
+# as a configuration would, and tested in test_retention_guard_rails.py.
+ACT_NOW = {"preview_new_policies": False, "allow_mass_delete": True, "allow_short_grace_period": True}
 
 
 def _statuses(cat: Catalog) -> dict[str, str]:
@@ -35,11 +39,11 @@ def _write_policies(settings: Settings, doc: dict) -> None:
 
 
 def _sweep(cat: Catalog, doc: dict, day: str = DAY, run_id: str = "test", dry_run: bool | None = None):
-    config = parse_config(doc)
+    config = parse_config({**ACT_NOW, **doc})
     lifecycle = cat.lifecycle()
     lifecycle.blob_grace = timedelta(hours=config.blob_grace_hours)
     return sweep(lifecycle, config.policies, config.grace_period_days, day, run_id,
-                 config.dry_run if dry_run is None else dry_run)
+                 config.dry_run if dry_run is None else dry_run, config.guard_rails)
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -133,7 +137,7 @@ def test_soft_delete_hides_from_search_and_undelete_brings_it_back(ingested: Cat
     assert FOREST in {h["asset_id"] for h in ingested.search(text="forest", k=50)}
     ingested.delete(FOREST)
     assert FOREST not in {h["asset_id"] for h in ingested.search(text="forest", k=50)}
-    with pytest.raises(AssetUnavailable, match="deleted; undelete it"):
+    with pytest.raises(AssetUnavailable, match="was deleted on .*; undelete it"):
         ingested.get(FOREST)
     ingested.undelete(FOREST)
     assert FOREST in {h["asset_id"] for h in ingested.search(text="forest", k=50)}
@@ -181,7 +185,7 @@ def test_a_partition_is_idempotent(ingested: Catalog) -> None:
 @pytest.mark.parametrize("point", ["lifecycle-status", "lifecycle-reconcile"])
 def test_killed_sweep_completes_on_rerun_and_loses_nothing(ingested: Catalog, settings, point) -> None:
     contents = {i: ingested.get(i).read() for i in (FOREST, CHIME, SUNSET)}
-    _write_policies(settings, {"grace_period_days": 0, "blob_grace_hours": 0, "policies": [
+    _write_policies(settings, {**ACT_NOW, "grace_period_days": 0, "blob_grace_hours": 0, "policies": [
         {"name": "archive-media", "action": "archive",
          "select": {"type": ["image", "audio"], "project": "research"}}]})
     code = ("from asset_pipeline import Catalog, Settings\n"
@@ -189,7 +193,7 @@ def test_killed_sweep_completes_on_rerun_and_loses_nothing(ingested: Catalog, se
             "from asset_pipeline.lifecycle.policies import load_config\n"
             f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
             "r = load_config(c.home.settings.retention_file)\n"
-            f"sweep(c.lifecycle(), r.policies, r.grace_period_days, {DAY!r}, 'run-x')\n")
+            f"sweep(c.lifecycle(), r.policies, r.grace_period_days, {DAY!r}, 'run-x', rails=r.guard_rails)\n")
     crashed = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": point})
     assert crashed.returncode == 137, crashed.stderr
     again = run_python(code)
@@ -217,7 +221,8 @@ def test_archive_and_restore_against_s3(s3_client, bucket, settings, sample_coun
 
 
 def test_lifecycle_job_through_dagster_with_its_check(ingested: Catalog, settings) -> None:
-    _write_policies(settings, {"policies": [{"name": "audio", "action": "archive", "select": {"type": "audio"}}]})
+    _write_policies(settings, {**ACT_NOW, "policies": [
+        {"name": "audio", "action": "archive", "select": {"type": "audio"}}]})
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("lifecycle_job").execute_in_process(instance=instance, partition_key=DAY)

@@ -85,12 +85,12 @@ def test_ingest_from_an_s3_inbox_into_an_s3_store(s3_client, bucket, tmp_path: P
     assert again.new_versions == 0 and again.bytes_stored == 0
 
 
-def test_s3_keys_that_could_escape_are_ignored(s3_client, bucket, tmp_path: Path) -> None:
+def test_s3_keys_that_could_escape_are_refused_never_used_as_paths(s3_client, bucket, tmp_path: Path) -> None:
     s3_client.put_object(Bucket=bucket, Key="inbox/../../evil.png", Body=b"x")
     s3_client.put_object(Bucket=bucket, Key="inbox/../../evil.png.meta.json", Body=json.dumps({}).encode())
     settings = Settings.from_env(home=tmp_path / "home", inbox=f"s3://{bucket}/inbox", durable=False)
     summary = Catalog(settings=settings, s3_client=s3_client).ingest()
-    assert summary.inputs == 0
+    assert (summary.inputs, summary.rejected) == (2, 2)  # error rows (test_s3_inbox_keys.py), not silence
     assert not (tmp_path / "evil.png").exists() and not list(tmp_path.rglob("evil.png"))
 
 

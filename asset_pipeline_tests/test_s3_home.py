@@ -79,7 +79,8 @@ def test_everything_lives_under_the_s3_prefix(s3_home: Settings, s3_client, buck
     assert integrity.missing_blobs(cat.tables, cat.home.store).passed
     # retention config and usage logs are read from the home too
     (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({"grace_period_days": 3}))
-    assert cat.lifecycle() is not None and Catalog(settings=s3_home)._retention().grace_period_days == 3
+    again = Catalog(settings=s3_home)
+    assert cat.lifecycle() is not None and again.lifecycle_service.retention().grace_period_days == 3
     (s3_home.usage_inbox / "app.jsonl").write_text(json.dumps(
         {"asset_id": SUNSET, "action": "view", "user_id": "ann", "at": "2026-11-20T10:00:00Z"}) + "\n")
     from asset_pipeline.usage.intake import ingest_usage_files
@@ -106,8 +107,9 @@ def test_the_daily_jobs_run_on_an_s3_home_through_dagster(s3_home: Settings, s3_
         usage = defs.resolve_job_def("usage_job").execute_in_process(instance=instance, partition_key="2026-11-20")
         assert usage.success
         assert all(c.passed for c in usage.get_asset_check_evaluations())
-        (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({"blob_grace_hours": 0, "policies": [
-            {"name": "audio", "action": "archive", "select": {"type": "audio"}}]}))
+        (s3_home.home / "retention.yaml").write_text(yaml.safe_dump({
+            "blob_grace_hours": 0, "preview_new_policies": False, "policies": [  # acts at once (issue 10)
+                {"name": "audio", "action": "archive", "select": {"type": "audio"}}]}))
         swept = defs.resolve_job_def("lifecycle_job").execute_in_process(instance=instance,
                                                                          partition_key="2026-11-20")
         assert swept.success and materialization_metadata(swept)["lifecycle_actions"]["archived"] == 1
@@ -246,7 +248,9 @@ def test_upkeep_aborts_multipart_uploads_a_killed_writer_left(s3_client, bucket)
 
 
 def test_location_file_operations_on_s3(s3_env, bucket) -> None:
-    where = Location.parse(f"s3://{bucket}/a/b")
+    from asset_pipeline.location import S3Access
+
+    where = Location.parse(f"s3://{bucket}/a/b", S3Access(s3_env, "us-east-1"))
     (where / "x.txt").write_text("one")
     (where / ".hidden").write_text("no")
     assert [e.name for e in where.list()] == ["x.txt"]

@@ -67,10 +67,26 @@ def test_bad_events_are_refused_with_the_field(ingested: Catalog) -> None:
     assert ingested.flush() == 0
 
 
-def test_get_records_a_download(ingested: Catalog) -> None:
-    ingested.get(SUNSET, user_id="eve")
-    rows = ingested.sql("select asset_id, action, user_id, version from usage_events").to_pylist()
-    assert rows == [{"asset_id": SUNSET, "action": "download", "user_id": "eve", "version": 1}]
+def test_a_download_is_recorded_only_when_the_bytes_are_delivered(ingested: Catalog) -> None:
+    def downloads() -> list[dict]:
+        return ingested.sql("select asset_id, action, user_id, version from usage_events").to_pylist()
+
+    content = ingested.get(SUNSET, user_id="eve")
+    assert content.metadata["name"] == "images/sunset" and downloads() == []  # metadata only: no download
+    chunks = content.iter_chunks(size=100)
+    next(chunks)
+    chunks.close()  # a copy that stopped half-way delivered nothing whole
+    assert downloads() == []
+    with ingested.get(SUNSET, user_id="eve").open() as stream:
+        stream.read(10)
+    assert downloads() == []  # a stream closed early is not a download either
+    assert content.read()
+    assert downloads() == [{"asset_id": SUNSET, "action": "download", "user_id": "eve", "version": 1}]
+    assert content.read() and len(downloads()) == 1  # one handle, one download
+    with ingested.get("research/images/sunset", user_id="eve").open() as stream:
+        while stream.read(1000):
+            pass
+    assert len(downloads()) == 2
 
 
 def test_buffered_events_are_written_at_exit(settings, sample_counts, tmp_path: Path) -> None:

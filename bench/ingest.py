@@ -6,11 +6,17 @@ on the same corpus, in one run.
 
 Prints wall seconds, MB/s, ratios against `cp -r`, peak memory (RSS) of each process, a no-change
 re-run, and peak memory for one small vs one large file (it must not grow with file size).
+What validation costs: "asset-pipeline ingest" decodes what it accepts (full image decode within
+the pixel limit, image ends, A/V demux, safetensors offsets); the contender "header-only
+validation" is the same ingest with the validation as it was before (bench/header_only_formats.py:
+`img.verify()` and headers), so the difference between the two is the price of full decoding.
+Every round's times are printed as well as the medians (--skip-memory leaves out the last part,
+which writes a 1 GB file).
 The page cache is warmed before timing, so numbers compare CPU and copy paths, not the disk.
 Each round runs every contender once, in turn, and medians over the rounds are printed (on a
 shared machine speed drifts by minutes). Nothing is deleted while timing: deleting gigabytes makes
 the filesystem discard blocks and slows whatever runs next, so the runs' outputs stay until the end
-(about 6 x the corpus per round, checked before starting).
+(about 7 x the corpus per round, checked before starting).
 DVC is installed into bench/.work/dvc-venv when `dvc` is not on PATH (--no-dvc skips it).
 """
 
@@ -80,10 +86,21 @@ def run(cmd: list[str] | str, cwd: Path | None = None) -> tuple[float, float]:
     return wall, int(rss_file.read_text().split()[-1]) / 1024
 
 
-def ingest_cmd(home: Path, inbox: Path, durable: bool) -> list[str]:
-    code = ("import sys; from asset_pipeline import Catalog, Settings; "
+_BASELINE = Path(__file__).with_name("header_only_formats.py")
+HEADER_ONLY = ("import importlib.util, sys, asset_pipeline.examine as ex; "
+               f"spec = importlib.util.spec_from_file_location('header_only', {str(_BASELINE)!r}); "
+               "old = sys.modules['header_only'] = importlib.util.module_from_spec(spec); "
+               "spec.loader.exec_module(old); "
+               "ex.inspect_file = lambda src, limits=None: old.inspect_file(src); ")
+
+
+def ingest_cmd(home: Path, inbox: Path, durable: bool, header_only: bool = False) -> list[str]:
+    """The ingest in a fresh interpreter; `header_only` swaps in the validation from before full
+    decoding (forked workers inherit the swap)."""
+    code = ((HEADER_ONLY if header_only else "") + "import sys; from asset_pipeline import Catalog, Settings; "
             f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox={str(inbox)!r}, durable={durable}))"
-            ".ingest(); print(s.new_versions, s.rejected, file=sys.stderr)")
+            ".ingest(); print(s.new_versions, s.rejected, file=sys.stderr); "
+            "sys.exit(1 if s.rejected else 0)")
     return [sys.executable, "-c", code]
 
 
@@ -110,6 +127,7 @@ def main() -> None:
     ap.add_argument("--large-mb", type=int, default=200)
     ap.add_argument("--no-dvc", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is printed")
+    ap.add_argument("--skip-memory", action="store_true", help="leave out peak memory for a 16 MB vs a 1 GB file")
     args = ap.parse_args()
 
     WORK.mkdir(exist_ok=True)
@@ -129,8 +147,8 @@ def main() -> None:
     runs.mkdir()
     free = shutil.disk_usage(WORK).free
     rounds = args.repeat
-    if free < total * (6 * rounds + 4):
-        raise SystemExit(f"needs about {total * (6 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
+    if free < total * (7 * rounds + 4):
+        raise SystemExit(f"needs about {total * (7 * rounds + 4) / 1e9:.0f} GB free under {WORK} "
                          f"(every run keeps its output until the end), has {free / 1e9:.0f} GB")
     counter = itertools.count()
 
@@ -160,6 +178,8 @@ def main() -> None:
         ("cp -r", lambda: (["cp", "-r", str(corpus), str(fresh("cp"))], None)),
         ("cp -r + sync", lambda: (f"cp -r {corpus} {fresh('cp')} && sync", None)),
         ("asset-pipeline ingest", lambda: (ingest_cmd(fresh("home"), corpus, False), None)),
+        ("asset-pipeline ingest, header-only validation",
+         lambda: (ingest_cmd(fresh("home"), corpus, False, header_only=True), None)),
         ("asset-pipeline ingest (durable: syncfs before commit)",
          lambda: (ingest_cmd(fresh("home"), corpus, True), None)),
     ]
@@ -172,6 +192,8 @@ def main() -> None:
         for label, make in contenders:
             cmd, cwd = make()
             times[label].append(run(cmd, cwd=cwd))
+            wall, rss = times[label][-1]
+            print(f"  {label:<54}{wall:>8.2f} s{mb / wall:>8.0f} MB/s{rss:>8.0f} MiB", flush=True)
     if dvc:
         repo = dvc_repo()
         run([dvc, "add", "-q", "corpus"], cwd=repo)
@@ -195,6 +217,13 @@ def main() -> None:
     print(f"(durable ingest vs cp -r + sync: {cp_sync / durable:.2f}x)")
     paired = [c[0] / i[0] for c, i in zip(times["cp -r"], times["asset-pipeline ingest"])]
     print(f"(ingest vs cp -r within each round: {', '.join(f'{x:.2f}x' for x in paired)})")
+    decode = [f[0] / h[0] for f, h in zip(times["asset-pipeline ingest"],
+                                          times["asset-pipeline ingest, header-only validation"])]
+    print(f"(full decoding vs header-only validation, time ratio within each round: "
+          f"{', '.join(f'{x:.2f}x' for x in decode)})")
+    if args.skip_memory:
+        shutil.rmtree(runs, ignore_errors=True)
+        return
 
     print("\npeak memory against file size (one file each, fresh store):")
     for size_mb in (16, 1024):

@@ -64,7 +64,7 @@ def main() -> None:
     build(tables, args.assets)
     print(f"{args.assets:,} assets + versions written in {time.perf_counter() - start:.1f} s")
     lifecycle = Lifecycle(tables, LocalObjectStore(work), LocalObjectStore(work / "archive"))
-    config = parse_config({"grace_period_days": 0, "policies": [
+    config = parse_config({"grace_period_days": 0, "allow_short_grace_period": True, "policies": [
         {"name": "stale-drafts", "action": "delete", "select": {"tags": ["draft"], "unused_for_days": 180}},
         {"name": "old-models", "action": "delete", "select": {"type": "model", "older_than_days": 540}},
         {"name": "unused-video", "action": "delete", "select": {"type": "video", "unused_for_days": 365,
@@ -78,6 +78,12 @@ def main() -> None:
     rows.append(("select (3 policies)", time.perf_counter() - start,
                  f"{sum(len(v) for v in selected.values()):,} assets"))
     ids = sorted({i for v in selected.values() for i in v})
+    from asset_pipeline.lifecycle.guard import tally
+
+    start = time.perf_counter()
+    counted = tally(tables, ids)
+    rows.append(("mass-delete guard (share of assets and bytes)", time.perf_counter() - start,
+                 f"{counted.assets:,} of {counted.active_assets:,} assets"))
     start = time.perf_counter()
     audit = lifecycle.apply("delete", ids, policy="bench", partition="2026-11-24", run_id="dry", dry_run=True)
     rows.append(("dry run: audit rows", time.perf_counter() - start, f"{audit:,} rows"))

@@ -14,12 +14,14 @@ import io
 import json
 import multiprocessing
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
+from asset_pipeline.embeddings.choice import record_model
 from asset_pipeline.embeddings.model import LoadedModel
 from asset_pipeline.embeddings.vectors import IndexReport, VectorStore, asset_ids_in, schema
 from asset_pipeline.failpoints import failpoint
@@ -202,7 +204,12 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
             VisualDataset(visual, store, model.preprocess), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, worker_init_fn=_worker_init, pin_memory=model.device.startswith("cuda"),
             prefetch_factor=4 if num_workers else None, persistent_workers=False)
-        for indices, tensors, counts, failed in loader:
+        with warnings.catch_warnings():
+            # Starting the iterator forks the loader's workers. They only decode blobs and never use
+            # LanceDB, whose fork warning is about its own runtime in a forked child.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, message="lancedb fork support is experimental")
+            batches = iter(loader)
+        for indices, tensors, counts, failed in batches:
             summary.failed += [{"asset_id": visual[i]["asset_id"], "version": visual[i]["version"], "error": e}
                                for i, e in failed]
             if tensors is None:
@@ -226,6 +233,7 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
     summary.seconds = time.perf_counter() - start
     if index:
         summary.index = vectors.maintain(table)
+    record_model(vectors.location, model.spec, table.name)  # search and later runs default to this model
     return summary
 
 

@@ -9,15 +9,19 @@ with random weights for tests and offline smoke runs; everything it produces is 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import ModelUnavailable
 
 ENV_VAR = "ASSET_PIPELINE_CLIP_MODEL"
 DEFAULT_MODEL = "ViT-B-32:laion2b_s34b_b79k"
@@ -29,10 +33,6 @@ _TINY_CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
-
-
-class ModelUnavailable(AssetPipelineError):
-    """The configured model's weights cannot be loaded; the message says how to provide them."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,18 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def import_open_clip() -> Any:
+    """open_clip, with one warning dropped: importing it pulls in `tqdm.auto`, which in a notebook
+    without ipywidgets warns that it cannot draw progress bars — we never show one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import open_clip
+    return open_clip
+
+
 @lru_cache(maxsize=1)
 def _register_tiny_config() -> None:
-    import open_clip
+    open_clip = import_open_clip()
 
     folder = Path(tempfile.mkdtemp(prefix="asset-pipeline-clip-"))
     (folder / f"{TINY_ARCH}.json").write_text(json.dumps(_TINY_CONFIG))
@@ -136,10 +145,42 @@ class LoadedModel:
         return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _open_clip_logging(spec: ModelSpec) -> Iterator[None]:
+    """open_clip logs through the root logger's module functions, which configure the root logger
+    as a side effect (every later Dagster log line would then print twice). A no-op handler keeps
+    the root logger unconfigured; the tiny model's "No pretrained weights loaded" notice is dropped
+    because its results carry the test-model label instead."""
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not (spec.is_test_model and record.getMessage().startswith("No pretrained weights loaded"))
+
+    root.addHandler(guard)
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        root.removeHandler(guard)
+
+
+def _unavailable(spec: ModelSpec, why: str) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"cannot load embedding model {spec.name}: {why}. Fix: {ENV_VAR}={spec.architecture}:/path/to/"
+        f"open_clip_pytorch_model.bin (a local checkpoint), run once with network access to cache the weights, "
+        f"or {ENV_VAR}={TINY_TEST} for a smoke run (random weights)")
+
+
 def load_model(spec: ModelSpec, device: str = "auto", precision: str = "fp32") -> LoadedModel:
-    """Load through open_clip's own factory; raise ModelUnavailable with a fix when weights are missing."""
-    import open_clip
+    """Load through open_clip's own factory; raise ModelUnavailable with a fix when weights are
+    missing — at once when they are not cached and cannot be downloaded from here."""
     import torch
+
+    open_clip = import_open_clip()
+
+    from asset_pipeline.embeddings.weights import unavailable_reason
 
     device = resolve_device(device)
     if spec.is_test_model:
@@ -152,17 +193,16 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "fp32") -
     if ckpt is not None and not ckpt.is_file():
         raise ModelUnavailable(f"checkpoint {ckpt} for {spec.architecture} does not exist; point ${ENV_VAR} at "
                                f"an open_clip checkpoint file ('{spec.architecture}:/path/to/weights.pt')")
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            spec.architecture, pretrained=spec.pretrained, device=device, precision=precision)
-    except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors for missing weights
-        raise ModelUnavailable(
-            f"cannot load weights {spec.pretrained!r} for {spec.architecture}: {exc}. Provide them by (a) running "
-            f"once with network access so open_clip caches them, (b) pointing ${ENV_VAR} at a local checkpoint "
-            f"('{spec.architecture}:/path/to/open_clip_pytorch_model.bin'), or (c) for a smoke run only, "
-            f"{ENV_VAR}={TINY_TEST} (random weights; results are meaningless)") from exc
+    if spec.pretrained and ckpt is None and (why := unavailable_reason(spec.architecture, spec.pretrained)):
+        raise _unavailable(spec, why)
+    with _open_clip_logging(spec):
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.architecture, pretrained=spec.pretrained, device=device, precision=precision)
+        except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors for missing weights
+            raise _unavailable(spec, " ".join(f"weights {spec.pretrained!r} failed to load: {exc}".split())) from exc
+        tokenizer = open_clip.get_tokenizer(spec.architecture)
     model.eval()
-    tokenizer = open_clip.get_tokenizer(spec.architecture)
     with torch.no_grad():
         dim = int(model.encode_text(tokenizer(["probe"]).to(device)).shape[-1])
     return LoadedModel(spec, model, preprocess, tokenizer, device, precision, dim, spec.model_id)

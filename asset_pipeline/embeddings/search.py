@@ -11,15 +11,13 @@ from typing import Any
 import numpy as np
 
 from asset_pipeline.embeddings.model import LoadedModel
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import SearchError
+from asset_pipeline.formats import ASSET_TYPES
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
+STATUSES = ("active", "archived", "deleted")
 RESULT_COLUMNS = ("asset_id", "version", "sha256", "name", "type", "project", "tags", "prompt", "status",
                   "created_at")
-
-
-class SearchError(AssetPipelineError, ValueError):
-    """A search request that cannot be run as asked (bad filter, nothing to search with)."""
 
 
 def _quote(value: Any) -> str:
@@ -30,16 +28,44 @@ def _quote(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _values(key: str, value: Any) -> list:
-    values = [value] if isinstance(value, (str, int)) else list(value)
-    if not values:
-        raise SearchError(f"filter {key!r} is an empty list")
-    return values
+_ALLOWED = {"type": ASSET_TYPES, "status": STATUSES}
+
+
+def _values(key: str, value: Any) -> list[str]:
+    """A name or a non-empty list of names: anything else is a user mistake, said as such (not a
+    TypeError from here or a parse error from LanceDB)."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple, set, frozenset)) or not values or \
+            not all(isinstance(v, str) and v for v in values):
+        raise SearchError(f"filter {key!r} must be a name or a non-empty list of names, got {value!r}")
+    allowed = _ALLOWED.get(key)
+    if allowed and set(values) - set(allowed):
+        raise SearchError(f"filter {key!r} has {sorted(set(values) - set(allowed))}, not one of {', '.join(allowed)}")
+    return sorted(values) if isinstance(values, (set, frozenset)) else list(values)
+
+
+def _time(key: str, value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise SearchError(f"filter {key!r} is not an ISO 8601 date or time: {value!r}") from None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise SearchError(f"filter {key!r} must be a date, a datetime or an ISO 8601 string, got "
+                      f"{type(value).__name__} {value!r}")
 
 
 def where_clause(filters: dict[str, Any] | None, include_inactive: bool = False) -> str | None:
     """SQL for LanceDB from ``{project, type, tags, status, created_after, created_before, asset_id}``.
-    Archived and deleted assets are left out unless `status` asks for them or `include_inactive`."""
+    Archived and deleted assets are left out unless `status` asks for them or `include_inactive`.
+    Every value is checked first: a wrong type is a SearchError naming the filter."""
+    if filters is not None and not isinstance(filters, dict):
+        raise SearchError(f"filters must be a dict of {sorted(FILTER_KEYS)}, got {type(filters).__name__}")
+    if not isinstance(include_inactive, bool):
+        raise SearchError(f"include_inactive must be true or false, got {include_inactive!r}")
     filters = dict(filters or {})
     unknown = set(filters) - FILTER_KEYS
     if unknown:
@@ -54,10 +80,7 @@ def where_clause(filters: dict[str, Any] | None, include_inactive: bool = False)
         parts.append(f"array_has_any(tags, [{', '.join(_quote(v) for v in _values('tags', filters['tags']))}])")
     for key, op in (("created_after", ">="), ("created_before", "<")):
         if key in filters:
-            value = filters[key]
-            if isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            parts.append(f"created_at {op} {_quote(value)}")
+            parts.append(f"created_at {op} {_quote(_time(key, filters[key]))}")
     return " AND ".join(parts) or None
 
 
@@ -108,9 +131,12 @@ def run_search(table: Any, *, vector: np.ndarray | None = None, query: str | Non
         raise SearchError("search needs text=, image= or query=")
     if where:
         q = q.where(where, prefilter=True)
-    # Hybrid adds its fused score itself; plain searches name theirs (LanceDB warns otherwise).
-    columns = list(RESULT_COLUMNS) if score_col == "_relevance_score" else [*RESULT_COLUMNS, score_col]
-    rows = q.select(columns).limit(fetch).to_arrow().to_pylist()
+    # Plain searches name their score column (LanceDB warns otherwise). A hybrid search selects
+    # nothing: its vector and full-text halves would each warn about the other's score column,
+    # and naming those columns is refused; the fused `_relevance_score` comes with every row.
+    if score_col != "_relevance_score":
+        q = q.select([*RESULT_COLUMNS, score_col])
+    rows = q.limit(fetch).to_arrow().to_pylist()
     best: dict[str, dict] = {}
     for row in rows:
         score = 1.0 - row[score_col] if score_col == "_distance" else float(row[score_col])

@@ -17,16 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asset_pipeline.errors import AssetNotFound, AssetPipelineError, ObjectMissing
+from asset_pipeline.errors import AssetNotFound, LifecycleError, ObjectMissing
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.lifecycle.policies import Policy
+from asset_pipeline.lifecycle.guard import check_mass_delete
+from asset_pipeline.lifecycle.policies import GuardRails, Policy
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
-
-
-class LifecycleError(AssetPipelineError):
-    """An action that cannot be applied to the asset in its current state."""
 
 
 @dataclass
@@ -42,6 +39,8 @@ class SweepSummary:
     bytes_freed: int = 0
     audit_rows: int = 0
     problems: list[str] = field(default_factory=list)
+    previewed: list[str] = field(default_factory=list)  # new policies run as dry runs this time
+    mass_delete: str | None = None  # what the guard says about this sweep's deletions (allowed or a dry run)
 
 
 def action_id(*parts: Any) -> str:
@@ -68,6 +67,15 @@ class Lifecycle:
     def purged_ids(self) -> set[str]:
         return set(self.tables.read("lifecycle_actions", where="action = 'hard_delete' and not dry_run",
                                     columns=["asset_id"])["asset_id"].to_pylist())
+
+    def policies_seen_before(self, partition: str, names: list[str], run_id: str) -> set[str]:
+        """Those of `names` that an earlier run recorded audit rows for (a preview or real actions)
+        in an earlier partition: a backfill's first day does not count as the preview of its next."""
+        if not names:
+            return set()
+        return set(self.tables.read(
+            "lifecycle_actions", where="policy in (select unnest(?)) and partition_key < ? and run_id <> ?",
+            params=[names, partition, run_id], columns=["policy"])["policy"].to_pylist())
 
     def _versions(self, where: str, params: list) -> list[dict]:
         """Versions with their asset's status — or 'pruned' for a version whose bytes a
@@ -161,8 +169,11 @@ class Lifecycle:
         asset = self._asset(asset_id)
         if asset["status"] != "deleted":
             raise LifecycleError(f"asset {asset_id} is {asset['status']}, not deleted")
-        if asset_id in self.purged_ids():
-            raise LifecycleError(f"asset {asset_id} was hard-deleted after its grace period; it cannot be undeleted")
+        purged = hard_delete_record(self.tables, asset_id)
+        if purged is not None:
+            raise LifecycleError(f"asset {asset_id} was hard-deleted on {purged['acted_at']:%Y-%m-%d %H:%M} UTC "
+                                 f"(retention sweep {purged['partition_key']}) after its grace period; its content is "
+                                 "gone and it cannot be undeleted")
         deadline = asset["deleted_at"] + timedelta(days=grace_period_days)
         if datetime.now(UTC) > deadline:
             raise LifecycleError(f"asset {asset_id}'s grace period ended at {deadline.isoformat()}; "
@@ -173,11 +184,8 @@ class Lifecycle:
                             dry_run: bool = False) -> tuple[int, int]:
         """Soft-deleted assets past the grace period: audit (bytes each version frees), then drop
         their embeddings; `reconcile_blobs` frees the blobs nobody else references."""
-        cutoff = as_of - timedelta(days=grace_period_days)
         purged = self.purged_ids()
-        expired = [r["id"] for r in self.tables.read(
-            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
-            if r["id"] not in purged]
+        expired = self.expired_ids(as_of, grace_period_days, purged)
         if not expired:
             return 0, 0
         still_needed = {v["sha256"] for v in self._versions(
@@ -197,6 +205,14 @@ class Lifecycle:
         if not dry_run:
             self._drop_embeddings(expired)
         return len(expired), sum(r["bytes"] for r in rows)
+
+    def expired_ids(self, as_of: datetime, grace_period_days: float, purged: set[str] | None = None) -> list[str]:
+        """Soft-deleted assets whose grace period ended by `as_of` and that are not purged yet."""
+        cutoff = as_of - timedelta(days=grace_period_days)
+        purged = self.purged_ids() if purged is None else purged
+        return [r["id"] for r in self.tables.read(
+            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
+            if r["id"] not in purged]
 
     # --- keep the last N versions (issue 14) --------------------------------------------------
     def prune_versions(self, ids: list[str], keep: int, policy: str, partition: str, run_id: str,
@@ -369,33 +385,91 @@ class Lifecycle:
         return rows[0]
 
 
-def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
-          run_id: str, dry_run: bool = False) -> SweepSummary:
-    """One day's sweep. `as_of` is the end of the partition's day, so re-running a partition
-    selects the same way; already-applied assets no longer match, so a re-run changes nothing."""
+@dataclass
+class SweepPlan:
+    """What one day's sweep would do, decided before anything changes."""
+
+    partition: str
+    as_of: datetime
+    steps: list[tuple[Policy, list[str], bool]]  # (policy, selected ids, as a dry run)
+    expired: list[str]                           # soft-deleted assets past their grace period
+    previewed: list[str]
+
+    def deleting(self, acting_only: bool = True) -> dict[str, list[str]]:
+        return {p.name: ids for p, ids, dry in self.steps if p.action == "delete" and not (acting_only and dry)}
+
+
+def plan_sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
+               run_id: str, dry_run: bool = False, rails: GuardRails = GuardRails()) -> SweepPlan:
+    """Select for every policy (the first that selects an asset acts on it) and decide previews:
+    a policy acts only once an earlier run recorded rows for it in an earlier partition."""
     as_of = datetime.fromisoformat(partition).replace(tzinfo=UTC) + timedelta(days=1)
-    summary = SweepSummary(partition, dry_run)
+    seen = lifecycle.policies_seen_before(partition, [p.name for p in policies], run_id) \
+        if rails.preview_new_policies and not dry_run else None
+    steps: list[tuple[Policy, list[str], bool]] = []
+    previewed: list[str] = []
     claimed: set[str] = set()
     for policy in policies:
         if policy.action == "prune_versions":  # keeps the asset as it is: claims nothing
             ids = lifecycle.select(policy, as_of)
-            summary.selected[policy.name] = len(ids)
+        else:
+            ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
+            claimed |= set(ids)  # the first policy that selects an asset acts on it
+        preview = seen is not None and policy.name not in seen
+        if preview:
+            previewed.append(policy.name)
+        steps.append((policy, ids, dry_run or preview))
+    return SweepPlan(partition, as_of, steps, lifecycle.expired_ids(as_of, grace_period_days), previewed)
+
+
+def check_run(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, days: list[str],
+              run_id: str, rails: GuardRails = GuardRails()) -> str | None:
+    """The mass-delete guard over a whole run (a backfill sweeps many days): every day is planned
+    before any changes, and the union of their deletions is checked at once, so a backfill cannot
+    delete a share day by day. Raises MassDeleteRefused; returns the guard's note when allowed."""
+    plans = [plan_sweep(lifecycle, policies, grace_period_days, day, run_id, False, rails) for day in days]
+    by_policy: dict[str, list[str]] = {}
+    for plan in plans:
+        for name, ids in plan.deleting().items():
+            by_policy.setdefault(name, []).extend(ids)
+    taken: set[str] = set()
+    by_policy = {name: [i for i in ids if not (i in taken or taken.add(i))] for name, ids in by_policy.items()}
+    expired = sorted({i for plan in plans for i in plan.expired} - taken)
+    label = days[0] if len(days) == 1 else f"{days[0]}…{days[-1]}"
+    return check_mass_delete(lifecycle.tables, by_policy, expired, rails, label)
+
+
+def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days: float, partition: str,
+          run_id: str, dry_run: bool = False, rails: GuardRails = GuardRails()) -> SweepSummary:
+    """One day's sweep. `as_of` is the end of the partition's day, so re-running a partition
+    selects the same way; already-applied assets no longer match, so a re-run changes nothing.
+
+    Everything is planned first, then the guard rails decide (see `lifecycle.policies`): a new
+    policy runs as a dry run (its preview), and deletions above the allowed share raise
+    MassDeleteRefused before anything is changed. A dry run never fails; it notes what a real
+    run would meet."""
+    plan = plan_sweep(lifecycle, policies, grace_period_days, partition, run_id, dry_run, rails)
+    summary = SweepSummary(partition, dry_run, previewed=plan.previewed)
+    summary.selected = {p.name: len(ids) for p, ids, _ in plan.steps}
+    summary.mass_delete = check_mass_delete(
+        lifecycle.tables, plan.deleting(acting_only=not dry_run), plan.expired,
+        GuardRails(rails.max_delete_share, True) if dry_run else rails, partition)
+    for policy, ids, dry in plan.steps:
+        if policy.action == "prune_versions":
             summary.audit_rows += lifecycle.prune_versions(ids, policy.keep_last_versions or 1, policy.name,
-                                                           partition, run_id, dry_run)
+                                                           partition, run_id, dry)
             continue
-        ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
-        claimed |= set(ids)  # the first policy that selects an asset acts on it
-        summary.selected[policy.name] = len(ids)
         summary.audit_rows += lifecycle.apply(policy.action, ids, policy=policy.name, partition=partition,
-                                              run_id=run_id, by="sweep", dry_run=dry_run)
-        if not dry_run:
+                                              run_id=run_id, by="sweep", dry_run=dry)
+        if not dry:
             if policy.action == "archive":
                 summary.archived += len(ids)
             else:
                 summary.deleted += len(ids)
-    summary.hard_deleted, freed = lifecycle.hard_delete_expired(as_of, grace_period_days, partition, run_id, dry_run)
-    summary.versions_purged, freed_by_pruning = lifecycle.purge_pruned_versions(as_of, grace_period_days, partition,
-                                                                                run_id, dry_run)
+    summary.hard_deleted, freed = lifecycle.hard_delete_expired(plan.as_of, grace_period_days, partition, run_id,
+                                                                dry_run)
+    summary.versions_purged, freed_by_pruning = lifecycle.purge_pruned_versions(plan.as_of, grace_period_days,
+                                                                                partition, run_id, dry_run)
     freed += freed_by_pruning
     if not dry_run:
         moves = lifecycle.reconcile_blobs(run_id)
@@ -406,6 +480,13 @@ def sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_days:
     else:
         summary.bytes_freed = freed
     return summary
+
+
+def hard_delete_record(tables: Tables, asset_id: str) -> dict | None:
+    """When and by which sweep the asset was hard-deleted (None: it was not)."""
+    rows = tables.read("lifecycle_actions", where="asset_id = ? and action = 'hard_delete' and not dry_run",
+                       params=[asset_id], columns=["acted_at", "partition_key"]).to_pylist()
+    return min(rows, key=lambda r: r["acted_at"]) if rows else None
 
 
 def blob_report(lifecycle: Lifecycle) -> dict[str, list[str]]:

@@ -2,8 +2,11 @@
 validated as a whole before anything is touched.
 
 ```yaml
-grace_period_days: 30          # soft delete → hard delete (0 allowed)
+grace_period_days: 30          # soft delete → hard delete; below 1 day only with allow_short_grace_period
 dry_run: false                 # true: only report what would happen
+max_delete_share: 0.10         # a sweep deleting more of the active assets (or bytes) is refused...
+allow_mass_delete: false       # ...unless this says so
+preview_new_policies: true     # a policy's first sweep with anything to act on is a dry run
 policies:
   - name: archive-stale-renders
     action: archive            # archive | delete (soft)
@@ -17,6 +20,18 @@ policies:
     action: prune_versions     # versions older than the newest N lose their bytes after the grace period
     select: {keep_last_versions: 3, project: research}
 ```
+
+Guard rails, because retention is the one place the product destroys data:
+- a grace period below `MIN_GRACE_PERIOD_DAYS` (1 day) is refused unless
+  `allow_short_grace_period: true` (0 days means the next sweep makes a delete unrecoverable);
+- a sweep whose deletions (soft deletes by policies plus hard deletes after the grace period)
+  exceed `max_delete_share` of the active assets or of their bytes fails before it changes
+  anything, naming the numbers, unless `allow_mass_delete: true` (`lifecycle/guard.py`; versions
+  pruned by `prune_versions` are not counted: the asset and its newest versions stay);
+- a policy (any action) acts only once an earlier run recorded rows for it in an earlier
+  partition: until then each sweep runs it as a dry run, so its first effect can be read in
+  `lifecycle_actions` before it happens (`preview_new_policies: false` turns this off). A policy
+  is known by its name: rename it when its selection changes to have the new one previewed.
 """
 
 from __future__ import annotations
@@ -26,16 +41,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import PolicyError
 from asset_pipeline.formats import ASSET_TYPES
 from asset_pipeline.location import Location
 
 ACTIONS = ("archive", "delete", "prune_versions")
 SELECT_KEYS = {"older_than_days", "unused_for_days", "project", "type", "tags", "status", "keep_last_versions"}
-
-
-class PolicyError(AssetPipelineError, ValueError):
-    """The retention configuration is invalid; the message names the policy and the field."""
+MIN_GRACE_PERIOD_DAYS = 1
+DEFAULT_MAX_DELETE_SHARE = 0.10
+RESERVED_NAMES = {"api", "grace_period", "refcount"}  # policy column values the audit uses itself
+TOP_KEYS = {"policies", "grace_period_days", "dry_run", "archive_storage_class", "blob_grace_hours",
+            "allow_short_grace_period", "max_delete_share", "allow_mass_delete", "preview_new_policies"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,15 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class GuardRails:
+    """What a sweep refuses to do without being told (see the module docstring)."""
+
+    max_delete_share: float = DEFAULT_MAX_DELETE_SHARE
+    allow_mass_delete: bool = False
+    preview_new_policies: bool = True
+
+
+@dataclass(frozen=True)
 class RetentionConfig:
     policies: tuple[Policy, ...] = ()
     grace_period_days: float = 30
@@ -77,6 +102,7 @@ class RetentionConfig:
     archive_storage_class: str | None = None
     blob_grace_hours: float = 24.0  # a blob stays unneeded this long before it is deleted
     extra: dict[str, Any] = field(default_factory=dict)
+    guard_rails: GuardRails = GuardRails()
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -98,17 +124,25 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
         doc = {}
     if not isinstance(doc, dict):
         raise PolicyError(f"{source}: expected a mapping with 'policies', got {type(doc).__name__}")
-    unknown = set(doc) - {"policies", "grace_period_days", "dry_run", "archive_storage_class", "blob_grace_hours"}
+    unknown = set(doc) - TOP_KEYS
     if unknown:
         raise PolicyError(f"{source}: unknown key(s) {sorted(unknown)}")
+    for flag in ("dry_run", "allow_short_grace_period", "allow_mass_delete", "preview_new_policies"):
+        if not isinstance(doc.get(flag, False), bool):
+            raise PolicyError(f"{source}: {flag} must be true or false")
     grace = doc.get("grace_period_days", 30)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise PolicyError(f"{source}: grace_period_days must be a number ≥ 0, got {grace!r}")
+    if grace < MIN_GRACE_PERIOD_DAYS and not doc.get("allow_short_grace_period", False):
+        raise PolicyError(f"{source}: grace_period_days {grace} is below the minimum of {MIN_GRACE_PERIOD_DAYS} "
+                          "day: a deleted asset would be unrecoverable by the next sweep; set "
+                          "allow_short_grace_period: true to accept that")
+    share = doc.get("max_delete_share", DEFAULT_MAX_DELETE_SHARE)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise PolicyError(f"{source}: max_delete_share must be a fraction above 0 and at most 1, got {share!r}")
     blob_grace = doc.get("blob_grace_hours", 24)
     if isinstance(blob_grace, bool) or not isinstance(blob_grace, (int, float)) or blob_grace < 0:
         raise PolicyError(f"{source}: blob_grace_hours must be a number ≥ 0, got {blob_grace!r}")
-    if not isinstance(doc.get("dry_run", False), bool):
-        raise PolicyError(f"{source}: dry_run must be true or false")
     raw = doc.get("policies", []) or []
     if not isinstance(raw, list):
         raise PolicyError(f"{source}: policies must be a list")
@@ -121,6 +155,9 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
         if not isinstance(name, str) or not name.strip():
             raise PolicyError(f"{where}: 'name' is required")
         where = f"{source}: policy {name!r}"
+        if name in RESERVED_NAMES:
+            raise PolicyError(f"{where}: the name is reserved for the audit's own rows "
+                              f"({', '.join(sorted(RESERVED_NAMES))})")
         if name in seen:
             raise PolicyError(f"{where}: duplicate name")
         seen.add(name)
@@ -158,8 +195,9 @@ def parse_config(doc: Any, source: str = "retention config") -> RetentionConfig:
             type=types, tags=_names(select["tags"], f"{where}: select.tags") if "tags" in select else (),
             status=status, keep_last_versions=keep,
         ))
+    rails = GuardRails(float(share), doc.get("allow_mass_delete", False), doc.get("preview_new_policies", True))
     return RetentionConfig(tuple(policies), float(grace), bool(doc.get("dry_run", False)),
-                           doc.get("archive_storage_class"), float(blob_grace))
+                           doc.get("archive_storage_class"), float(blob_grace), guard_rails=rails)
 
 
 def load_config(path: Location | Path) -> RetentionConfig:

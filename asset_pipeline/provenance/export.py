@@ -93,7 +93,9 @@ def export_copy(store: ObjectStore, row: dict[str, Any], dest: str | os.PathLike
             with store.open(row["sha256"]) as src, open(staged, "wb") as out:
                 shutil.copyfileobj(src, out, 1024 * 1024)
             side = dest.with_name(dest.name + ".xmp")
-            side.write_bytes(X.write_xmp(X.EMPTY_PACKET, props))
+            staged_side = Path(tmp) / "side.xmp"
+            staged_side.write_bytes(X.write_xmp(X.EMPTY_PACKET, props))
+            os.replace(staged_side, side)  # renamed into place: never written through a link (issue 10)
             xmp = str(side)
         final = Path(tmp) / "final"
         if will_sign:

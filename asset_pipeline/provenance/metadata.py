@@ -8,23 +8,17 @@ from typing import Any
 
 from asset_pipeline.errors import InputRejected
 from asset_pipeline.provenance.embedded import Embedded
-from asset_pipeline.sidecar import REQUIRED, SIDECAR_SUFFIX, Sidecar, parse_sidecar
+from asset_pipeline.sidecar import REQUIRED, SIDECAR_SUFFIX, Sidecar, load_document, parse_sidecar
 
-_MAX_SIDECAR = 1024 * 1024
 _FIELDS = ("model", "prompt", "seed", "created_by", "project", "parameters", "tags", "created_at")
 
 
 def sidecar_document(raw: bytes) -> dict[str, Any]:
-    """The sidecar as a JSON object; a malformed one is rejected with the sidecar's own reason."""
-    if len(raw) > _MAX_SIDECAR:
-        parse_sidecar(raw)  # raises the size reason
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        doc = None
+    """The sidecar as a JSON object; a malformed one is rejected with the sidecar's own reason
+    (the same plain-JSON rules as a sidecar alone: size, repeated keys, NaN, nesting)."""
+    doc = load_document(raw)
     if not isinstance(doc, dict):
-        parse_sidecar(raw)  # raises: not JSON / not an object
-        raise InputRejected("sidecar must be a JSON object", "sidecar")  # pragma: no cover
+        raise InputRejected("sidecar must be a JSON object", "sidecar")
     return doc
 
 

@@ -13,14 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asset_pipeline.errors import AssetPipelineError
+from asset_pipeline.errors import RecallError
 from asset_pipeline.lifecycle.actions import Lifecycle, action_id
 from asset_pipeline.provenance.lineage import produced_by
 from asset_pipeline.tables import Tables
-
-
-class RecallError(AssetPipelineError, ValueError):
-    """A recall request that cannot be carried out; the message names the field."""
 
 
 @dataclass

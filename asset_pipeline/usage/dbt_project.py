@@ -1,25 +1,34 @@
-"""Locating the dbt_usage project and making sure its manifest exists (dagster-dbt needs it to
-build the asset graph)."""
+"""The dbt_usage project as dagster-dbt sees it: a `DbtProject` whose sources ship inside the
+package and whose build artifacts never land there.
+
+The project lives in ``asset_pipeline/dbt_usage`` and is installed as package data, so a
+non-editable wheel finds it next to this module (``dbt_usage/`` at the repository root is a link
+to it, for running dbt by hand). Because the sources are already package data, there is no
+separate `packaged_project_dir` copy to keep in sync.
+
+dbt writes a manifest, partial-parse state and logs wherever its target path is. For the project
+that is a per-user cache under the temp dir, keyed by the project's content (a changed model gets
+a fresh parse; nothing is written into the repository or site-packages); each dbt build of the
+usage job gets its own temporary target folder, removed when the build is done.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import subprocess
+import shutil
 import sys
+import tempfile
+from importlib.metadata import version
 from pathlib import Path
+
+from dagster_dbt import DagsterDbtProjectPreparer, DbtCliResource, DbtProject
+from dagster_shared.record import replace
 
 from asset_pipeline.errors import AssetPipelineError
 
 DBT_ENV = {"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-
-
-def project_dir() -> Path:
-    """$ASSET_PIPELINE_DBT_PROJECT, else `dbt_usage/` at the repository root."""
-    configured = os.environ.get("ASSET_PIPELINE_DBT_PROJECT")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "dbt_usage"
-    if not (path / "dbt_project.yml").is_file():
-        raise AssetPipelineError(f"no dbt project at {path}; set ASSET_PIPELINE_DBT_PROJECT to the dbt_usage folder")
-    return path
+PACKAGED_PROJECT = Path(__file__).resolve().parents[1] / "dbt_usage"
 
 
 def dbt_executable() -> str:
@@ -28,15 +37,55 @@ def dbt_executable() -> str:
     return str(beside) if beside.exists() else "dbt"
 
 
-def ensure_manifest(path: Path) -> Path:
-    """`dbt parse` when the manifest is missing or older than a model (offline, a few seconds)."""
-    manifest = path / "target" / "manifest.json"
-    sources = [p for p in path.rglob("*") if p.suffix in (".sql", ".yml") and "target" not in p.parts]
-    if manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in sources):
-        return manifest
-    proc = subprocess.run(
-        [dbt_executable(), "parse", "--profiles-dir", str(path), "--project-dir", str(path), "--quiet"],
-        env={**os.environ, **DBT_ENV}, capture_output=True, text=True, cwd=path)
-    if proc.returncode != 0:
-        raise AssetPipelineError(f"dbt parse failed in {path}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    return manifest
+def source_dir() -> Path:
+    """$ASSET_PIPELINE_DBT_PROJECT, else the project shipped in the package."""
+    configured = os.environ.get("ASSET_PIPELINE_DBT_PROJECT")
+    path = Path(configured).resolve() if configured else PACKAGED_PROJECT
+    if not (path / "dbt_project.yml").is_file():
+        raise AssetPipelineError(f"no dbt project at {path}; set ASSET_PIPELINE_DBT_PROJECT to the dbt_usage folder")
+    return path
+
+
+def state_dir(project_dir: Path) -> Path:
+    """Where dbt's artifacts for this exact project go: a temp-dir cache keyed by the project's
+    location, its files and the dbt version."""
+    digest = hashlib.sha256(f"{project_dir}\0dbt-core {version('dbt-core')}".encode())
+    for path in sorted(p for p in project_dir.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".yaml")):
+        digest.update(f"\0{path.relative_to(project_dir)}\0".encode())
+        digest.update(path.read_bytes())
+    owner = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"asset-pipeline-dbt-{owner}" / digest.hexdigest()[:16]
+
+
+class Preparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparation (`dbt parse` into the project's target path), with the dbt beside
+    this Python (``.venv/bin/dagster dev`` does not put the venv on PATH). The parse runs in a
+    scratch folder that is renamed into place, so concurrent first runs never see half a manifest."""
+
+    def prepare(self, project: DbtProject) -> None:
+        if project.manifest_path.is_file():
+            return  # the target path is keyed by the project's content: an existing manifest is current
+        target = Path(project.target_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+        try:
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                ["parse", "--quiet"], target_path=scratch).wait()
+            try:
+                scratch.rename(target)
+            except OSError:
+                if not project.manifest_path.is_file():  # not a concurrent winner: a real failure
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def dbt_project() -> DbtProject:
+    """The prepared project: its manifest exists (parsed on first use, and again in `dagster dev`
+    whenever a model changed)."""
+    path = source_dir()
+    project = replace(DbtProject(project_dir=path, profiles_dir=path, target_path=state_dir(path)),
+                      preparer=Preparer())
+    project.prepare_if_dev()
+    project.preparer.prepare(project)
+    return project

@@ -28,7 +28,9 @@ def _lock(home, model_id: str, part: str):
 
 def _embed(context, pipeline: PipelineHome, embedder: ClipEmbedder, shard: Shard, index: bool):
     home = pipeline.open()
-    model = embedder.load()  # ModelUnavailable fails this asset only, with a message that says how to fix it
+    choice = embedder.choose(home.vectors.location)  # the home's recorded model unless told otherwise
+    context.log.info(f"embedding model: {choice.describe()}")
+    model = embedder.load(choice.spec)  # ModelUnavailable fails this asset only, with a message that says the fix
     if model.spec.is_test_model:
         context.log.warning("embedding with the tiny random-weight test model: results are meaningless")
     with _lock(home, model.model_id, shard.name):
@@ -39,6 +41,7 @@ def _embed(context, pipeline: PipelineHome, embedder: ClipEmbedder, shard: Shard
     return {"rows_embedded": s.embedded, "pending": s.pending, "images_per_s": round(s.images_per_s, 2),
             "images": s.images, "texts": s.texts, "failed": len(s.failed), "device": s.device, "model": s.model,
             "lancedb_table": s.table, "seconds": round(s.seconds, 3), "shard": shard.name,
+            "model_source": choice.source,
             **({"table_rows": s.index.rows, "ann_index": s.index.ann, "status_updates": s.status_updates}
                if s.index else {})}
 
@@ -74,7 +77,7 @@ def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
            description="After every shard: statuses synced and indexes built or refreshed, once.")
     def index_embeddings(context: dg.OpExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder):
         home = pipeline.open()
-        spec = embedder.spec()
+        spec = embedder.choose(home.vectors.location).spec
         table = home.vectors.open(spec.model_id)
         if table is None:
             yield dg.Output(None, metadata={"table_rows": 0, "ann_index": "none (no rows)"})
@@ -109,7 +112,7 @@ def build_near_duplicates(clip_embeddings: dg.AssetsDefinition) -> dg.AssetsDefi
 
 def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.MaterializeResult:
     home = pipeline.open()
-    spec = embedder.spec()
+    spec = embedder.choose(home.vectors.location).spec
     table = home.vectors.open(spec.model_id)
     # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
     # only those candidates are compared by embedding; images without a pHash go through ANN search.

@@ -49,7 +49,8 @@ def ingest(context: dg.AssetExecutionContext, config: InboxConfig,
     home = pipeline.open()
     items = home.scan_inbox(config.paths, run_id=context.run_id)
     progress = ProgressLine(len(items), sum(i.size for i in items)) if pipeline.progress else None
-    batch = store_items(items, home.store, home.tables, home.settings.workers, progress)
+    batch = store_items(items, home.store, home.tables, home.settings.workers, progress,
+                        home.settings.validation_limits())
     s = home.commit(batch, context.run_id)
     versions_dt, assets_dt = home.tables.open("asset_versions"), home.tables.open("assets")
     replica = {"replica_uploaded": s.replica.uploaded, "replica_checked": s.replica.pending} if s.replica else {}

@@ -7,7 +7,7 @@ import dagster as dg
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, sweep
+from asset_pipeline.lifecycle.actions import Lifecycle, blob_report, check_run, sweep
 from asset_pipeline.lifecycle.policies import load_config, parse_config
 from asset_pipeline.lifecycle.upkeep import upkeep
 
@@ -36,7 +36,10 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
     """Apply the retention policies as of the end of each partition's day; audit every action.
 
     One sweep at a time: a backfill over a range runs as one run that sweeps its days in order,
-    and the sweep holds the home's lifecycle lock (any caller, any run launcher)."""
+    and the sweep holds the home's lifecycle lock (any caller, any run launcher). Before any day
+    changes anything, the run's deletions over all its days are checked against the allowed share
+    (lifecycle/guard.py): too many fail the run with the numbers. A new policy's days are dry runs
+    (its preview) until a later run."""
     settings = pipeline.settings()
     retention = (parse_config(config.policies, "run config policies") if config.policies is not None
                  else load_config(settings.retention_file))  # invalid policies fail here, before any change
@@ -45,8 +48,11 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
     days = sorted(context.partition_keys)
     with pipeline.open().lock("lifecycle"):
         failpoint("sweep-locked")
-        summaries = [sweep(lifecycle, retention.policies, retention.grace_period_days, day, context.run_id, dry_run)
-                     for day in days]
+        rails = retention.guard_rails
+        guard = None if dry_run else check_run(lifecycle, retention.policies, retention.grace_period_days, days,
+                                               context.run_id, rails)
+        summaries = [sweep(lifecycle, retention.policies, retention.grace_period_days, day, context.run_id, dry_run,
+                           rails) for day in days]
     totals = lifecycle.tables.read("lifecycle_actions", where="partition_key in (select unnest(?))", params=[days])
     selected: dict[str, int] = {}
     for s in summaries:
@@ -62,6 +68,8 @@ def retention_sweep(context: dg.AssetExecutionContext, config: SweepConfig, pipe
         "audit_rows_this_run": sum(s.audit_rows for s in summaries), "audit_rows_for_partitions": totals.num_rows,
         "selected": markdown_table([{"policy": k, "assets": v} for k, v in selected.items()]),
         "problems": "\n".join(p for s in summaries for p in s.problems) or "none",
+        "previewed_policies": ", ".join(sorted({n for s in summaries for n in s.previewed})) or "none",
+        "mass_delete_guard": guard or next((s.mass_delete for s in summaries if s.mass_delete), "within the limit"),
     })
     report = blob_report(lifecycle)
     yield dg.AssetCheckResult(check_name="blob_references", passed=not report["orphans"] and not report["missing"],

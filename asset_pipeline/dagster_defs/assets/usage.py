@@ -13,14 +13,14 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
-from asset_pipeline.usage.dbt_project import ensure_manifest, project_dir
+from asset_pipeline.usage.dbt_project import dbt_project
 from asset_pipeline.usage.intake import ingest_usage_files
 from asset_pipeline.usage.reports import build_file, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
 INTAKE_GROUP = "usage_intake"
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
-DBT_DIR = project_dir()
+DBT_PROJECT = dbt_project()
 
 
 class UsageTranslator(DagsterDbtTranslator):
@@ -34,8 +34,9 @@ class UsageTranslator(DagsterDbtTranslator):
         return GROUP
 
 
-@dbt_assets(manifest=ensure_manifest(DBT_DIR), partitions_def=DAILY, dagster_dbt_translator=UsageTranslator(),
-            backfill_policy=dg.BackfillPolicy.single_run(), name="usage_reports")
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, partitions_def=DAILY,
+            dagster_dbt_translator=UsageTranslator(), backfill_policy=dg.BackfillPolicy.single_run(),
+            name="usage_reports")
 def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
     """daily_usage, popular_assets, asset_usage_stats, storage_by_project for the partition (or
     backfill range), with their dbt tests as asset checks."""

@@ -1,0 +1,60 @@
+"""User mistakes through the Python API: a clear error naming the argument, never a raw TypeError or a
+LanceDB parse error, and nothing recorded."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from asset_pipeline import Catalog, CollectionNotFound
+from asset_pipeline.embeddings.search import SearchError
+from asset_pipeline.identity import asset_id_for
+from asset_pipeline.usage.events import InvalidEvent
+
+SUNSET = asset_id_for("research", "images/sunset")
+
+
+@pytest.mark.parametrize("filters, words", [
+    ({"project": 1.5}, "filter 'project' must be a name or a non-empty list of names, got 1.5"),
+    ({"created_after": 0}, "filter 'created_after' must be a date, a datetime or an ISO 8601 string, got int 0"),
+    ({"created_before": "last tuesday"}, "filter 'created_before' is not an ISO 8601 date or time"),
+    ({"type": "imgae"}, "filter 'type' has ['imgae'], not one of image, video"),
+    ({"status": ["gone"]}, "filter 'status' has ['gone']"),
+    ({"tags": [None]}, "filter 'tags' must be a name"),
+    ({"asset_id": []}, "filter 'asset_id' must be a name or a non-empty list"),
+    (["project"], "filters must be a dict"),
+])
+def test_search_filters_of_the_wrong_type_say_so(ingested: Catalog, filters, words: str) -> None:
+    with pytest.raises(SearchError) as info:
+        ingested.search(query="rocket", filters=filters)
+    assert words in str(info.value)
+
+
+def test_good_filter_values_of_every_accepted_type_pass(ingested: Catalog) -> None:
+    for value in ("2026-11-01", "2026-11-01T09:00:00Z", date(2026, 11, 1), datetime(2026, 11, 1, tzinfo=UTC)):
+        assert ingested.search(query="rocket", filters={"created_after": value, "type": ["image", "prompt"],
+                                                         "project": ("research",)}) == []  # nothing embedded yet
+
+
+@pytest.mark.parametrize("at, words", [
+    ("9999-12-31T00:00:00Z", "'at' is in the future: 9999-12-31"),
+    (datetime.now(UTC) + timedelta(days=3), "'at' is in the future"),
+    (1e20, "'at' is not a possible Unix time"),
+    ("1900-01-01", "'at' is before 1970"),
+])
+def test_record_usage_refuses_impossible_times(ingested: Catalog, at, words: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        ingested.record_usage(SUNSET, "view", "ann", at=at)
+    assert info.value.field == "at" and words in str(info.value)
+    assert ingested.flush() == 0
+
+
+def test_record_usage_refuses_a_collection_that_does_not_exist(ingested: Catalog) -> None:
+    with pytest.raises(CollectionNotFound, match="no collection with id 'c_nope': usage was not recorded"):
+        ingested.record_usage(SUNSET, "view", "ann", collection_id="c_nope")
+    with pytest.raises(InvalidEvent, match="'collection_id' must be a non-empty string"):
+        ingested.record_usage(SUNSET, "view", "ann", collection_id=5)
+    assert ingested.flush() == 0
+    cid = ingested.create_collection("banners", owner="ann")
+    ingested.record_usage(SUNSET, "view", "ann", collection_id=cid, at=datetime.now(UTC) - timedelta(hours=1))
+    assert ingested.flush() == 1
+    assert ingested.sql("select collection_id from usage_events").to_pylist() == [{"collection_id": cid}]

@@ -1,0 +1,270 @@
+"""An inbox written by someone who means harm: links out of it, files swapped mid-ingest, sidecars
+built to crash or confuse the parser, names that look alike. Nothing outside the inbox is read,
+every refusal is an `ingest_errors` row naming the file, and one bad input never stops the batch."""
+
+import hashlib
+import json
+import os
+import time
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from asset_pipeline import Catalog, Settings
+from asset_pipeline.examine import Examined, Rejection, examine, store_examined
+from asset_pipeline.inbox import scan_local
+from asset_pipeline.samples import render_image
+from asset_pipeline.sidecar import SIDECAR_SUFFIX
+from asset_pipeline.store import LocalObjectStore
+
+META = {"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1"}
+TABLES = ("assets", "asset_versions", "ingest_errors")
+
+
+def _drop(inbox: Path, rel: str, data: bytes, **meta) -> Path:
+    path = inbox / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    (inbox / (rel + SIDECAR_SUFFIX)).write_text(json.dumps({**META, **meta}))
+    return path
+
+
+def _age(path: Path) -> float:
+    """Set atime well into the past, so that any read moves it (relatime updates atimes older than a day)."""
+    old = time.time() - 5 * 86400
+    os.utime(path, (old, old - 86400))
+    return os.stat(path).st_atime
+
+
+def _reads_move_atime(tmp_path: Path) -> bool:
+    probe = tmp_path / "atime-probe"
+    probe.write_bytes(b"probe")
+    before = _age(probe)
+    probe.read_bytes()
+    return os.stat(probe).st_atime != before
+
+
+def _all_rows_text(cat: Catalog) -> str:
+    return "\n".join(json.dumps(cat.sql(f"select * from {t}").to_pylist(), default=str) for t in TABLES)
+
+
+def test_a_link_out_of_the_inbox_is_neither_read_nor_stored(catalog: Catalog, settings, tmp_path: Path) -> None:
+    inbox = Path(settings.inbox)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret_png = outside / "secret.png"
+    secret_png.write_bytes(render_image(99, (48, 48)))
+    secret_meta = outside / "secret.meta.json"
+    secret_meta.write_text(json.dumps({**META, "prompt": "TOP-SECRET-PROMPT", "project": "TOP-SECRET-PROJECT"}))
+    (outside / "folder").mkdir()
+    folder_png = outside / "folder" / "inside.png"
+    folder_png.write_bytes(render_image(98, (40, 40)))
+    (outside / "folder" / ("inside.png" + SIDECAR_SUFFIX)).write_text(json.dumps({**META, "prompt": "FOLDER-SECRET"}))
+    secret_hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (secret_png, folder_png)]
+    atimes = {p: _age(p) for p in (secret_png, secret_meta, folder_png)}
+
+    inbox.mkdir(parents=True)
+    (inbox / "stolen.png").symlink_to(secret_png)                      # a media file that is a link
+    (inbox / ("stolen.png" + SIDECAR_SUFFIX)).write_text(json.dumps(META))
+    real = render_image(97, (32, 32))
+    (inbox / "real.png").write_bytes(real)                             # a real file with a linked sidecar
+    (inbox / ("real.png" + SIDECAR_SUFFIX)).symlink_to(secret_meta)
+    (inbox / "renders").symlink_to(outside / "folder", target_is_directory=True)  # a folder that is a link
+    good = _drop(inbox, "good.png", render_image(96, (32, 32)))
+
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected) == (1, 3)
+    rows = {r["source_path"]: r for r in catalog.sql("select * from ingest_errors").to_pylist()}
+    assert set(rows) == {"stolen.png", "real.png", "renders"}
+    assert "'stolen.png' is a symbolic link" in rows["stolen.png"]["reason"]
+    assert rows["real.png"]["field"] == "sidecar" and "'real.png.meta.json' is a symbolic link" \
+        in rows["real.png"]["reason"]
+    assert "'renders' is a symbolic link" in rows["renders"]["reason"]
+    assert all("never followed" in r["reason"] for r in rows.values())
+
+    stored = set(catalog.home.store.iter_hashes())
+    assert hashlib.sha256(good.read_bytes()).hexdigest() in stored
+    assert not stored & set(secret_hashes)
+    assert hashlib.sha256(real).hexdigest() not in stored  # its sidecar was refused: nothing stored
+    text = _all_rows_text(catalog)
+    assert "TOP-SECRET-PROMPT" not in text and "TOP-SECRET-PROJECT" not in text and "FOLDER-SECRET" not in text
+    # the links went to quarantine as links; their targets are where they were, unread
+    assert Path(rows["stolen.png"]["quarantine_path"]).is_symlink()
+    assert Path(rows["renders"]["quarantine_path"]).is_symlink() and folder_png.exists()
+    assert not (inbox / "stolen.png").is_symlink() and not (inbox / "renders").exists()
+    if _reads_move_atime(tmp_path):
+        assert {p: os.stat(p).st_atime for p in atimes} == atimes, "a file outside the inbox was read"
+
+
+def test_a_link_planted_after_the_listing_is_refused_not_followed(settings, tmp_path: Path) -> None:
+    inbox = Path(settings.inbox)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(render_image(95, (32, 32)))
+    _drop(inbox, "a/swap.png", render_image(94, (32, 32)))
+    _drop(inbox, "b/c/deep.png", render_image(93, (32, 32)))
+    items = {i.rel: i for i in scan_local(inbox)}
+    (inbox / "a" / "swap.png").unlink()
+    (inbox / "a" / "swap.png").symlink_to(secret)                      # the file becomes a link
+    (inbox / "b" / "c").rename(inbox / "b" / "c-real")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "deep.png").write_bytes(secret.read_bytes())
+    (tmp_path / "elsewhere" / ("deep.png" + SIDECAR_SUFFIX)).write_text(json.dumps(META))
+    (inbox / "b" / "c").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a folder becomes a link
+    before = _age(secret)
+    swapped, deep = examine(items["a/swap.png"]), examine(items["b/c/deep.png"])
+    assert isinstance(swapped, Rejection) and "'a/swap.png' is a symbolic link" in swapped.reason
+    assert isinstance(deep, Rejection) and "'b/c' is a symbolic link" in deep.reason
+    if _reads_move_atime(tmp_path):
+        assert os.stat(secret).st_atime == before
+
+
+def test_a_file_replaced_by_a_link_between_hashing_and_storing_is_not_copied(settings, tmp_path: Path) -> None:
+    """The sidecar belongs to a file that is swapped for a link to a secret after it was hashed:
+    the streamed copy (large files, S3 stores) must not read the secret, and nothing is stored."""
+    inbox = Path(settings.inbox)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(render_image(92, (64, 64)))
+    path = _drop(inbox, "big.png", render_image(91, (64, 64)))
+    examined = examine(scan_local(inbox)[0])
+    assert isinstance(examined, Examined)
+    path.unlink()
+    path.symlink_to(secret)
+    before = _age(secret)
+    store = LocalObjectStore(tmp_path / "home")
+    store_examined(examined, store, content=None)
+    assert examined.intact is False and examined.written is False
+    assert list(store.iter_hashes()) == []
+    if _reads_move_atime(tmp_path):
+        assert os.stat(secret).st_atime == before
+
+
+def test_hostile_sidecars_are_refused_one_by_one(catalog: Catalog, settings) -> None:
+    inbox = Path(settings.inbox)
+    good = _drop(inbox, "good.png", render_image(90, (32, 32)))
+    hostile = {
+        "deep.png": ("[" * 100_000 + "]" * 100_000, "nested"),                     # crashes a naive parser
+        "deeper.png": (json.dumps({**META, "parameters": json.loads("{\"a\":" * 40 + "1" + "}" * 40)}), "nested"),
+        "huge.png": (json.dumps({**META, "prompt": "x" * (2 * 1024 * 1024)}), "larger than 1 MiB"),
+        "twice.png": ('{"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1", '
+                      '"project": "someone-elses"}', "repeats the key 'project'"),
+        "nan.png": (json.dumps({**META, "parameters": {"cfg": float("nan")}}), "NaN"),
+        "bidi.png": (json.dumps({**META, "name": "invoice\u202egnp.exe"}), "bidirectional"),
+        "newline.png": (json.dumps({**META, "name": "two\nlines"}), "control characters"),
+    }
+    for i, (name, (raw, _)) in enumerate(hostile.items()):
+        (inbox / name).write_bytes(render_image(80 + i, (16, 16)))
+        (inbox / (name + SIDECAR_SUFFIX)).write_text(raw)
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected) == (1, len(hostile))
+    assert catalog.sql("select name from assets").to_pylist() == [{"name": "good"}]
+    assert catalog.home.store.exists(hashlib.sha256(good.read_bytes()).hexdigest())
+    rows = {r["source_path"]: r for r in catalog.sql("select * from ingest_errors").to_pylist()}
+    for name, (_, words) in hostile.items():
+        assert words in rows[name]["reason"], (name, rows[name]["reason"])
+        assert "\n" not in rows[name]["reason"]
+
+
+def test_a_name_from_the_path_follows_the_sidecar_rules(catalog: Catalog, settings) -> None:
+    inbox = Path(settings.inbox)
+    _drop(inbox, "two\nlines.png", render_image(70, (16, 16)))
+    _drop(inbox, "bell\x07.png", render_image(71, (16, 16)))
+    _drop(inbox, "report\u202egnp.png", render_image(72, (16, 16)))
+    _drop(inbox, "sidecar-name.png", render_image(73, (16, 16)), name="two\nlines")
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected) == (0, 4)
+    rows = {r["source_path"]: r for r in catalog.sql("select * from ingest_errors").to_pylist()}
+    assert rows["two\nlines.png"]["field"] == rows["sidecar-name.png"]["field"] == "name"
+    assert "control characters" in rows["two\nlines.png"]["reason"]
+    assert "control characters" in rows["sidecar-name.png"]["reason"]
+    assert "'two\\nlines'" in rows["two\nlines.png"]["reason"]  # named, escaped: the reason stays one line
+    assert "control characters" in rows["bell\x07.png"]["reason"]
+    assert "bidirectional" in rows["report\u202egnp.png"]["reason"]
+    assert all("\n" not in r["reason"] for r in rows.values())
+
+
+def test_names_that_differ_only_in_unicode_normalisation_are_one_asset(catalog: Catalog, settings) -> None:
+    """macOS writes 'café' decomposed, Linux composed: one asset, not two look-alikes (a later
+    output under either spelling becomes its next version)."""
+    inbox = Path(settings.inbox)
+    nfc, nfd = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    team_nfc, team_nfd = (unicodedata.normalize(form, "équipe") for form in ("NFC", "NFD"))
+    assert nfc != nfd and team_nfc != team_nfd
+    _drop(inbox, f"{nfc}.png", render_image(60, (16, 16)), created_at="2026-11-01T00:00:00Z")
+    _drop(inbox, f"{nfd}.png", render_image(61, (16, 16)), created_at="2026-11-02T00:00:00Z")
+    _drop(inbox, "one.png", render_image(62, (16, 16)), project=team_nfc, name=nfd, created_at="2026-11-01T00:00:00Z")
+    _drop(inbox, "two.png", render_image(63, (16, 16)), project=team_nfd, name=nfc, created_at="2026-11-02T00:00:00Z")
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.new_assets) == (4, 2)
+    rows = catalog.sql("select name, project, current_version from assets order by project").to_pylist()
+    assert rows == [{"name": nfc, "project": "p1", "current_version": 2},
+                    {"name": nfc, "project": team_nfc, "current_version": 2}]
+
+
+@pytest.mark.parametrize("size_mb", [12])
+def test_a_huge_sidecar_is_refused_without_reading_it_all(settings, tmp_path: Path, size_mb: int) -> None:
+    import tracemalloc
+
+    inbox = Path(settings.inbox)
+    _drop(inbox, "x.png", render_image(50, (16, 16)))
+    with open(inbox / ("x.png" + SIDECAR_SUFFIX), "wb") as f:
+        f.write(b'{"prompt": "' + b"y" * (size_mb * 1024 * 1024) + b'"}')
+    item = scan_local(inbox)[0]
+    tracemalloc.start()
+    try:
+        result = examine(item)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(result, Rejection) and "larger than 1 MiB" in result.reason
+    assert peak < 4 * 1024 * 1024
+
+
+def test_a_hostile_sidecar_next_to_embedded_metadata_is_refused_too(catalog: Catalog, settings) -> None:
+    """A file that carries its own (A1111) metadata takes the merging path for its sidecar: the
+    same plain-JSON rules hold there, and a sidecar built to crash the parser stops only itself."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    inbox = Path(settings.inbox)
+    _drop(inbox, "good.png", render_image(40, (16, 16)))
+    hostile = {"deep.png": "[" * 100_000 + "]" * 100_000,
+               "twice.png": '{"project": "p1", "project": "someone-elses"}',
+               "nan.png": '{"parameters": {"cfg": NaN}}'}
+    for i, (name, raw) in enumerate(hostile.items()):
+        info = PngInfo()
+        info.add_text("parameters", f"a red rocket\nSteps: 4, Seed: {i}, Model: sdxl-turbo")
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(render_image(41 + i, (16, 16)))).save(buf, "PNG", pnginfo=info)
+        (inbox / name).write_bytes(buf.getvalue())
+        (inbox / (name + SIDECAR_SUFFIX)).write_text(raw)
+    summary = catalog.ingest()
+    assert (summary.new_versions, summary.rejected) == (1, 3)
+    reasons = {r["source_path"]: r["reason"] for r in catalog.sql("select * from ingest_errors").to_pylist()}
+    assert "nested" in reasons["deep.png"] and "repeats the key 'project'" in reasons["twice.png"]
+    assert "NaN" in reasons["nan.png"]
+
+
+def test_a_link_quarantined_into_an_s3_home_is_stored_as_its_target_path(s3_env, s3_client, bucket,
+                                                                          tmp_path: Path) -> None:
+    """On an S3 home the quarantine is an upload: a link must not be uploaded as its target's bytes."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET-BYTES")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "stolen.png").symlink_to(secret)
+    (inbox / ("stolen.png" + SIDECAR_SUFFIX)).write_text(json.dumps(META))
+    settings = Settings.from_env(home=f"s3://{bucket}/home", inbox=str(inbox), durable=False)
+    cat = Catalog(settings=settings)
+    assert cat.ingest().rejected == 1
+    row = cat.sql("select * from ingest_errors").to_pylist()[0]
+    assert "'stolen.png' is a symbolic link" in row["reason"]
+    key = row["quarantine_path"].removeprefix(f"s3://{bucket}/")
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == os.fsencode(str(secret))
+    stored = b"".join(s3_client.get_object(Bucket=bucket, Key=k)["Body"].read()
+                      for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                      for k in (o["Key"] for o in page.get("Contents", [])) if "/tables/" not in k)
+    assert b"TOP-SECRET-BYTES" not in stored
+    assert not (inbox / "stolen.png").is_symlink() and secret.exists()
