@@ -49,7 +49,7 @@ def debian_binary(name: str, package: str, extra_dirs: Sequence[str] = ()) -> st
             if (folder / name).is_file():
                 return str(folder / name)
     raise ServerUnavailable(f"`{name}` not found: install the Debian package `{package}` "
-                            f"(as root: {INSTALL_LINE}); the README's set-up line does it")
+                            f"(as root: {INSTALL_LINE}); the README's test command line does it")
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
