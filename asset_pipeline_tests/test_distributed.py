@@ -31,7 +31,7 @@ SUNSET = asset_id_for("research", "images/sunset")
 FOREST = asset_id_for("research", "images/forest")
 COPY = asset_id_for("research", "images/sunset-copy")
 CHIME = asset_id_for("research", "audio/chime")
-POLICIES = {"grace_period_days": 30, "policies": [
+POLICIES = {"grace_period_days": 30, "preview_new_policies": False, "policies": [  # act on the first sweep
     {"name": "audio", "action": "archive", "select": {"type": "audio"}},
     {"name": "duplicates", "action": "delete", "select": {"tags": ["duplicate"]}}]}
 INGEST_CHECKS = {"blobs_exist": True, "sample_rehashes": True, "no_duplicate_ids": True, "replica_in_sync": True}
