@@ -4,7 +4,8 @@ Every group except `usage`: the usage reports run dbt, and importing dagster-dbt
 in every process that loads the location, so they live in their own code location
 (`asset_pipeline.usage_definitions`, also in `workspace.yaml`). The deployment is chosen by
 environment: ASSET_PIPELINE_HOME (default ./data), ASSET_PIPELINE_INBOX, ASSET_PIPELINE_STORE
-('local' or s3://bucket/prefix), AWS_ENDPOINT_URL / AWS_REGION for S3.
+('local' or s3://bucket/prefix), AWS_ENDPOINT_URL / AWS_REGION for S3, and ASSET_PIPELINE_EXECUTOR
+('default', 'celery' or 'k8s'; see dagster_defs/executors.py).
 """
 
 from __future__ import annotations

@@ -83,6 +83,11 @@ class Settings:
     c2pa_sign_alg: str = "es256"
     c2pa_tsa_url: str | None = None
     c2pa_trust_anchors: str | None = None
+    # Where the steps of a run execute (issue 12): "default" (ingest in process, the rest in
+    # subprocesses of the run), "celery" (every step on dagster-celery workers; broker and result
+    # backend at `celery_broker`), "k8s" (the embedding job's steps in pods of their own).
+    executor: str = "default"
+    celery_broker: str = "redis://127.0.0.1:6379/0"
 
     def __post_init__(self) -> None:
         """Every URI is checked here, once: a typo is a clear error, never a folder named
@@ -128,6 +133,8 @@ class Settings:
             c2pa_sign_alg=os.environ.get("ASSET_PIPELINE_C2PA_ALG") or "es256",
             c2pa_tsa_url=os.environ.get("ASSET_PIPELINE_C2PA_TSA_URL") or None,
             c2pa_trust_anchors=os.environ.get("ASSET_PIPELINE_C2PA_TRUST_ANCHORS") or None,
+            executor=os.environ.get("ASSET_PIPELINE_EXECUTOR") or "default",
+            celery_broker=os.environ.get("ASSET_PIPELINE_CELERY_BROKER") or "redis://127.0.0.1:6379/0",
         )
         if "inbox" not in overrides and "home" in overrides and not os.environ.get("ASSET_PIPELINE_INBOX"):
             overrides = {**overrides, "inbox": ""}  # follows the new home

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh home per test, the sample inbox, and a real S3 server on loopback."""
+"""Shared fixtures: a fresh home per test, the sample inbox, and real servers on loopback — moto's
+S3 server, Postgres and Redis, each its own process (see servers.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from asset_pipeline import Catalog, Settings
 from asset_pipeline.home import Home
 from asset_pipeline.samples import make_samples
+
+from .servers import Postgres, moto_s3_server, postgres_cluster, redis_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,33 +84,37 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300)
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """moto's S3 server as its own process on 127.0.0.1: a real HTTP endpoint (an in-process
-    server thread would stall whenever deltalake or LanceDB hold the GIL while they wait on it)."""
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`moto_server` on 127.0.0.1 as its own process: a real HTTP S3 endpoint that subprocesses
+    (Celery workers, `dagster` commands) reach as they would reach S3 — not a patched boto3, and not
+    a thread of the test process that a busy test could starve."""
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway Postgres cluster (Debian's postgresql) on 127.0.0.1 for the whole session."""
+    with postgres_cluster() as server:
+        yield server
+
+
+@pytest.fixture
+def dagster_pg(postgres: Postgres) -> Iterator[dict[str, str]]:
+    """A fresh database for one test's Dagster instance; the DAGSTER_PG_* variables that
+    deploy/dagster-postgres.yaml reads, to be given to subprocesses."""
+    db = postgres.create_database()
+    try:
+        yield postgres.env(db)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        postgres.drop_database(db)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """Debian's redis-server on 127.0.0.1, one per test (it starts in a fraction of a second)."""
+    with redis_server(tmp_path / "redis") as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,20 +6,21 @@ imports. The ingest job must not pay for dbt (dagster-dbt and dbt-core: 1.4 s), 
 built. The CLI builds just the job it runs; the code locations (`asset_pipeline.definitions`,
 `asset_pipeline.usage_definitions`) build their groups.
 
-Every job runs its steps in the run's own process. Each job here is a chain of steps where a step
-needs the previous one's result; the parallel work happens inside a step (worker processes for
-hashing, DataLoader workers for decoding), so a subprocess per step would only import the world
-again (about 2 s a step) and buy no parallelism.
+Where steps run is `dagster_defs/executors.py`'s choice (ASSET_PIPELINE_EXECUTOR): by default in the
+run's own process, on Celery workers or in Kubernetes pods when a deployment says so.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Collection
 from types import ModuleType
 
 import dagster as dg
 
+from asset_pipeline.dagster_defs.executors import default_executor, job_executor
+from asset_pipeline.dagster_defs.k8s import COORDINATOR_K8S_CONFIG, k8s_tags
 from asset_pipeline.settings import Settings
 
 INGEST_JOB = "ingest_job"
@@ -51,33 +52,38 @@ def _module(group: str) -> ModuleType:
     return importlib.import_module(f"asset_pipeline.dagster_defs.assets.{GROUP_MODULES[group]}")
 
 
-def _job(name: str, m: ModuleType) -> dg.UnresolvedAssetJobDefinition:
-    """The job `name`, given its group's module (already imported)."""
+def _job(name: str, m: ModuleType, settings: Settings) -> dg.UnresolvedAssetJobDefinition:
+    """The job `name`, given its group's module (already imported), on the executor `settings` choose."""
     groups = dg.AssetSelection.groups
+    define_asset_job = functools.partial(dg.define_asset_job, executor_def=job_executor(name, settings))
     if name == INGEST_JOB:  # ingests may run side by side (Delta merges re-planned on conflict)
-        return dg.define_asset_job(name, selection=groups(m.GROUP),
-                                   description="Ingest the inbox into the store and the Delta tables.")
+        return define_asset_job(name, selection=groups(m.GROUP),
+                                description="Ingest the inbox into the store and the Delta tables.")
     if name == EMBED_JOB:
-        return dg.define_asset_job(name, selection=groups(m.GROUP), tags=m.GPU_TAGS,
-                                   description="Embed new versions with open_clip (batch; GPU when present).")
+        # On Kubernetes each embedding step gets a GPU pod (its op tags); the run's own pod only
+        # coordinates (these job tags), so a GPU node is held only while embedding.
+        return define_asset_job(name, selection=groups(m.GROUP),
+                                tags={**m.GPU_TAGS, **k8s_tags(COORDINATOR_K8S_CONFIG)},
+                                description="Embed new versions with open_clip (batch; GPU when present).")
     if name == USAGE_JOB:
-        return dg.define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
-                                   tags=EXCLUSIVE("analytics"),
-                                   description="Usage reports (dbt) and per-asset stats for a day or a range.")
+        return define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+                                tags=EXCLUSIVE("analytics"),
+                                description="Usage reports (dbt) and per-asset stats for a day or a range.")
     if name == USAGE_INTAKE_JOB:
-        return dg.define_asset_job(name, selection=groups(m.GROUP))
+        return define_asset_job(name, selection=groups(m.GROUP),
+                                description="Read usage logs from the usage inbox into the usage_events table.")
     if name == LIFECYCLE_JOB:
-        return dg.define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
-                                   tags=EXCLUSIVE("lifecycle"),
-                                   description="Retention sweep (archive, delete, hard delete) and upkeep.")
+        return define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+                                tags=EXCLUSIVE("lifecycle"),
+                                description="Retention sweep (archive, delete, hard delete) and upkeep.")
     if name == PROVENANCE_JOB:
-        return dg.define_asset_job(name, selection=dg.AssetSelection.assets("models", "storage_attribution"),
-                                   description="Model rows and storage attributed per project/creator.")
+        return define_asset_job(name, selection=dg.AssetSelection.assets("models", "storage_attribution"),
+                                description="Model rows and storage attributed per project/creator.")
     if name == RECALL_JOB:
-        return dg.define_asset_job(name, selection=dg.AssetSelection.assets("recalls"),
-                                   tags=EXCLUSIVE("lifecycle"),  # changes statuses: never beside a sweep
-                                   description="Take down everything a model produced (config: model, reason, "
-                                               "by, dry_run).")
+        return define_asset_job(name, selection=dg.AssetSelection.assets("recalls"),
+                                tags=EXCLUSIVE("lifecycle"),  # changes statuses: never beside a sweep
+                                description="Take down everything a model produced (config: model, reason, "
+                                            "by, dry_run).")
     raise KeyError(f"unknown job {name!r}; known: {sorted(JOB_GROUPS)}")
 
 
@@ -94,7 +100,7 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
         raise KeyError(f"unknown asset group(s) {sorted(unknown)}; known: {sorted(GROUP_MODULES)}")
     modules = {g: _module(g) for g in ALL_GROUPS if g in wanted}
     job_names = [j for j, g in JOB_GROUPS.items() if g in modules and (jobs is None or j in jobs)]
-    built = {j: _job(j, modules[JOB_GROUPS[j]]) for j in job_names}
+    built = {j: _job(j, modules[JOB_GROUPS[j]], settings) for j in job_names}
     assets: list = []
     for group, m in modules.items():
         if group == "ingest":
@@ -129,5 +135,5 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
         schedules=schedules,
         sensors=sensors,
         resources=resources,
-        executor=dg.in_process_executor,  # also for `dagster asset materialize`'s implicit job
+        executor=default_executor(settings),  # also for `dagster asset materialize`'s implicit job
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import shutil
 import tempfile
 import time
@@ -226,6 +227,10 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
     start = time.perf_counter()
     visual = [it for it in items if it["type"] in VISUAL]
     if visual:
+        if multiprocessing.current_process().daemon:
+            # A daemonic process may not start children (a Celery prefork pool's worker, say):
+            # decode in this process rather than fail. GPU workers should run with --pool=solo.
+            num_workers = 0
         loader = torch.utils.data.DataLoader(
             VisualDataset(visual, store, model.preprocess), batch_size=batch_size, num_workers=num_workers,
             collate_fn=_collate, worker_init_fn=_worker_init, pin_memory=model.device.startswith("cuda"),

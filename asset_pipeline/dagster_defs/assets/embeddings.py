@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from asset_pipeline.dagster_defs.executors import CELERY_QUEUE_TAG, GPU_QUEUE
+from asset_pipeline.dagster_defs.k8s import GPU_STEP_K8S_CONFIG, k8s_tags
 from asset_pipeline.dagster_defs.metadata import markdown_table
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import Shard, embed_pending, refresh_index
@@ -10,6 +12,10 @@ from asset_pipeline.provenance.phash import PHASH_MAX_DISTANCE, hashed_image_ids
 
 GROUP = "embeddings"
 GPU_TAGS = {"asset_pipeline/compute": "gpu"}  # route to GPU workers (run coordinator / executor config)
+# Where an embedding step itself runs: on Celery, the `gpu` queue (GPU workers); on Kubernetes
+# (k8s_job_executor), a pod with one GPU on a GPU node. Other executors ignore both tags. Only the
+# steps that embed carry them (each shard's step); the index step after them is a CPU step.
+GPU_OP_TAGS = {**GPU_TAGS, CELERY_QUEUE_TAG: GPU_QUEUE, **k8s_tags(GPU_STEP_K8S_CONFIG)}
 
 
 def _lock(home, model_id: str, part: str):
@@ -51,7 +57,7 @@ def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
                    "Incremental: only versions this model has not embedded yet are read.")
     if shards <= 1:
         @dg.asset(name="clip_embeddings", group_name=GROUP, deps=["asset_versions", "assets"],
-                  kinds={"lancedb", "pytorch"}, op_tags=GPU_TAGS, description=description)
+                  kinds={"lancedb", "pytorch"}, op_tags=GPU_OP_TAGS, description=description)
         def clip_embeddings(context: dg.AssetExecutionContext, pipeline: PipelineHome,
                             embedder: ClipEmbedder) -> dg.MaterializeResult:
             return dg.MaterializeResult(metadata=_embed(context, pipeline, embedder, Shard(), index=True))
@@ -60,7 +66,7 @@ def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
 
     def shard_op(i: int) -> dg.OpDefinition:
         @dg.op(name=f"embed_shard_{i}", ins={"versions": dg.In(dg.Nothing), "assets": dg.In(dg.Nothing)},
-               out=dg.Out(dg.Nothing), tags=GPU_TAGS,
+               out=dg.Out(dg.Nothing), tags=GPU_OP_TAGS,
                description=f"Embed shard {i} of {shards} of the new versions.")
         def embed_shard(context: dg.OpExecutionContext, pipeline: PipelineHome, embedder: ClipEmbedder):
             yield dg.Output(None, metadata=_embed(context, pipeline, embedder, Shard(i, shards), index=False))
