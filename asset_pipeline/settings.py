@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 from asset_pipeline.errors import ConfigError
 from asset_pipeline.formats import DEFAULT_MAX_IMAGE_PIXELS, ValidationLimits
@@ -83,9 +84,13 @@ class Settings:
     c2pa_sign_alg: str = "es256"
     c2pa_tsa_url: str | None = None
     c2pa_trust_anchors: str | None = None
-    # Where the steps of a run execute (issue 12): "default" (ingest in process, the rest in
-    # subprocesses of the run), "celery" (every step on dagster-celery workers; broker and result
-    # backend at `celery_broker`), "k8s" (the embedding job's steps in pods of their own).
+    # First day of the daily partitions (usage reports, retention sweeps), YYYY-MM-DD. Unset: 30
+    # days before the home's creation (dagster_defs/partitions.py).
+    partitions_start: str | None = None
+    owners: tuple[str, ...] = ("team:asset-pipeline",)  # Dagster asset owners: emails or team:NAME
+    # Where the steps of a run execute (issue 12): "default" (every step in the run's process),
+    # "celery" (every step on dagster-celery workers; broker and result backend at
+    # `celery_broker`), "k8s" (the embedding job's steps in pods of their own).
     executor: str = "default"
     celery_broker: str = "redis://127.0.0.1:6379/0"
 
@@ -107,6 +112,15 @@ class Settings:
                 raise LocationError(f"replica {self.replica!r} must be an s3:// URI")
             if home.is_s3 or self.store != "local":
                 raise LocationError("a replica copies a local store: the home and the store must be local")
+        if self.partitions_start is not None:
+            try:
+                date.fromisoformat(self.partitions_start)
+            except ValueError:
+                raise ConfigError(f"partitions start must be a date (YYYY-MM-DD), got {self.partitions_start!r} "
+                                  "(ASSET_PIPELINE_PARTITIONS_START)") from None
+        for owner in self.owners:
+            if not (owner.startswith("team:") and len(owner) > 5) and "@" not in owner:
+                raise ConfigError(f"owner {owner!r} must be an email or team:NAME (ASSET_PIPELINE_OWNERS)")
         if self.inbox_mode not in INBOX_MODES:
             raise ConfigError(f"inbox mode must be one of {', '.join(INBOX_MODES)}, got {self.inbox_mode!r} "
                               "(ASSET_PIPELINE_INBOX_MODE)")
@@ -135,6 +149,9 @@ class Settings:
             c2pa_trust_anchors=os.environ.get("ASSET_PIPELINE_C2PA_TRUST_ANCHORS") or None,
             executor=os.environ.get("ASSET_PIPELINE_EXECUTOR") or "default",
             celery_broker=os.environ.get("ASSET_PIPELINE_CELERY_BROKER") or "redis://127.0.0.1:6379/0",
+            partitions_start=os.environ.get("ASSET_PIPELINE_PARTITIONS_START") or None,
+            owners=tuple(o.strip() for o in (os.environ.get("ASSET_PIPELINE_OWNERS") or "team:asset-pipeline")
+                         .split(",") if o.strip()),
         )
         if "inbox" not in overrides and "home" in overrides and not os.environ.get("ASSET_PIPELINE_INBOX"):
             overrides = {**overrides, "inbox": ""}  # follows the new home

@@ -28,6 +28,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                 "DAGSTER_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "1")
+    # Tests name fixed days of November 2026: their partitions must exist whenever the tests run
+    # (the default start follows the home's creation). test_dagster_definitions checks the default.
+    monkeypatch.setenv("ASSET_PIPELINE_PARTITIONS_START", "2026-11-01")
 
 
 @pytest.fixture

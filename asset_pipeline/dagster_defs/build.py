@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import warnings
 from collections.abc import Collection
 from types import ModuleType
 
@@ -21,6 +22,7 @@ import dagster as dg
 
 from asset_pipeline.dagster_defs.executors import default_executor, job_executor
 from asset_pipeline.dagster_defs.k8s import COORDINATOR_K8S_CONFIG, k8s_tags
+from asset_pipeline.dagster_defs.partitions import daily_partitions
 from asset_pipeline.settings import Settings
 
 INGEST_JOB = "ingest_job"
@@ -41,6 +43,10 @@ JOB_GROUPS = {
     LIFECYCLE_JOB: "lifecycle", PROVENANCE_JOB: "provenance", RECALL_JOB: "provenance",
 }
 ALL_GROUPS = tuple(GROUP_MODULES)
+# Cheap tables derived from the catalog that follow it by declarative automation (eager) rather
+# than by a job of their own. The embedding job keeps its asset sensor: it is a job with its own
+# executor and GPU tags, which runs launched by an automation sensor would not carry.
+DERIVED_TABLES = {"collections": ("collection_stats",), "provenance": ("models", "storage_attribution")}
 
 
 def EXCLUSIVE(name: str) -> dict[str, str]:  # noqa: N802 - reads as a constant at the call site
@@ -66,14 +72,14 @@ def _job(name: str, m: ModuleType, settings: Settings) -> dg.UnresolvedAssetJobD
                                 tags={**m.GPU_TAGS, **k8s_tags(COORDINATOR_K8S_CONFIG)},
                                 description="Embed new versions with open_clip (batch; GPU when present).")
     if name == USAGE_JOB:
-        return define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+        return define_asset_job(name, selection=groups(m.GROUP),
                                 tags=EXCLUSIVE("analytics"),
                                 description="Usage reports (dbt) and per-asset stats for a day or a range.")
     if name == USAGE_INTAKE_JOB:
         return define_asset_job(name, selection=groups(m.GROUP),
                                 description="Read usage logs from the usage inbox into the usage_events table.")
     if name == LIFECYCLE_JOB:
-        return define_asset_job(name, selection=groups(m.GROUP), partitions_def=m.DAILY,
+        return define_asset_job(name, selection=groups(m.GROUP),
                                 tags=EXCLUSIVE("lifecycle"),
                                 description="Retention sweep (archive, delete, hard delete) and upkeep.")
     if name == PROVENANCE_JOB:
@@ -85,6 +91,10 @@ def _job(name: str, m: ModuleType, settings: Settings) -> dg.UnresolvedAssetJobD
                                 description="Take down everything a model produced (config: model, reason, "
                                             "by, dry_run).")
     raise KeyError(f"unknown job {name!r}; known: {sorted(JOB_GROUPS)}")
+
+
+def _owned(spec: dg.AssetSpec, owners: Collection[str]) -> dg.AssetSpec:
+    return spec.replace_attributes(owners=list(owners))
 
 
 def build_definitions(settings: Settings | None = None, progress: bool = False, clip_model: str | None = None,
@@ -99,23 +109,32 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
     if unknown:
         raise KeyError(f"unknown asset group(s) {sorted(unknown)}; known: {sorted(GROUP_MODULES)}")
     modules = {g: _module(g) for g in ALL_GROUPS if g in wanted}
+    daily = daily_partitions(settings) if {"usage", "lifecycle"} & set(modules) else None
     job_names = [j for j, g in JOB_GROUPS.items() if g in modules and (jobs is None or j in jobs)]
     built = {j: _job(j, modules[JOB_GROUPS[j]], settings) for j in job_names}
     assets: list = []
+    checks: list = []
     for group, m in modules.items():
         if group == "ingest":
             assets += [m.inbox, m.ingest]
         elif group == "embeddings":  # fanned out into `embed_shards` steps (one per shard)
             clip = m.build_clip_embeddings(settings.embed_shards)
             assets += [clip, m.build_near_duplicates(clip)]
+        elif group in ("usage", "lifecycle"):  # daily partitions from the settings' start
+            built_here = m.build_assets(daily)
+            assets += [a for a in built_here if not isinstance(a, dg.AssetChecksDefinition)]
+            checks += [a for a in built_here if isinstance(a, dg.AssetChecksDefinition)]
         else:
             assets += dg.load_assets_from_modules([m])
     schedules, sensors = [], []
     if USAGE_JOB in built:
-        schedules.append(dg.build_schedule_from_partitioned_job(built[USAGE_JOB], hour_of_day=1, name="usage_daily"))
+        schedules.append(dg.build_schedule_from_partitioned_job(
+            built[USAGE_JOB], hour_of_day=1, name="usage_daily",
+            description="At 01:00 UTC: yesterday's usage reports and the snapshots to date."))
     if LIFECYCLE_JOB in built:
-        schedules.append(dg.build_schedule_from_partitioned_job(built[LIFECYCLE_JOB], hour_of_day=3,
-                                                                name="lifecycle_daily"))
+        schedules.append(dg.build_schedule_from_partitioned_job(
+            built[LIFECYCLE_JOB], hour_of_day=3, name="lifecycle_daily",
+            description="At 03:00 UTC (after the usage reports): yesterday's retention sweep, then table upkeep."))
     from asset_pipeline.dagster_defs import sensors as sensor_defs
 
     if INGEST_JOB in built:
@@ -124,13 +143,28 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
         sensors.append(sensor_defs.build_embed_sensor(built[EMBED_JOB]))
     if USAGE_INTAKE_JOB in built:
         sensors.append(sensor_defs.build_usage_inbox_sensor(built[USAGE_INTAKE_JOB]))
+    derived = [key for group, keys in DERIVED_TABLES.items() if group in modules for key in keys]
+    if derived:
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            "derived_tables_automation", target=dg.AssetSelection.assets(*derived),
+            default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,
+            description="Declarative automation of the tables derived from the catalog ("
+                        + ", ".join(derived) + "): each is recomputed once after an ingest, a sweep or a "
+                        "recall changed its inputs (AutomationCondition.eager)."))
     resources: dict = {"pipeline": PipelineHome.from_settings(settings, progress=progress)}
     if "embeddings" in modules:
         resources["embedder"] = ClipEmbedder(model=clip_model)
     if "usage" in modules:
         resources["dbt"] = modules["usage"].dbt_resource()
+    # Who to ask about an asset, and a link from each asset to the code that defines it.
+    assets = [_owned(a, settings.owners) if isinstance(a, dg.AssetSpec)
+              else a.map_asset_specs(lambda spec: _owned(spec, settings.owners)) for a in assets]
+    with warnings.catch_warnings():  # beta in 1.13; a normal run prints no warnings
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        assets = dg.with_source_code_references(assets)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=list(built.values()),
         schedules=schedules,
         sensors=sensors,

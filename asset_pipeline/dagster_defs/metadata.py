@@ -46,3 +46,9 @@ def table_metadata(tables, name: str) -> dict:
     return {"dagster/row_count": rows, "dagster/column_schema": column_schema(name),
             "delta_version": dt.version() if dt is not None else -1,
             "dagster/uri": dg.MetadataValue.path(tables.uri(name))}
+
+
+def report_metadata(rows: int, columns: list[tuple[str, str]]) -> dict:
+    """Row count and columns of a report table (a dbt model), as the UI shows them for tables."""
+    return {"dagster/row_count": rows,
+            "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(c, t.lower()) for c, t in columns])}

@@ -41,7 +41,9 @@ def build_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int = 30,
 
 def build_embed_sensor(job: "dg.JobDefinition | object") -> dg.SensorDefinition:
     @dg.asset_sensor(asset_key=dg.AssetKey("asset_versions"), job=job, default_status=dg.DefaultSensorStatus.STOPPED,
-                     description="Starts the (GPU-tagged) embedding job after each ingest that recorded versions.")
+                     description="Starts the (GPU-tagged) embedding job after each ingest that recorded versions: "
+                                 "a sensor rather than declarative automation, so that the run is the embed job with "
+                                 "its executor and GPU tags and ingests that added nothing start nothing.")
     def embed_after_ingest(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
         materialization = asset_event.asset_materialization
         new = materialization.metadata.get("new_versions") if materialization else None

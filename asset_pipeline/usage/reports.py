@@ -164,16 +164,26 @@ def _reports_connection(tables: Tables, home: Location) -> tuple[duckdb.DuckDBPy
 
 
 def report_numbers(tables: Tables, home: Location, day: str) -> dict:
-    """Key numbers of one day's reports, for the Dagster UI."""
-    con, _ = _reports_connection(tables, home)
+    """Key numbers of one day's reports, for the Dagster UI (from the reports published so far:
+    a run builds the per-day reports and the snapshots in steps of their own, in either order)."""
+    con, names = _reports_connection(tables, home)
+
+    def rows(name: str, sql: str, params: list | None = None) -> list[tuple]:
+        return con.execute(sql, params or []).fetchall() if name in names else []
+
     try:
-        daily = con.execute("select action, events, distinct_assets, distinct_users from daily_usage "
-                            "where day = ?::date order by action", [day]).fetchall()
-        popular = con.execute("select asset_id, downloads, events from popular_assets where day = ?::date "
-                              "order by rank limit 10", [day]).fetchall()
-        storage = con.execute("select cast(sum(logical_bytes) as bigint), cast(sum(stored_bytes) as bigint), "
-                              "cast(sum(bytes_saved_by_dedup) as bigint) from storage_by_project").fetchall()[0]
-        stats = con.execute("select count(*), cast(sum(downloads) as bigint) from asset_usage_stats").fetchall()[0]
+        daily = rows("daily_usage", "select action, events, distinct_assets, distinct_users from daily_usage "
+                                    "where day = ?::date order by action", [day])
+        popular = rows("popular_assets", "select asset_id, downloads, events from popular_assets "
+                                         "where day = ?::date order by rank limit 10", [day])
+        storage = (rows("storage_by_project", "select cast(sum(logical_bytes) as bigint), "
+                        "cast(sum(stored_bytes) as bigint), cast(sum(bytes_saved_by_dedup) as bigint) "
+                        "from storage_by_project") or [(0, 0, 0)])[0]
+        stats = (rows("asset_usage_stats", "select count(*), cast(sum(downloads) as bigint) "
+                                           "from asset_usage_stats") or [(0, 0)])[0]
+        shapes = {name: (con.execute(f'select count(*) from "{name}"').fetchone()[0],
+                         [(c, t) for c, t, *_ in con.execute(f'describe "{name}"').fetchall()])
+                  for name in REPORTS if name in names}
     finally:
         con.close()
     return {
@@ -183,6 +193,7 @@ def report_numbers(tables: Tables, home: Location, day: str) -> dict:
         "storage": {"logical_bytes": storage[0] or 0, "stored_bytes": storage[1] or 0,
                     "bytes_saved_by_dedup": storage[2] or 0},
         "assets_with_usage": stats[0], "downloads_to_date": stats[1] or 0,
+        "tables": shapes,  # each published report's (rows, [(column, DuckDB type)])
     }
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from asset_pipeline.dagster_defs.executors import CELERY_QUEUE_TAG, GPU_QUEUE
 from asset_pipeline.dagster_defs.k8s import GPU_STEP_K8S_CONFIG, k8s_tags
-from asset_pipeline.dagster_defs.metadata import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table, schema_metadata, table_metadata
 from asset_pipeline.dagster_defs.resources import ClipEmbedder, PipelineHome
 from asset_pipeline.embeddings.job import Shard, embed_pending, refresh_index
 from asset_pipeline.embeddings.near_duplicates import near_duplicate_pairs, prefiltered_pairs
@@ -42,8 +42,8 @@ def _embed(context, pipeline: PipelineHome, embedder: ClipEmbedder, shard: Shard
             "images": s.images, "texts": s.texts, "failed": len(s.failed), "device": s.device, "model": s.model,
             "lancedb_table": s.table, "seconds": round(s.seconds, 3), "shard": shard.name,
             "model_source": choice.source,
-            **({"table_rows": s.index.rows, "ann_index": s.index.ann, "status_updates": s.status_updates}
-               if s.index else {})}
+            **({"table_rows": s.index.rows, "dagster/row_count": s.index.rows, "ann_index": s.index.ann,
+                "status_updates": s.status_updates} if s.index else {})}
 
 
 def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
@@ -85,7 +85,8 @@ def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
         dim = table.schema.field("vector").type.list_size
         with _lock(home, spec.model_id, "index"):
             updates, report = refresh_index(home.tables, home.vectors, spec.model_id, dim)
-        yield dg.Output(None, metadata={"table_rows": report.rows, "ann_index": report.ann,
+        yield dg.Output(None, metadata={"table_rows": report.rows, "dagster/row_count": report.rows,
+                                        "ann_index": report.ann,
                                         "status_updates": updates, "shards": shards, "lancedb_table": table.name})
 
     shard_ops = [shard_op(i) for i in range(shards)]
@@ -101,7 +102,8 @@ def build_clip_embeddings(shards: int = 1) -> dg.AssetsDefinition:
 
 
 def build_near_duplicates(clip_embeddings: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(name="near_duplicates", group_name=GROUP, deps=[clip_embeddings], kinds={"deltalake"})
+    @dg.asset(name="near_duplicates", group_name=GROUP, deps=[clip_embeddings], kinds={"deltalake"},
+              metadata=schema_metadata("near_duplicates"))
     def near_duplicates(context: dg.AssetExecutionContext, pipeline: PipelineHome,
                         embedder: ClipEmbedder) -> dg.MaterializeResult:
         """Pairs of live images whose embeddings' cosine similarity passes the threshold."""
@@ -127,5 +129,6 @@ def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.Mater
         "pairs": len(pairs), "threshold": embedder.near_duplicate_threshold,
         "phash_candidates": len(candidates), "pairs_from_phash": len(by_phash), "pairs_from_ann": len(by_ann),
         "model": spec.name if not spec.is_test_model else "tiny-test (test model, random weights)",
+        **table_metadata(home.tables, "near_duplicates"),
         "preview": markdown_table([{k: p[k] for k in ("asset_a", "asset_b", "similarity")} for p in pairs[:20]]),
     })

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from asset_pipeline import integrity
-from asset_pipeline.dagster_defs.metadata import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table, schema_metadata, table_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.inbox import iter_local
 from asset_pipeline.progress import ProgressLine
@@ -53,11 +53,11 @@ TABLES = ("asset_versions", "assets", "ingest_errors")
     name="ingest",
     group_name=GROUP,
     specs=[
-        dg.AssetSpec("assets", deps=[inbox], kinds={"deltalake"},
+        dg.AssetSpec("assets", deps=[inbox], kinds={"deltalake"}, metadata=schema_metadata("assets"),
                      description="One row per logical asset: metadata, status, current version, usage."),
-        dg.AssetSpec("asset_versions", deps=[inbox], kinds={"deltalake"},
+        dg.AssetSpec("asset_versions", deps=[inbox], kinds={"deltalake"}, metadata=schema_metadata("asset_versions"),
                      description="Append-only: one row per version with its sha256."),
-        dg.AssetSpec("ingest_errors", deps=[inbox], kinds={"deltalake"},
+        dg.AssetSpec("ingest_errors", deps=[inbox], kinds={"deltalake"}, metadata=schema_metadata("ingest_errors"),
                      description="One row per rejected input, with the reason; the input is quarantined."),
     ],
     # The checks run in the ingest's own step: a step of its own costs each a handful of events
@@ -106,25 +106,24 @@ def _ingest(context: dg.AssetExecutionContext, config: InboxConfig, pipeline: Pi
     s = home.ingest(config.paths, progress, run_id=context.run_id, verify=config.verify)
     if progress:
         progress.finish()
-    versions_dt, assets_dt = home.tables.open("asset_versions"), home.tables.open("assets")
     replica = {"replica_uploaded": s.replica.uploaded, "replica_checked": s.replica.pending} if s.replica else {}
     results = {
         "asset_versions": {**replica,
             "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
             "bytes_in": s.bytes_in, "bytes_stored": s.bytes_stored, "dedup_ratio": round(s.dedup_ratio, 4),
-            "delta_version": versions_dt.version() if versions_dt else -1, "preview": markdown_table(s.preview)},
+            "preview": markdown_table(s.preview)},
         "assets": {
             "new_assets": s.new_assets, "inputs": s.inputs, "rejected": s.rejected, "not_ready": s.not_ready,
             "inbox": pipeline.inbox, "store": pipeline.store, "inbox_mode": pipeline.inbox_mode,
-            "consumed": s.consumed, "hashed": s.hashed, "bytes_copied": s.bytes_copied, "batches": s.batches,
-            "delta_version": assets_dt.version() if assets_dt else -1},
+            "consumed": s.consumed, "hashed": s.hashed, "bytes_copied": s.bytes_copied, "batches": s.batches},
         "ingest_errors": {
             "rejected": s.rejected, "errors": markdown_table(s.errors),
             "quarantine": str(home.root / "quarantine") if home.settings.consumes_inbox else "none (kept inbox)"},
     }
     for key in TABLES:
         if key in selected:
-            yield dg.MaterializeResult(asset_key=key, metadata=results[key])
+            # Row count (from the Delta log, no scan), columns, version and place of each table.
+            yield dg.MaterializeResult(asset_key=key, metadata={**results[key], **table_metadata(home.tables, key)})
     context.log.info(f"ingested {s.new_versions} versions ({s.new_assets} new assets), "
                      f"{s.deduplicated} deduplicated, {s.rejected} rejected")
 

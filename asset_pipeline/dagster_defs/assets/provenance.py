@@ -3,7 +3,7 @@ fairly per project and creator, and model recalls (a job whose selection is its 
 
 import dagster as dg
 
-from asset_pipeline.dagster_defs.assets.ingest import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table, schema_metadata, table_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.lifecycle.actions import Lifecycle
 from asset_pipeline.lifecycle.policies import load_config
@@ -14,7 +14,10 @@ from asset_pipeline.storage_attribution import attributed_bytes
 GROUP = "provenance"
 
 
-@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"deltalake"})
+# Declarative automation: recomputed after an ingest or a sweep changes their inputs (when the
+# automation sensor runs).
+@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"deltalake"}, metadata=schema_metadata("models"),
+          automation_condition=dg.AutomationCondition.eager())
 def models(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """One row per model and per LoRA/adapter named in generation parameters: assets (all, and
     not deleted), versions and the bytes of the distinct blobs they produced."""
@@ -25,10 +28,12 @@ def models(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.Mate
         "models": sum(r["kind"] == "model" for r in rows), "adapters": sum(r["kind"] == "adapter" for r in rows),
         "by_bytes": markdown_table([{k: r[k] for k in ("name", "kind", "assets", "versions", "bytes")}
                                     for r in rows[:20]]),
+        **table_metadata(home.tables, "models"),
     })
 
 
-@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"duckdb"})
+@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"duckdb"},
+          automation_condition=dg.AutomationCondition.eager())
 def storage_attribution(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Stored bytes per project and per creator; a blob shared by n assets counts 1/n for each."""
     home = pipeline.open()
@@ -51,7 +56,8 @@ class RecallConfig(dg.Config):
     """Only list and record what would be taken."""
 
 
-@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"deltalake"}, key="recalls")
+@dg.asset(group_name=GROUP, deps=["assets", "asset_versions"], kinds={"deltalake"}, key="recalls",
+          metadata=schema_metadata("recalls"))
 def recalls(context: dg.AssetExecutionContext, config: RecallConfig, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Soft-delete every asset the configured model produced (audited in `lifecycle_actions`,
     reversible until the grace period ends), or list them in a dry run."""
@@ -66,4 +72,5 @@ def recalls(context: dg.AssetExecutionContext, config: RecallConfig, pipeline: P
         "grace_period_days": grace,
         "taken": markdown_table([{k: a[k] for k in ("asset_id", "name", "project", "role", "versions")}
                                  for a in r.taken[:50]]),
+        **table_metadata(home.tables, "recalls"),
     })

@@ -1,25 +1,30 @@
-"""Group `usage` (daily partitions): the dbt_usage models through dagster-dbt, and the per-asset
-stats copied back into `assets`. Importing this module imports dbt (about 1.4 s): only the
-usage code location and the CLI's `report` do."""
+"""Group `usage`: the dbt_usage models through dagster-dbt — per-day reports on daily partitions,
+whole-table snapshots unpartitioned — and the per-asset stats copied back into `assets`.
+Importing this module imports dbt (about 1.4 s): only the usage code location and the CLI's
+`report` do."""
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
-from asset_pipeline.dagster_defs.metadata import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table, report_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
 from asset_pipeline.usage.dbt_project import dbt_executable, dbt_project
 from asset_pipeline.usage.reports import build_file, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
-DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
 DBT_PROJECT = dbt_project()
+# Per-day reports: one partition per day, a backfill rebuilds its range.
+DAILY_MODELS = ("daily_usage", "popular_assets")
+# Whole-table snapshots (everything to date): not partitioned, rebuilt by every usage run.
+SNAPSHOT_MODELS = ("asset_usage_stats", "storage_by_project")
 
 
 class UsageTranslator(DagsterDbtTranslator):
@@ -33,32 +38,38 @@ class UsageTranslator(DagsterDbtTranslator):
         return GROUP
 
 
-@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, partitions_def=DAILY,
-            dagster_dbt_translator=UsageTranslator(), backfill_policy=dg.BackfillPolicy.single_run(),
-            name="usage_reports")
-def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
-    """daily_usage, popular_assets, asset_usage_stats, storage_by_project for the partition (or
-    backfill range), with their dbt tests as asset checks."""
+# Code references: each model links to its .sql file.
+TRANSLATOR = UsageTranslator(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
+
+
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome,
+               window: dg.PartitionKeyRange | None) -> Iterator:
+    """`dbt build` of the selected models into the home's build file, then publish it; the models'
+    events carry their row counts and key numbers. `window` None: a snapshot, to date."""
     home = pipeline.open()
     root = home.root
-    window = context.partition_key_range
+    day = window.end if window else datetime.now(UTC).date().isoformat()
+    dbt_vars = {"day_from": window.start if window else day, "day_to": day}
     # One build at a time per home; analysts read the published copy and never hold this up.
     with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-") as scratch, \
             build_file(home.tables, root) as database:
         profiles = write_profile(Path(scratch) / "profile", database, root.s3 if root.is_s3 else None)
         runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(profiles),
                                 dbt_executable=dbt.dbt_executable)
-        events = list(runner.cli(["build", "--vars", json.dumps({"day_from": window.start, "day_to": window.end})],
-                                 context=context, target_path=Path(scratch) / "target").stream())
+        events = list(runner.cli(["build", "--vars", json.dumps(dbt_vars)], context=context,
+                                 target_path=Path(scratch) / "target").stream())
         publish(root, database)
-    numbers = report_numbers(home.tables, root, window.end)
+    numbers = report_numbers(home.tables, root, day)
     extra = {
-        "daily_usage": {"day": window.end, "events": numbers["events"], "by_action": markdown_table(numbers["daily"])},
-        "popular_assets": {"day": window.end, "top": markdown_table(numbers["popular"])},
+        "daily_usage": {"day": day, "events": numbers["events"], "by_action": markdown_table(numbers["daily"])},
+        "popular_assets": {"day": day, "top": markdown_table(numbers["popular"])},
         "asset_usage_stats": {"assets_with_usage": numbers["assets_with_usage"],
-                              "downloads_to_date": numbers["downloads_to_date"]},
-        "storage_by_project": numbers["storage"],
+                              "downloads_to_date": numbers["downloads_to_date"], "to_day": day},
+        "storage_by_project": {**numbers["storage"], "to_day": day},
     }
+    for name, shape in numbers["tables"].items():
+        if name in extra:
+            extra[name].update(report_metadata(*shape))
     for event in events:
         key = getattr(event, "output_name", None) or getattr(getattr(event, "asset_key", None), "path", [None])[-1]
         if isinstance(event, dg.Output | dg.MaterializeResult) and key in extra:
@@ -67,14 +78,32 @@ def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeli
             yield event
 
 
-@dg.asset(group_name=GROUP, partitions_def=DAILY, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"},
-          backfill_policy=dg.BackfillPolicy.single_run())
-def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
-    """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
-    retention sweep selects on)."""
-    home = pipeline.open()
-    updated = refresh_asset_usage(home.tables, home.root)
-    return dg.MaterializeResult(metadata={"assets_updated": updated})
+def build_assets(daily: dg.PartitionsDefinition) -> list:
+    """The group's assets, the per-day reports on `daily`."""
+
+    @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, partitions_def=daily,
+                select=" ".join(DAILY_MODELS), dagster_dbt_translator=TRANSLATOR,
+                backfill_policy=dg.BackfillPolicy.single_run(), name="usage_reports")
+    def usage_reports(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
+        """daily_usage and popular_assets for the partition (or backfill range), with their dbt
+        tests as asset checks."""
+        yield from _dbt_build(context, dbt, pipeline, context.partition_key_range)
+
+    @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, select=" ".join(SNAPSHOT_MODELS),
+                dagster_dbt_translator=TRANSLATOR, name="usage_snapshots")
+    def usage_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
+        """asset_usage_stats and storage_by_project: whole tables as of now, with their dbt tests."""
+        yield from _dbt_build(context, dbt, pipeline, None)
+
+    @dg.asset(group_name=GROUP, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"})
+    def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
+        """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
+        retention sweep selects on)."""
+        home = pipeline.open()
+        updated = refresh_asset_usage(home.tables, home.root)
+        return dg.MaterializeResult(metadata={"assets_updated": updated})
+
+    return [usage_reports, usage_snapshots, asset_usage_refresh]
 
 
 def dbt_resource() -> DbtCliResource:

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from asset_pipeline.dagster_defs.metadata import markdown_table
+from asset_pipeline.dagster_defs.metadata import markdown_table, schema_metadata, table_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.intake import ingest_usage_files
 
 GROUP = "usage_intake"
 
 
-@dg.asset(group_name=GROUP, kinds={"deltalake"}, key="usage_events")
+@dg.asset(group_name=GROUP, kinds={"deltalake"}, key="usage_events", metadata=schema_metadata("usage_events"))
 def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """Events from JSONL/Parquet application logs in ``<home>/usage_inbox``; bad rows and unknown
     asset ids go to `usage_errors` with file, line and field (API events land directly)."""
@@ -20,4 +20,5 @@ def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> d
     return dg.MaterializeResult(metadata={
         "files": len(s.files), "events": s.events, "bad_rows": s.bad_rows, "unknown_assets": s.unknown_assets,
         "errors": markdown_table([{k: e[k] for k in ("source", "line", "field", "reason")} for e in s.errors[:20]]),
+        **table_metadata(home.tables, "usage_events"),
     })
