@@ -130,5 +130,6 @@ def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.Mater
         "phash_candidates": len(candidates), "pairs_from_phash": len(by_phash), "pairs_from_ann": len(by_ann),
         "model": spec.name if not spec.is_test_model else "tiny-test (test model, random weights)",
         **table_metadata(home.tables, "near_duplicates"),
-        "preview": markdown_table([{k: p[k] for k in ("asset_a", "asset_b", "similarity")} for p in pairs[:20]]),
+        "preview": markdown_table(pairs[:20], ("asset_a", "asset_b", "similarity"), home=home,
+                                  pictures={"a": ("asset_a", "version_a"), "b": ("asset_b", "version_b")}),
     })

@@ -111,7 +111,7 @@ def _ingest(context: dg.AssetExecutionContext, config: InboxConfig, pipeline: Pi
         "asset_versions": {**replica,
             "new_versions": s.new_versions, "unchanged": s.unchanged, "deduplicated": s.deduplicated,
             "bytes_in": s.bytes_in, "bytes_stored": s.bytes_stored, "dedup_ratio": round(s.dedup_ratio, 4),
-            "preview": markdown_table(s.preview)},
+            "preview": markdown_table(s.preview, pictures={"thumbnail": ("asset_id", "version")}, home=home)},
         "assets": {
             "new_assets": s.new_assets, "inputs": s.inputs, "rejected": s.rejected, "not_ready": s.not_ready,
             "inbox": pipeline.inbox, "store": pipeline.store, "inbox_mode": pipeline.inbox_mode,
