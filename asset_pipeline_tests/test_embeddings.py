@@ -172,6 +172,24 @@ def test_crash_in_the_middle_of_a_batch_then_rerun_completes(ingested: Catalog, 
     assert len(rows) == 11 and len({(r["asset_id"], r["version"]) for r in rows}) == 11
 
 
+def test_a_long_temp_folder_path_does_not_hang_the_loader(ingested: Catalog, settings, tmp_path: Path) -> None:
+    """Loader workers hand batches back over Unix sockets under TMPDIR (at most 107 bytes a path);
+    seen on a Celery worker whose TMPDIR was deep in a test folder: the embedding waited forever."""
+    deep = tmp_path / ("d" * 60) / ("e" * 40)
+    deep.mkdir(parents=True)
+    code = ("from asset_pipeline import Catalog, Settings\n"
+            "from asset_pipeline.embeddings.job import embed_pending\n"
+            "from asset_pipeline.embeddings.model import load_model, parse_model\n"
+            "from asset_pipeline.embeddings.vectors import VectorStore\n"
+            f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}))\n"
+            "s = embed_pending(c.tables, c.home.store, VectorStore(c.home.settings.lancedb_dir),\n"
+            "                  load_model(parse_model('tiny-test')), batch_size=2, num_workers=2)\n"
+            "print(s.embedded)\n")
+    done = run_python(code, env={"TMPDIR": str(deep)}, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "11" and len(_rows(ingested)) == 11
+
+
 def test_ann_index_is_built_past_the_threshold_and_search_stays_exact_enough(tmp_path: Path) -> None:
     vs = VectorStore(tmp_path / "lancedb", ann_threshold=1000)
     table = vs.open_or_create("synthetic", 32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -227,9 +228,10 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
     start = time.perf_counter()
     visual = [it for it in items if it["type"] in VISUAL]
     if visual:
-        if multiprocessing.current_process().daemon:
-            # A daemonic process may not start children (a Celery prefork pool's worker, say):
-            # decode in this process rather than fail. GPU workers should run with --pool=solo.
+        if multiprocessing.current_process().daemon or not _worker_sockets_fit():
+            # A daemonic process may not start children (a Celery prefork pool's worker, say), and
+            # loader workers hand tensors over Unix sockets under the temp folder: decode in this
+            # process rather than fail or hang. GPU workers should run with --pool=solo.
             num_workers = 0
         loader = torch.utils.data.DataLoader(
             VisualDataset(visual, store, model.preprocess), batch_size=batch_size, num_workers=num_workers,
@@ -266,6 +268,17 @@ def embed_pending(tables: Tables, store: ObjectStore, vectors: VectorStore, mode
         summary.index = vectors.maintain(table)
     record_model(vectors.location, model.spec, table.name)  # search and later runs default to this model
     return summary
+
+
+# A Unix socket path holds at most 107 bytes; multiprocessing puts its sockets at
+# <temp dir>/pymp-XXXXXXXX/listener-XXXXXXXX (about 33 bytes below the temp dir).
+_SOCKET_PATH_MAX, _SOCKET_SUFFIX = 107, 33
+
+
+def _worker_sockets_fit() -> bool:
+    """Whether DataLoader workers can hand batches back: with a temp dir path too long for a
+    socket, a worker's batch cannot be sent and the loader would wait for it forever."""
+    return len(os.fsencode(tempfile.gettempdir())) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX
 
 
 def refresh_index(tables: Tables, vectors: VectorStore, model_id: str, dim: int) -> tuple[int, IndexReport]:
