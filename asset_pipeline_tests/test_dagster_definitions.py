@@ -2,10 +2,15 @@
 owners and code references, blocking checks that run alone, partitions that start near the home's
 creation, unpartitioned snapshots, descriptions, declarative automation of derived tables."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from asset_pipeline import Catalog
 from asset_pipeline.dagster_defs.build import build_definitions
@@ -16,8 +21,9 @@ from asset_pipeline.identity import asset_id_for
 from asset_pipeline.samples import make_samples
 from asset_pipeline.settings import Settings
 
-from .conftest import materialization_metadata
+from .conftest import REPO, materialization_metadata
 
+BIN = Path(sys.executable).parent
 TODAY = datetime.now(UTC).date()
 YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
 # Asset -> the table (Delta, or the published report / LanceDB table) whose rows it counts.
@@ -164,3 +170,29 @@ def test_derived_tables_follow_the_catalog_by_declarative_automation(settings: S
         assert {k for k in derived if after.get_num_requested(k)} == derived and after.total_requested == 3
         again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
         assert again.total_requested == 0  # requested once per change, not on every tick
+
+
+def _dagster(args: list[str], settings: Settings) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASSET_PIPELINE_HOME": str(settings.home.path),
+           "DAGSTER_HOME": str(settings.home.path / "dagster")}
+    return subprocess.run([str(BIN / "dagster"), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_one_module_holds_everything_and_the_workspace_splits_it(ingested: Catalog, settings: Settings) -> None:
+    """`-m asset_pipeline.definitions` is the whole project (a daily group by its partition works
+    from it); workspace.yaml's two locations hold every asset exactly once between them."""
+    (settings.home.path / "dagster").mkdir()
+    listed = {}
+    for module in ("asset_pipeline.definitions", "asset_pipeline.core_definitions", "asset_pipeline.usage_definitions"):
+        out = _dagster(["asset", "list", "-m", module], settings)
+        assert out.returncode == 0, out.stderr[-2000:]
+        listed[module] = out.stdout.split()
+    core, usage = listed["asset_pipeline.core_definitions"], listed["asset_pipeline.usage_definitions"]
+    assert sorted(core + usage) == sorted(listed["asset_pipeline.definitions"]) and not set(core) & set(usage)
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert [e["python_module"]["module_name"] for e in workspace] == ["asset_pipeline.core_definitions",
+                                                                      "asset_pipeline.usage_definitions"]
+    for group in ("usage", "lifecycle"):
+        run = _dagster(["asset", "materialize", "-m", "asset_pipeline.definitions", "--select", f"group:{group}",
+                        "--partition", YESTERDAY], settings)
+        assert run.returncode == 0 and "RUN_SUCCESS" in run.stderr, run.stderr[-2000:]

@@ -139,7 +139,7 @@ def test_dockerfile_installs_the_pinned_project() -> None:
     for pin in ("torch==2.14.1", "torchvision==0.29.1"):  # the CPU builds must match the project's pins
         assert pin in text and f'"{pin}"' in pyproject
     assert "pip install ." in text and "pip check" in text
-    assert 'CMD ["dagster", "api", "grpc"' in text and "asset_pipeline.definitions" in text
+    assert 'CMD ["dagster", "api", "grpc"' in text and "asset_pipeline.core_definitions" in text
     # The build imports both code locations (the usage one parses the dbt project into its cache).
-    assert 'import asset_pipeline.definitions, asset_pipeline.usage_definitions' in text
+    assert 'import asset_pipeline.core_definitions, asset_pipeline.usage_definitions' in text
     assert "COPY --chown=app asset_pipeline ./asset_pipeline" in text  # the dbt project ships inside it

@@ -3,8 +3,9 @@
 A run's fixed cost is mostly imports: dagster itself (about 0.5 s), then whatever the code location
 imports. The ingest job must not pay for dbt (dagster-dbt and dbt-core: 1.4 s), dagster-aws
 (0.7 s), LanceDB or torch, so each group's module is imported only when a job of that group is
-built. The CLI builds just the job it runs; the code locations (`asset_pipeline.definitions`,
-`asset_pipeline.usage_definitions`) build their groups.
+built. The CLI builds just the job it runs; the code locations of `workspace.yaml`
+(`asset_pipeline.core_definitions`, `asset_pipeline.usage_definitions`) build their groups, and
+`asset_pipeline.definitions` all of them.
 
 Where steps run is `dagster_defs/executors.py`'s choice (ASSET_PIPELINE_EXECUTOR): by default in the
 run's own process, on Celery workers or in Kubernetes pods when a deployment says so.
