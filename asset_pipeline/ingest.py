@@ -383,8 +383,15 @@ def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
     names = {a.asset_id: (a.name, a.project) for a in accepted}
     new_rows: list[dict] = []
     remaining = list(accepted)
+    # A version pruned by retention no longer holds its content (its bytes go after the grace
+    # period): the same content submitted again is a new version, not "unchanged".
+    # (Looked up only for content that matches a version: a first ingest reads no audit rows.)
+    pruned: set[tuple[str, int]] = set()
     if not force and remaining:  # content that already is a version of its asset (re-runs): three columns decide
-        have = {(i, sha) for i, _, sha, _ in _version_keys(tables, names)}
+        incoming = {(a.asset_id, a.sha256) for a in remaining}
+        matching = {(i, v, sha) for i, v, sha, _ in _version_keys(tables, names) if (i, sha) in incoming}
+        pruned = _pruned_versions(tables, {i for i, _, _ in matching}) if matching else set()
+        have = {(i, sha) for i, v, sha in matching if (i, v) not in pruned}
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in have]
     settled: dict[str, list[dict]] | None = None  # histories as the table now holds them
     for _ in range(tables.commit_retries):
@@ -392,7 +399,8 @@ def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
         planned: list[dict] = []
         for a in remaining:
             history = existing[a.asset_id]
-            if not force and any(v["sha256"] == a.sha256 for v in history):
+            if not force and any(v["sha256"] == a.sha256 and (a.asset_id, v["version"]) not in pruned
+                                 for v in history):
                 continue  # already a version of this asset (re-run, or a duplicate input)
             previous = history[-1] if history else None
             row = _version_row(a, (previous["version"] + 1) if previous else 1,
@@ -458,6 +466,17 @@ def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, in
                       columns=["asset_id", "version", "sha256", "run_id"])
     return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist(),
                    got["run_id"].to_pylist()))
+
+
+def _pruned_versions(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int]]:
+    """(asset_id, version) of these assets' versions that a keep-last-N policy pruned."""
+    ids = sorted(set(asset_ids))
+    if not ids:
+        return set()
+    got = tables.read("lifecycle_actions", where="action = 'prune_version' and not dry_run "
+                                                "and asset_id in (select unnest(?))", params=[ids],
+                      columns=["asset_id", "version"])
+    return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist()))
 
 
 def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datetime | None = None,

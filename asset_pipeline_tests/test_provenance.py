@@ -462,6 +462,7 @@ def test_keep_last_versions_releases_old_bytes_after_the_grace_period(ingested: 
     from asset_pipeline.lifecycle.policies import parse_config
 
     ingested.create_version(HERO, render_image(60, (400, 300)), "third take")
+    first_take = ingested.get(HERO, version=1).read()
     old_shas = [v["sha256"] for v in ingested.list_versions(HERO)[:2]]
     old_bytes = sum(v["size_bytes"] for v in ingested.list_versions(HERO)[:2])
     doc = {"grace_period_days": 1, "preview_new_policies": False, "policies": [  # acts at once (issue 10's preview)
@@ -491,3 +492,11 @@ def test_keep_last_versions_releases_old_bytes_after_the_grace_period(ingested: 
     assert [v["version"] for v in ingested.list_versions(HERO)] == [1, 2, 3]  # history stays
     assert blob_report(ingested.lifecycle()) == {"orphans": [], "missing": []}
     assert ingested.get(SUNSET).read()  # single-version assets untouched
+    # The content of a pruned version submitted again is a new version (it was not "unchanged":
+    # its bytes are gone), and its bytes stay through later sweeps.
+    again = ingested.create_version(HERO, first_take, "the first take, back")
+    assert again["version"] == 4 and again["sha256"] == old_shas[0]
+    run(today + dt.timedelta(days=4))
+    assert ingested.get(HERO).read() and ingested.get(HERO).version == 4
+    assert ingested.home.store.exists(old_shas[0]) and blob_report(ingested.lifecycle()) == {"orphans": [],
+                                                                                             "missing": []}
