@@ -25,6 +25,8 @@ DBT_PROJECT = dbt_project()
 DAILY_MODELS = ("daily_usage", "popular_assets")
 # Whole-table snapshots (everything to date): not partitioned, rebuilt by every usage run.
 SNAPSHOT_MODELS = ("asset_usage_stats", "storage_by_project")
+# The dbt tests of the sources (unique event and asset ids...) run with the snapshots.
+SOURCE_TESTS = "source:pipeline"
 
 
 class UsageTranslator(DagsterDbtTranslator):
@@ -43,7 +45,7 @@ TRANSLATOR = UsageTranslator(settings=DagsterDbtTranslatorSettings(enable_code_r
 
 
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome,
-               window: dg.PartitionKeyRange | None) -> Iterator:
+               window: dg.PartitionKeyRange | None, select: list[str] | None = None) -> Iterator:
     """`dbt build` of the selected models into the home's build file, then publish it; the models'
     events carry their row counts and key numbers. `window` None: a snapshot, to date."""
     home = pipeline.open()
@@ -56,8 +58,8 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline:
         profiles = write_profile(Path(scratch) / "profile", database, root.s3 if root.is_s3 else None)
         runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(profiles),
                                 dbt_executable=dbt.dbt_executable)
-        events = list(runner.cli(["build", "--vars", json.dumps(dbt_vars)], context=context,
-                                 target_path=Path(scratch) / "target").stream())
+        args = ["build", *(["--select", " ".join(select)] if select else []), "--vars", json.dumps(dbt_vars)]
+        events = list(runner.cli(args, context=context, target_path=Path(scratch) / "target").stream())
         publish(root, database)
     numbers = report_numbers(home.tables, root, day)
     extra = {
@@ -92,8 +94,10 @@ def build_assets(daily: dg.PartitionsDefinition) -> list:
     @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, select=" ".join(SNAPSHOT_MODELS),
                 dagster_dbt_translator=TRANSLATOR, name="usage_snapshots")
     def usage_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
-        """asset_usage_stats and storage_by_project: whole tables as of now, with their dbt tests."""
-        yield from _dbt_build(context, dbt, pipeline, None)
+        """asset_usage_stats and storage_by_project: whole tables as of now, with their dbt tests
+        and the sources' tests."""
+        whole = {k.to_user_string() for k in context.selected_asset_keys} == set(SNAPSHOT_MODELS)
+        yield from _dbt_build(context, dbt, pipeline, None, [*SNAPSHOT_MODELS, SOURCE_TESTS] if whole else None)
 
     @dg.asset(group_name=GROUP, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"})
     def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
