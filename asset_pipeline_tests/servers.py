@@ -354,8 +354,8 @@ def celery_workers(specs: Mapping[str, WorkerSpec], env: Mapping[str, str], root
             # A short TMPDIR of its own: Python's multiprocessing puts Unix sockets there (torch's
             # DataLoader shares tensors through them), and a socket path may not exceed 107 bytes.
             tmpdir, dagster_home = Path(tempfile.mkdtemp(prefix=f"apw-{name}-")), cwd / "dagster_home"
-            (cwd / "tmp").symlink_to(tmpdir)  # beside the worker's other folders, for a person looking
             dagster_home.mkdir(parents=True, exist_ok=True)
+            (cwd / "tmp").symlink_to(tmpdir)  # beside the worker's other folders, for a person looking
             shutil.copyfile(instance_yaml, dagster_home / "dagster.yaml")
             log = cwd / "worker.log"
             worker_env = {**env, "DAGSTER_HOME": str(dagster_home), "TMPDIR": str(tmpdir),

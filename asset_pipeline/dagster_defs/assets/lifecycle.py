@@ -87,7 +87,8 @@ def build_assets(daily: dg.PartitionsDefinition) -> list:
             **table_metadata(lifecycle.tables, "lifecycle_actions"),
         })
 
-    @dg.asset(group_name=GROUP, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"})
+    @dg.asset(group_name=GROUP, deps=["lifecycle_actions"], kinds={"deltalake", "lancedb"},
+              backfill_policy=dg.BackfillPolicy.single_run())  # once in a run over a range of days
     def table_upkeep(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
         """Delta optimize/vacuum and LanceDB compaction, so small files do not pile up."""
         home = pipeline.open()

@@ -91,15 +91,18 @@ def build_assets(daily: dg.PartitionsDefinition) -> list:
         tests as asset checks."""
         yield from _dbt_build(context, dbt, pipeline, context.partition_key_range)
 
+    # Unpartitioned, in a run over a range of days: once (the single-run policy says so).
     @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, select=" ".join(SNAPSHOT_MODELS),
-                dagster_dbt_translator=TRANSLATOR, name="usage_snapshots")
+                dagster_dbt_translator=TRANSLATOR, backfill_policy=dg.BackfillPolicy.single_run(),
+                name="usage_snapshots")
     def usage_snapshots(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline: PipelineHome):
         """asset_usage_stats and storage_by_project: whole tables as of now, with their dbt tests
         and the sources' tests."""
         whole = {k.to_user_string() for k in context.selected_asset_keys} == set(SNAPSHOT_MODELS)
         yield from _dbt_build(context, dbt, pipeline, None, [*SNAPSHOT_MODELS, SOURCE_TESTS] if whole else None)
 
-    @dg.asset(group_name=GROUP, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"})
+    @dg.asset(group_name=GROUP, deps=[dg.AssetKey("asset_usage_stats")], kinds={"deltalake"},
+              backfill_policy=dg.BackfillPolicy.single_run())
     def asset_usage_refresh(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
         """download_count and last_accessed copied from asset_usage_stats into `assets` (what the
         retention sweep selects on)."""
