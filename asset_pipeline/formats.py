@@ -59,6 +59,8 @@ class FormatInfo:
     height: int | None = None
     duration_s: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # An image's 64-bit perceptual hash, from the decode that validation made (decoded once).
+    phash: int | None = None
 
 
 def _sniff(head: bytes) -> tuple[str, str] | None:

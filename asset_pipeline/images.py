@@ -60,16 +60,28 @@ def check_image(src: Source, fmt: str, limits: ValidationLimits) -> FormatInfo:
             mode = img.mode
             _check_end(src, fmt, limits)
             decoded = 0
-            for frame in ImageSequence.Iterator(img):
+            perceptual: int | None = None
+            for index, frame in enumerate(ImageSequence.Iterator(img)):
                 decoded += width * height
                 if decoded > limits.max_image_pixels:
                     raise InputRejected(f"{fmt} animation decodes to more than {limits.max_image_pixels} pixels "
                                         f"over its frames ({width}x{height} each; {_LIMIT_SETTING})", "content")
                 frame.load()
+                if index == 0:  # the first frame's pHash from this decode, not from a decode of its own
+                    perceptual = _phash_or_none(frame)
         if fmt == "jpeg":
             _jpeg_decodes_strictly(src)
     except Image.DecompressionBombError as exc:
         raise InputRejected(f"{fmt} image is above Pillow's decompression-bomb limit: {exc}", "content") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputRejected(f"{fmt} image is corrupt or truncated: {exc}", "content") from exc
-    return FormatInfo("image", fmt, width, height, details={"mode": mode})
+    return FormatInfo("image", fmt, width, height, details={"mode": mode}, phash=perceptual)
+
+
+def _phash_or_none(frame) -> int | None:
+    from asset_pipeline.provenance.phash import image_phash
+
+    try:
+        return image_phash(frame)
+    except Exception:  # noqa: BLE001 - a frame Pillow decoded but cannot resample: no hash
+        return None

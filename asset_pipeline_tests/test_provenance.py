@@ -145,6 +145,25 @@ def test_files_without_sidecars_ingest_from_what_they_embed(ingested: Catalog) -
     assert ingested.asset(PORTRAIT)["project"] == "research"
 
 
+def test_png_exif_and_the_phash_come_from_one_decode(catalog: Catalog, settings) -> None:
+    """A PNG's eXIf chunk is read without decoding the picture (Pillow's getexif() would), and the
+    stored pHash — taken from the format check's decode — is the file's pHash."""
+    exif = Image.Exif()
+    exif[0x013B] = "carol"  # Artist
+    out = io.BytesIO()
+    Image.open(io.BytesIO(render_image(71, (320, 240)))).save(out, "PNG", exif=exif)
+    data = out.getvalue()
+    inbox = Path(settings.inbox)
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "exif.png").write_bytes(data)
+    (inbox / f"exif.png{SIDECAR_SUFFIX}").write_text(json.dumps({"project": "research", "prompt": "p",
+                                                                 "model": "m", "seed": 1}))
+    catalog.ingest()
+    row = catalog.sql("select created_by, phash, metadata_sources from asset_versions").to_pylist()[0]
+    assert row["created_by"] == "carol" and json.loads(row["metadata_sources"])["created_by"] == "exif"
+    assert row["phash"] == phash(data)
+
+
 def test_a_sidecar_wins_field_by_field(ingested: Catalog) -> None:
     hero = _version(ingested, HERO)
     sources = json.loads(hero["metadata_sources"])

@@ -114,7 +114,11 @@ def ingest_cmd(home: Path, inbox: Path, durable: bool, mode: str = "consume", he
 
 
 def cli_cmd(home: Path, inbox: Path, dagster_home: Path, mode: str = "consume") -> str:
-    """`asset-pipeline ingest DIR` through Dagster, as a user runs it (an existing Dagster instance)."""
+    """`asset-pipeline ingest DIR` through Dagster, as a user runs it (an existing Dagster instance,
+    a home folder made beforehand as `asset-pipeline init` would: the CLI refuses a missing home or
+    inbox folder)."""
+    home.mkdir(parents=True, exist_ok=True)
+    inbox.mkdir(parents=True, exist_ok=True)
     script = Path(sys.executable).with_name("asset-pipeline")
     return (f"ASSET_PIPELINE_HOME={shlex.quote(str(home))} ASSET_PIPELINE_INBOX_MODE={mode} "
             f"DAGSTER_HOME={shlex.quote(str(dagster_home))} "

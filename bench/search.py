@@ -117,8 +117,8 @@ def main() -> None:
         queries = data[picks] + 0.05 * rng.standard_normal((args.queries, args.dim), dtype=np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         cat = Catalog(settings=Settings.from_env(home=home, durable=False))
-        table = cat._search_session().table(parse(MODEL).model_id).sync
-        live = cat._search_session().status
+        table = cat.searcher.session.table(parse(MODEL).model_id).sync
+        live = cat.searcher.session.status
         truth = []
         for q in queries:  # exact top-10 of active assets: what a perfect search returns
             rows = s.vector_query(table, q, 5 * k).bypass_vector_index().select(["asset_id"]).to_arrow()

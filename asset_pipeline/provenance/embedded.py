@@ -252,7 +252,12 @@ def read_embedded(source: bytes | Path, fmt: str) -> Embedded:
         with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as f, \
                 Image.open(f, formats=[fmt.upper()]) as img:
             info = dict(img.info)
-            exif = img.getexif()
+            if fmt == "png":  # Pillow's getexif() on a PNG decodes every pixel to look past IDAT for an
+                exif = Image.Exif()  # eXIf chunk; the eXIf chunk before IDAT (the usual place) is in info
+                if isinstance(info.get("exif"), bytes):
+                    exif.load(info["exif"])
+            else:
+                exif = img.getexif()
             exif_ifd = exif.get_ifd(0x8769) if exif else {}
     except Exception as exc:  # a decoder's own error on hostile bytes: the format check reports it
         found.extra["embedded_error"] = f"{type(exc).__name__}: {exc}"[:200]

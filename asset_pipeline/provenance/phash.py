@@ -33,7 +33,14 @@ def phash(source: bytes | Path) -> int:
     from PIL import Image
 
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        grey = img.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+        return image_phash(img)
+
+
+def image_phash(img) -> int:
+    """The signed 64-bit pHash of an opened (or already decoded) Pillow image's current frame."""
+    from PIL import Image
+
+    grey = img.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
     pixels = np.asarray(grey, dtype=np.float64)
     d = _dct_matrix()
     low = (d @ pixels @ d.T)[:HASH_SIZE, :HASH_SIZE]

@@ -48,10 +48,14 @@ def generation_metadata(rel: str, sidecar_raw: bytes | None, source: bytes | Pat
                                list(dict.fromkeys(embedded.inputs)))
 
 
-def add_content_facts(prov: Provenance, source: bytes | Path, type_: str, fmt: str) -> Provenance:
-    """pHash for images, C2PA for files that carry a manifest (whole-read files: the marker is
-    looked for in memory; a streamed large file is not checked)."""
-    if type_ == "image":
+def add_content_facts(prov: Provenance, source: bytes | Path, type_: str, fmt: str,
+                      phash: int | None = None) -> Provenance:
+    """pHash for images (`phash` when the format check's decode already gave it), C2PA for files
+    that carry a manifest (whole-read files: the marker is looked for in memory; a streamed large
+    file is not checked)."""
+    if type_ == "image" and phash is not None:
+        prov.phash = phash
+    elif type_ == "image":
         try:
             from asset_pipeline.provenance.phash import phash
 
