@@ -45,6 +45,7 @@ class FormatInfo:
     height: int | None = None
     duration_s: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    phash: None = None  # no decode here: the ingest computes an image's pHash itself
 
 
 def _sniff(head: bytes) -> tuple[str, str] | None:
