@@ -172,6 +172,15 @@ def test_crash_in_the_middle_of_a_batch_then_rerun_completes(ingested: Catalog, 
     assert len(rows) == 11 and len({(r["asset_id"], r["version"]) for r in rows}) == 11
 
 
+def test_loading_the_test_model_leaves_nothing_in_the_temp_folder(tmp_path: Path) -> None:
+    """Every process that loaded the tiny test model used to leave its config folder behind."""
+    code = ("from asset_pipeline.embeddings.model import load_model, parse_model\n"
+            "print(load_model(parse_model('tiny-test')).dim)\n")
+    done = run_python(code, env={"TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_long_temp_folder_path_does_not_hang_the_loader(ingested: Catalog, settings, tmp_path: Path) -> None:
     """Loader workers hand batches back over Unix sockets under TMPDIR (at most 107 bytes a path);
     seen on a Celery worker whose TMPDIR was deep in a test folder: the embedding waited forever."""

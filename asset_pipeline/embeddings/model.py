@@ -119,9 +119,11 @@ def import_open_clip() -> Any:
 def _register_tiny_config() -> None:
     open_clip = import_open_clip()
 
-    folder = Path(tempfile.mkdtemp(prefix="asset-pipeline-clip-"))
-    (folder / f"{TINY_ARCH}.json").write_text(json.dumps(_TINY_CONFIG))
-    open_clip.add_model_config(folder)
+    # open_clip reads the file into its registry at once (later rescans keep the entry), so the
+    # folder goes right away instead of piling up in the temp folder, one per process.
+    with tempfile.TemporaryDirectory(prefix="asset-pipeline-clip-") as tmp:
+        (Path(tmp) / f"{TINY_ARCH}.json").write_text(json.dumps(_TINY_CONFIG))
+        open_clip.add_model_config(tmp)
 
 
 @dataclass
