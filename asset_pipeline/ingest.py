@@ -208,9 +208,14 @@ def store_items(
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
     known_by_rel: dict[str, set[str]] = {}
-    for r in (tables.read("asset_versions", where="source_path in (select unnest(?))", params=[rels],
-                          columns=["source_path", "asset_id", "sha256"]).to_pylist() if rels else []):
-        known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
+    rows = (tables.read("asset_versions", where="source_path in (select unnest(?))", params=[rels],
+                        columns=["source_path", "asset_id", "version", "sha256"]).to_pylist() if rels else [])
+    # A consumed inbox's inputs are new submissions: one equal to a pruned version is checked and
+    # committed again as a new version (see commit_versions), so it is not "known".
+    pruned = _pruned_versions(tables, {r["asset_id"] for r in rows}) if consume and rows else set()
+    for r in rows:
+        if (r["asset_id"], r["version"]) not in pruned:
+            known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
     cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
         if cache is not None else {}
     if cached:  # unchanged since committed (file and sidecar), still a version, blob there: nothing to examine
@@ -367,7 +372,7 @@ def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dic
     return out
 
 
-def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
+def commit_versions(accepted: list[Examined], tables: Tables, run_id: str, *, revive_pruned: bool = True,
                     force: bool = False) -> tuple[list[dict], int]:
     """Append a version row for each input whose content is not yet a version of its asset, then
     bring the `assets` rows of every touched asset up to date. Returns (the rows this run
@@ -384,13 +389,14 @@ def commit_versions(accepted: list[Examined], tables: Tables, run_id: str,
     new_rows: list[dict] = []
     remaining = list(accepted)
     # A version pruned by retention no longer holds its content (its bytes go after the grace
-    # period): the same content submitted again is a new version, not "unchanged".
-    # (Looked up only for content that matches a version: a first ingest reads no audit rows.)
+    # period): the same content submitted again is a new version, not "unchanged". Only for new
+    # submissions (`revive_pruned`): an input that merely stayed in a kept inbox must not bring an
+    # old take back. (Looked up only for content that matches a version.)
     pruned: set[tuple[str, int]] = set()
     if not force and remaining:  # content that already is a version of its asset (re-runs): three columns decide
         incoming = {(a.asset_id, a.sha256) for a in remaining}
         matching = {(i, v, sha) for i, v, sha, _ in _version_keys(tables, names) if (i, sha) in incoming}
-        pruned = _pruned_versions(tables, {i for i, _, _ in matching}) if matching else set()
+        pruned = _pruned_versions(tables, {i for i, _, _ in matching}) if matching and revive_pruned else set()
         have = {(i, sha) for i, v, sha in matching if (i, v) not in pruned}
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in have]
     settled: dict[str, list[dict]] | None = None  # histories as the table now holds them
@@ -566,7 +572,8 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
     """Flush, commit versions and assets, check the blobs relied on, record rejects; then the
     committed inputs leave a consumed inbox (`consume`) or their hashes enter the cache."""
     store.flush()
-    new_rows, unchanged = commit_versions(batch.accepted, tables, run_id)
+    # A consumed inbox holds new submissions only; a kept one also holds what was ingested before.
+    new_rows, unchanged = commit_versions(batch.accepted, tables, run_id, revive_pruned=consume is not None)
     verify_blobs(new_rows, batch.accepted, store)
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
     failpoint("before-consume")

@@ -24,14 +24,16 @@ from asset_pipeline.settings import Settings
 from .conftest import REPO, materialization_metadata
 
 BIN = Path(sys.executable).parent
-TODAY = datetime.now(UTC).date()
-YESTERDAY = (TODAY - timedelta(days=1)).isoformat()
 # Asset -> the table (Delta, or the published report / LanceDB table) whose rows it counts.
 TABLE_ASSETS = ("assets", "asset_versions", "ingest_errors", "usage_events", "lifecycle_actions", "near_duplicates",
                 "collection_stats", "models", "daily_usage", "popular_assets", "asset_usage_stats",
                 "storage_by_project")
 SNAPSHOTS = ("asset_usage_stats", "storage_by_project", "asset_usage_refresh", "table_upkeep")
 DAILY = ("daily_usage", "popular_assets", "lifecycle_actions")
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
 
 
 def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, **kwargs) -> dict[str, dict]:
@@ -41,9 +43,10 @@ def _run(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, **kwargs)
 
 
 def test_every_table_asset_shows_its_row_count_and_columns(ingested: Catalog, settings: Settings) -> None:
+    yesterday = (_today() - timedelta(days=1)).isoformat()
     sunset = asset_id_for("research", "images/sunset")
     for user in ("ann", "bob"):
-        ingested.record_usage(sunset, "download", user, at=datetime.fromisoformat(YESTERDAY).replace(tzinfo=UTC))
+        ingested.record_usage(sunset, "download", user, at=datetime.fromisoformat(yesterday).replace(tzinfo=UTC))
     ingested.flush()
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
@@ -53,8 +56,8 @@ def test_every_table_asset_shows_its_row_count_and_columns(ingested: Catalog, se
         seen |= _run(defs, "embed_job", instance,
                      run_config={"resources": {"embedder": {"config": {"model": TINY_TEST}}}})
         seen |= _run(defs, "usage_intake_job", instance)
-        seen |= _run(defs, "usage_job", instance, partition_key=YESTERDAY)
-        seen |= _run(defs, "lifecycle_job", instance, partition_key=YESTERDAY)
+        seen |= _run(defs, "usage_job", instance, partition_key=yesterday)
+        seen |= _run(defs, "lifecycle_job", instance, partition_key=yesterday)
         seen |= _run(defs, "provenance_job", instance)
         seen |= materialization_metadata(dg.materialize(
             [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and "collection_stats" in
@@ -104,6 +107,7 @@ def default_start(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_snapshots_are_not_partitioned_and_partitions_start_near_the_home(
         home_dir, default_start: None, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings.from_env(home=home_dir)
+    today = _today()
     defs = build_definitions(settings)
     graph = defs.resolve_asset_graph()
     for name in SNAPSHOTS:
@@ -111,7 +115,7 @@ def test_snapshots_are_not_partitioned_and_partitions_start_near_the_home(
     for name in DAILY:
         daily = graph.get(dg.AssetKey(name)).partitions_def
         # A home without tables yet: a month before today (not hundreds of empty days).
-        assert daily.start.date() == TODAY - LOOKBACK, name
+        assert daily.start.date() == today - LOOKBACK, name
         assert len(daily.get_partition_keys()) == LOOKBACK.days, name
     assert defs.resolve_job_def("usage_job").partitions_def == daily
     chosen = build_definitions(Settings.from_env(home=settings.home.uri, partitions_start="2026-01-05"))
@@ -126,12 +130,13 @@ def test_partitions_start_a_month_before_the_home_was_created(home_dir, default_
     settings = Settings.from_env(home=home_dir)
     make_samples(settings.inbox)
     long_ago = date(2001, 1, 1)
+    today = _today()
     fresh = Settings.from_env(home=str(tmp_path / "fresh"))
     assert partitions_start(fresh, today=long_ago) == long_ago - LOOKBACK  # no home yet: from "today"
     Catalog(settings=settings).ingest()
     # Once the home has tables, their creation day (today, for this home) decides, whatever the clock says.
-    assert partitions_start(settings, today=long_ago) == TODAY - LOOKBACK
-    assert build_definitions(settings).resolve_job_def("usage_job").partitions_def.start.date() == TODAY - LOOKBACK
+    assert partitions_start(settings, today=long_ago) == today - LOOKBACK
+    assert build_definitions(settings).resolve_job_def("usage_job").partitions_def.start.date() == today - LOOKBACK
 
 
 def test_blob_check_is_blocking_and_runs_alone(ingested: Catalog, settings: Settings) -> None:
@@ -152,6 +157,7 @@ def test_blob_check_is_blocking_and_runs_alone(ingested: Catalog, settings: Sett
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         (evaluation,) = result.get_asset_check_evaluations()
         assert evaluation.check_name == "blob_references" and not evaluation.passed
+        assert evaluation.severity == dg.AssetCheckSeverity.ERROR and not result.success  # a missing blob blocks
         assert evaluation.metadata["missing"].value == 1
         assert not result.get_asset_materialization_events()  # the check alone: no sweep ran
 
@@ -194,5 +200,5 @@ def test_one_module_holds_everything_and_the_workspace_splits_it(ingested: Catal
                                                                       "asset_pipeline.usage_definitions"]
     for group in ("usage", "lifecycle"):
         run = _dagster(["asset", "materialize", "-m", "asset_pipeline.definitions", "--select", f"group:{group}",
-                        "--partition", YESTERDAY], settings)
+                        "--partition", (_today() - timedelta(days=1)).isoformat()], settings)
         assert run.returncode == 0 and "RUN_SUCCESS" in run.stderr, run.stderr[-2000:]

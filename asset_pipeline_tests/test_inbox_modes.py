@@ -248,3 +248,34 @@ def test_a_rewritten_sidecar_is_read_again_in_a_kept_inbox(tmp_path: Path) -> No
     assert (moved.new_assets, moved.hashed) == (1, 1)
     cat = Catalog(settings=settings)
     assert sorted(r["project"] for r in cat.sql("select project from assets").to_pylist()) == ["p1", "p2"]
+
+
+def test_a_kept_input_equal_to_a_pruned_version_does_not_come_back(tmp_path: Path) -> None:
+    """Keep mode: an input that merely stayed in the inbox after retention pruned its version is
+    not a new submission — re-scans (with or without the hash cache) leave the history alone."""
+    import datetime as dt
+
+    from asset_pipeline.identity import asset_id_for
+    from asset_pipeline.lifecycle.actions import sweep
+    from asset_pipeline.lifecycle.policies import parse_config
+    from asset_pipeline.samples import render_image
+
+    home = tmp_path / "home"
+    make_samples(home / "inbox")
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    cat = Catalog(settings=settings)
+    cat.ingest()
+    sunset = asset_id_for("research", "images/sunset")
+    cat.create_version(sunset, render_image(91, (400, 300)), "a new take")
+    config = parse_config({"grace_period_days": 1, "preview_new_policies": False, "policies": [
+        {"name": "keep-1", "action": "prune_versions", "select": {"keep_last_versions": 1}}]})
+    lifecycle = cat.lifecycle()
+    lifecycle.blob_grace = dt.timedelta(0)
+    today = dt.datetime.now(dt.UTC).date()
+    for day in (today, today + dt.timedelta(days=2)):  # marked, then its bytes go
+        sweep(lifecycle, config.policies, config.grace_period_days, day.isoformat(), "t", False, config.guard_rails)
+    assert [v["version"] for v in cat.list_versions(sunset)] == [1, 2]
+    for verify in (False, True):  # the cache's word, then a full re-hash
+        again = Catalog(settings=settings).ingest(verify=verify)
+        assert again.new_versions == 0, verify
+    assert [v["version"] for v in cat.list_versions(sunset)] == [1, 2] and cat.get(sunset).version == 2

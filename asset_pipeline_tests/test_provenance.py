@@ -145,6 +145,18 @@ def test_files_without_sidecars_ingest_from_what_they_embed(ingested: Catalog) -
     assert ingested.asset(PORTRAIT)["project"] == "research"
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
+def test_the_format_checks_decode_gives_the_files_phash(fmt: str) -> None:
+    from asset_pipeline.formats import ValidationLimits, inspect_file
+
+    frames = [Image.open(io.BytesIO(render_image(seed, (160, 120)))).convert("RGB") for seed in (81, 82)]
+    out = io.BytesIO()
+    frames[0].save(out, fmt, **({"save_all": True, "append_images": frames[1:]} if fmt in ("WEBP", "GIF") else {}))
+    data = out.getvalue()
+    info = inspect_file(data, ValidationLimits())
+    assert info.phash is not None and info.phash == phash(data)  # the first frame's, as phash() reads it
+
+
 def test_png_exif_and_the_phash_come_from_one_decode(catalog: Catalog, settings) -> None:
     """A PNG's eXIf chunk is read without decoding the picture (Pillow's getexif() would), and the
     stored pHash — taken from the format check's decode — is the file's pHash."""

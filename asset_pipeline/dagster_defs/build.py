@@ -150,8 +150,8 @@ def build_definitions(settings: Settings | None = None, progress: bool = False, 
             "derived_tables_automation", target=dg.AssetSelection.assets(*derived),
             default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=60,
             description="Declarative automation of the tables derived from the catalog ("
-                        + ", ".join(derived) + "): each is recomputed once after an ingest, a sweep or a "
-                        "recall changed its inputs (AutomationCondition.eager)."))
+                        + ", ".join(derived) + "): each is recomputed once after an ingest materialized "
+                        "`assets` / `asset_versions` (AutomationCondition.eager)."))
     resources: dict = {"pipeline": PipelineHome.from_settings(settings, progress=progress)}
     if "embeddings" in modules:
         resources["embedder"] = ClipEmbedder(model=clip_model)

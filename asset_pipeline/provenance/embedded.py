@@ -252,12 +252,9 @@ def read_embedded(source: bytes | Path, fmt: str) -> Embedded:
         with (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")) as f, \
                 Image.open(f, formats=[fmt.upper()]) as img:
             info = dict(img.info)
-            if fmt == "png":  # Pillow's getexif() on a PNG decodes every pixel to look past IDAT for an
-                exif = Image.Exif()  # eXIf chunk; the eXIf chunk before IDAT (the usual place) is in info
-                if isinstance(info.get("exif"), bytes):
-                    exif.load(info["exif"])
-            else:
-                exif = img.getexif()
+            # A PNG's own getexif() decodes every pixel to look past IDAT for an eXIf chunk; the base
+            # method reads what the chunks before IDAT gave (eXIf, ImageMagick's raw-profile text, XMP).
+            exif = Image.Image.getexif(img) if fmt == "png" else img.getexif()
             exif_ifd = exif.get_ifd(0x8769) if exif else {}
     except Exception as exc:  # a decoder's own error on hostile bytes: the format check reports it
         found.extra["embedded_error"] = f"{type(exc).__name__}: {exc}"[:200]

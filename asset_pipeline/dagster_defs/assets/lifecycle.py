@@ -29,13 +29,15 @@ def _lifecycle(pipeline: PipelineHome, storage_class: str | None = None, blob_gr
 
 
 @dg.asset_check(asset="lifecycle_actions", blocking=True,
-                description="No orphan blobs (older than the grace period) and no version without its blob. "
+                description="No version without its blob (an error: it blocks what follows the sweep) and no "
+                            "orphan blob older than the grace period (a warning: the next sweeps collect it). "
                             "Runs after each sweep; select it alone to check the store at any time.")
 def blob_references(pipeline: PipelineHome) -> dg.AssetCheckResult:
     grace = load_config(pipeline.settings().retention_file).blob_grace_hours
     report = blob_report(_lifecycle(pipeline, blob_grace_hours=grace))
     problems = report["orphans"] + report["missing"]
-    return dg.AssetCheckResult(passed=not problems, metadata={
+    severity = dg.AssetCheckSeverity.ERROR if report["missing"] else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(passed=not problems, severity=severity, metadata={
         "orphans": len(report["orphans"]), "missing": len(report["missing"]),
         "examples": "\n".join(problems[:20]) or "none"})
 
