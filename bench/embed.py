@@ -49,7 +49,8 @@ def main() -> None:
         p.with_name(p.name + ".meta.json").write_text(json.dumps(
             {"model": "bench", "prompt": f"image {i}", "seed": i, "created_by": "bench", "project": "bench"}))
         paths.append(p)
-    cat = Catalog(settings=Settings.from_env(home=work, inbox=str(inbox), durable=False))
+    # A kept inbox: the bare loop below reads the same files after the ingest.
+    cat = Catalog(settings=Settings.from_env(home=work, inbox=str(inbox), durable=False, inbox_mode="keep"))
     cat.ingest()
 
     model, _, preprocess = open_clip.create_model_and_transforms(args.model, pretrained=None, device=device)

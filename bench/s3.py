@@ -91,6 +91,8 @@ def boto3_upload(client, bucket: str, corpus: Path) -> float:
 
 
 def cli_ingest(home: str, corpus: Path, env: dict[str, str]) -> float:
+    if not home.startswith("s3://"):  # the CLI refuses a missing home folder (asset-pipeline init makes one)
+        Path(home).mkdir(parents=True, exist_ok=True)
     dagster_home = Path(tempfile.mkdtemp(prefix="bench-dagster-"))
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     start = time.perf_counter()
