@@ -70,14 +70,13 @@ def pair_files(files: dict[str, tuple[int, int]]) -> list[tuple[str, str | None,
     return out
 
 
-def list_local(root: Path) -> dict[str, tuple[int, int]]:
-    """{rel: (size, mtime_ns)} of every visible file and symbolic link under `root` (plain strings
-    and scandir: a listing of 10^4 files costs milliseconds, not the pathlib overhead). A link —
-    to a file or a folder — is listed with its own size and time and never followed, so the
-    ingest can refuse it with a reason; other special files (FIFOs, sockets) are left alone."""
-    found: dict[str, tuple[int, int]] = {}
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(inbox path, lstat) of every visible file and symbolic link under `root`, folder by folder
+    (plain strings and scandir: 10^4 files cost milliseconds, not the pathlib overhead). A link —
+    to a file or a folder — comes with its own stat and is never followed; hidden names, other
+    special files (FIFOs, sockets) and entries removed while scanning are left out."""
     if not root.is_dir():
-        return found
+        return
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
@@ -92,12 +91,20 @@ def list_local(root: Path) -> dict[str, tuple[int, int]]:
                 try:
                     if entry.is_symlink() or entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
-                        found[prefix + entry.name] = (st.st_size, st.st_mtime_ns)
                     elif entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, f"{prefix}{entry.name}/"))
+                        continue
+                    else:
+                        continue
                 except FileNotFoundError:
                     continue
-    return found
+                yield prefix + entry.name, st
+
+
+def list_local(root: Path) -> dict[str, tuple[int, int]]:
+    """{rel: (size, mtime_ns)} of every visible file and symbolic link under `root` (see `_walk`):
+    a link is listed with its own size and time, so the ingest can refuse it with a reason."""
+    return {rel: (st.st_size, st.st_mtime_ns) for rel, st in _walk(root)}
 
 
 def _entry_stamp(path: str) -> FileStamp | None:
@@ -136,28 +143,10 @@ def iter_local(root: Path, only: list[str] | None = None) -> Iterator[InboxItem]
             if item is not None:
                 yield item
         return
-    if not root.is_dir():
-        return
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            listing = os.scandir(folder)
-        except FileNotFoundError:  # removed while scanning
-            continue
-        with listing as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_symlink() or entry.is_file(follow_symlinks=False):
-                        item = _item(root, prefix + entry.name, FileStamp.of(entry.stat(follow_symlinks=False)))
-                        if item is not None:
-                            yield item
-                    elif entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, f"{prefix}{entry.name}/"))
-                except FileNotFoundError:
-                    continue
+    for rel, st in _walk(root):
+        item = _item(root, rel, FileStamp.of(st))
+        if item is not None:
+            yield item
 
 
 def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:
