@@ -175,6 +175,11 @@ def dagster_cluster(root: Path, env: Mapping[str, str], broker: str,
     (root / "launcher" / "tmp").mkdir(parents=True, exist_ok=True)
     launcher_home.mkdir(parents=True, exist_ok=True)
     (launcher_home / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
+    # The instance's schema is made once, before the workers start: two workers creating it in a
+    # fresh database at once collide (one exits on 'type "secondary_indexes" already exists'), as
+    # a deployment runs `dagster instance migrate` once before its pods.
+    subprocess.run([venv_script("dagster"), "instance", "migrate"], check=True, capture_output=True, timeout=300,
+                   env={**full_env, "DAGSTER_HOME": str(launcher_home)}, cwd=root / "launcher")
     workers = workers if workers is not None else {"cpu": WorkerSpec((CELERY_DEFAULT_QUEUE,)),
                                                    "gpu": WorkerSpec((GPU_QUEUE,), pool="solo")}
     with celery_workers(workers, full_env, root, WORKER_YAML, INSTANCE_YAML, broker) as started:

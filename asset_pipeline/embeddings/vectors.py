@@ -11,6 +11,7 @@ vectors, IVF-PQ (32 sub-vectors, 30 probes) reached recall@10 0.45 at 19 ms p50.
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,24 @@ class VectorStore:
         return self.db.open_table(name) if name in self.db.list_tables().tables else None
 
     def open_or_create(self, model_id: str, dim: int) -> Any:
+        """The model's table, created empty if missing — by one process at a time: on S3 two
+        creators racing both commit, the second as an overwrite of the first's table (seen with
+        two shard workers: one's append then failed against "Overwrite at version 2"; landing
+        after the append, it would have dropped rows)."""
         table = self.open(model_id)
-        if table is None:
-            table = self.db.create_table(table_name(model_id), schema=schema(dim), exist_ok=True)
-        return table
+        if table is not None:
+            return table
+        with self._creation_lock(table_name(model_id)):
+            table = self.open(model_id)  # (a table of no rows is falsy: compare with None)
+            return table if table is not None else self.db.create_table(table_name(model_id), schema=schema(dim))
+
+    def _creation_lock(self, name: str) -> AbstractContextManager:
+        from asset_pipeline.locks import file_lock, s3_lease
+
+        where = self.location / "_locks" / f"{name}.create"
+        if self.location.is_s3:
+            return s3_lease(self.location.s3.boto3, where.bucket, where.key, timeout_s=300, what=f"creating {name}")
+        return file_lock(where.path, 300, what=f"creating {name}")
 
     @staticmethod
     def embedded_keys(table: Any) -> pa.Table:
