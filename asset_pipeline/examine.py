@@ -120,15 +120,23 @@ def _unchanged(ex: Examined) -> bool:
             and ex.stat_before.same_content(FileStamp.of(after)) and after.st_size == ex.size)
 
 
+def _reopen(ex: Examined) -> int | None:
+    """The input opened again to store it; None — and the input marked not written, not intact —
+    when it was replaced by a link or is gone (not read, not ready)."""
+    try:
+        return open_in_inbox(ex.item.root, ex.item.rel)
+    except (InputRejected, FileNotFoundError):
+        ex.written, ex.intact = False, False
+        return None
+
+
 def _adopt(ex: Examined, store: ObjectStore, give_inode: bool) -> bool:
     """Publish the input without copying where the store can (see `LocalObjectStore.adopt`);
     True when that settled the input (`written`, `intact`, `placed` set), False to copy instead."""
     from asset_pipeline.store.local import InputChanged
 
-    try:
-        fd = open_in_inbox(ex.item.root, ex.item.rel)
-    except (InputRejected, FileNotFoundError):  # replaced by a link, or gone: not read, not ready
-        ex.written, ex.intact = False, False
+    fd = _reopen(ex)
+    if fd is None:
         return True
     try:
         ex.intact = _unchanged(ex) and ex.stat_before.same_content(FileStamp.of(os.fstat(fd)))
@@ -165,10 +173,8 @@ def store_examined(ex: Examined, store: ObjectStore, content: bytes | None = Non
         ex.written = store.put_bytes(content, ex.sha256) if ex.intact and write else False
         ex.placed = "copied" if ex.written else None
         return ex
-    try:
-        fd = open_in_inbox(ex.item.root, ex.item.rel)
-    except (InputRejected, FileNotFoundError):  # replaced by a link, or gone: not read, not ready
-        ex.written, ex.intact = False, False
+    fd = _reopen(ex)
+    if fd is None:
         return ex
     try:
         ex.written = store.put_file(fd_path(fd), ex.sha256) if write else False

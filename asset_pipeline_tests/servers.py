@@ -156,21 +156,19 @@ class Postgres:
     def create_database(self, prefix: str = "dagster") -> str:
         """A fresh, empty database: one per test keeps runs and event logs apart."""
         name = f"{prefix}_{secrets.token_hex(6)}"
-        conn = self.connect()
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
+        self._admin(f'CREATE DATABASE "{name}"')
         return name
 
     def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, sql: str) -> None:
+        """One statement outside a transaction (CREATE/DROP DATABASE refuse to run in one)."""
         conn = self.connect()
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cur.execute(sql)
         finally:
             conn.close()
 
