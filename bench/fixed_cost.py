@@ -1,6 +1,8 @@
 """A run's fixed cost: an ingest of an empty inbox through `asset-pipeline ingest` and through
-`dagster asset materialize -m asset_pipeline.core_definitions --select group:ingest`, beside the floor
-every Dagster process pays (`python -c "import dagster"`) and a bare interpreter, in one run.
+`dagster asset materialize -m asset_pipeline.core_definitions --select group:ingest`, beside the floors
+every Dagster run pays: `python -c "import dagster"`, and `dagster asset materialize` of a one-asset
+project whose asset does nothing (same in-process executor, same instance) — what Dagster itself
+costs before any of this project's code runs — and a bare interpreter, in one run.
 
     python bench/fixed_cost.py                   # 5 interleaved rounds
     python bench/fixed_cost.py --rounds 10
@@ -24,6 +26,16 @@ import tempfile
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+NOOP_DEFINITIONS = """import dagster as dg
+
+
+@dg.asset
+def noop() -> None:
+    return None
+
+
+defs = dg.Definitions(assets=[noop], executor=dg.in_process_executor)
+"""
 
 
 def run(cmd: str, env: dict[str, str]) -> tuple[float, float]:
@@ -52,9 +64,13 @@ def main() -> None:
                "DAGSTER_HOME": str(work / "dh"), "DAGSTER_DISABLE_TELEMETRY": "1"}
         python, cli, dagster = (shlex.quote(str(BIN / n)) for n in ("python", "asset-pipeline", "dagster"))
         subprocess.run(f"{cli} init", shell=True, env=env, check=True, capture_output=True)
+        noop = work / "noop_definitions.py"
+        noop.write_text(NOOP_DEFINITIONS)
         contenders = [
             ("python -c pass", f"{python} -c pass"),
             ("python -c 'import dagster'", f"{python} -c 'import dagster'"),
+            ("dagster asset materialize (a no-op asset)",
+             f"{dagster} asset materialize -f {shlex.quote(str(noop))} --select noop"),
             ("asset-pipeline ingest (empty inbox)", f"{cli} ingest {shlex.quote(str(work / 'inbox'))}"),
             ("dagster asset materialize --select group:ingest",
              f"{dagster} asset materialize -m asset_pipeline.core_definitions --select 'group:ingest'"),
