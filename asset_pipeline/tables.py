@@ -304,7 +304,8 @@ class Tables:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> int:
-            result = (self._table(name).merge(source, predicate, source_alias="s", target_alias="t")
+            result = (self._table(name).merge(source, predicate, source_alias="s", target_alias="t",
+                                              streamed_exec=False)
                       .when_matched_delete().execute())
             return int(result.get("num_target_rows_deleted", 0))
 
@@ -326,6 +327,10 @@ class Tables:
         rest belongs to other processes). insert=False: update only; `rows` may then carry just
         `keys` + `columns`. changed: a predicate over t./s. so unchanged rows are not rewritten.
 
+        The source is an Arrow table in memory already, so it is not streamed (`streamed_exec`):
+        deltalake then derives a predicate from the source's keys and skips the target files it
+        rules out, and the merge reads less of a table the source touches only in part.
+
         Always a real merge, even into a table that was just created: two writers racing on a new
         home must not both append the same key. Delta rejects the second of two concurrent merges
         (it read a snapshot the first changed), and the retry re-evaluates the key match."""
@@ -338,7 +343,8 @@ class Tables:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> dict:
-            merger = self._table(name).merge(data, predicate, source_alias="s", target_alias="t")
+            merger = self._table(name).merge(data, predicate, source_alias="s", target_alias="t",
+                                             streamed_exec=False)
             if columns is not None:
                 merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
             elif update:
