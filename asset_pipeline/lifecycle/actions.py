@@ -11,7 +11,7 @@ every referenced blob in at least one store, and a re-run converges.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +23,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 from asset_pipeline.errors import AssetNotFound, LifecycleError, ObjectMissing
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.guard import check_mass_delete
+from asset_pipeline.lifecycle.placement import Placement
 from asset_pipeline.lifecycle.policies import GuardRails, Policy
 from asset_pipeline.sql import connect
 from asset_pipeline.store import ObjectStore
@@ -52,21 +53,6 @@ def action_id(*parts: Any) -> str:
 
 DEFAULT_BLOB_GRACE = timedelta(hours=24)
 STATUS_AFTER = {"archive": "archived", "delete": "deleted", "restore": "active", "undelete": "active"}
-
-
-class _Sizes:
-    """Blob sizes, looked up for the blobs that moved only: no dict of a million entries."""
-
-    def __init__(self, shas: Any, sizes: Any):
-        self._shas, self._sizes = shas, sizes
-
-    def of(self, wanted: set[str]) -> dict[str, int]:
-        import pyarrow.compute as pc
-
-        if not wanted:
-            return {}
-        mask = pc.is_in(self._shas, value_set=pa.array(sorted(wanted), pa.string()))
-        return dict(zip(pc.filter(self._shas, mask).to_pylist(), pc.filter(self._sizes, mask).to_pylist()))
 
 
 class Lifecycle:
@@ -113,9 +99,30 @@ class Lifecycle:
         finally:
             con.close()
 
-    def select(self, policy: Policy, as_of: datetime) -> list[str]:
-        where, params = policy.where(as_of)
-        return self.tables.read("assets", where=where, params=params, columns=["id"])["id"].to_pylist()
+    def select(self, policies: Sequence[Policy], as_of: datetime) -> list[list[str]]:
+        """The ids each policy acts on, from one scan of `assets` (one column per policy's
+        predicate): an asset belongs to the first policy that selects it, except that a
+        prune_versions policy keeps the asset as it is, so it claims nothing and gets all it selects."""
+        if not policies:
+            return []
+        clauses, params = zip(*(p.where(as_of) for p in policies))
+        flags = ", ".join(f"coalesce(({c}), false) as p{i}" for i, c in enumerate(clauses))
+        any_flag = " or ".join(f"p{i}" for i in range(len(policies)))
+        con = connect(self.tables, ["assets"])
+        try:
+            got = con.execute(f"select * from (select id, {flags} from assets) where {any_flag}",
+                              [x for p in params for x in p]).to_arrow_table()
+        finally:
+            con.close()
+        claimed = pa.chunked_array([pa.repeat(False, got.num_rows)])
+        selected = []
+        for i, policy in enumerate(policies):
+            mask = got[f"p{i}"]
+            if policy.action != "prune_versions":
+                mask = pa.compute.and_not(mask, claimed)
+                claimed = pa.compute.or_(claimed, mask)
+            selected.append(pa.compute.filter(got["id"], mask).to_pylist())
+        return selected
 
     # --- recording ---------------------------------------------------------------------------
     def _audit(self, rows: list[dict] | pa.Table) -> int:
@@ -138,15 +145,16 @@ class Lifecycle:
         """Audit rows, one per version of each selected asset, for several (action, policy, ids)
         at once, as an Arrow table built by DuckDB: at a sweep's scale (10^5 versions) Python
         dicts would cost more than the Delta commit."""
-        wanted = [(i, action, policy) for action, policy, ids in selections for i in ids]
-        if not wanted:
+        chosen = [(action, policy, ids) for action, policy, ids in selections if ids]
+        if not chosen:
             return pa.table({})
-        ids, actions, policies = (list(x) for x in zip(*wanted))
         con = connect(self.tables, ["asset_versions"])
         try:
-            # The ids join as an Arrow table (a list parameter of 10^5 strings costs DuckDB seconds).
-            con.register("wanted", pa.table({"id": pa.array(ids, pa.string()), "action": pa.array(actions, pa.string()),
-                                             "policy": pa.array(policies, pa.string())}))
+            # The ids join as an Arrow table (a list parameter of 10^5 strings costs DuckDB seconds),
+            # one per selection: no Python tuple per id.
+            con.register("wanted", pa.concat_tables(pa.table({
+                "id": pa.array(ids, pa.string()), "action": pa.repeat(action, len(ids)),
+                "policy": pa.repeat(policy, len(ids))}) for action, policy, ids in chosen))
             con.execute("""create temp table picked as
                            select v.asset_id, v.version, v.sha256, v.size_bytes as bytes, w.action, w.policy
                            from asset_versions v join wanted w on w.id = v.asset_id""")
@@ -260,14 +268,17 @@ class Lifecycle:
                 return 0, 0
             con.execute("""create temp table going as select v.asset_id, v.version, v.sha256, v.size_bytes
                            from asset_versions v semi join expired e on e.id = v.asset_id""")
-            # Versions of other assets that share a going blob, and which of those still need it.
-            con.execute("""create temp table needed as
-                           select distinct v.sha256 from asset_versions v
+            # Versions of other assets that share a going blob (a few: found before `assets` is
+            # joined, so the join builds on them, not on a million assets), and which still need it.
+            con.execute("""create temp table sharing as
+                           select v.asset_id, v.version, v.sha256 from asset_versions v
                            semi join going g on g.sha256 = v.sha256
+                           where v.asset_id not in (select id from expired)
+                             and v.asset_id not in (select id from purged)""")
+            con.execute("""create temp table needed as
+                           select distinct v.sha256 from sharing v
                            join assets a on a.id = v.asset_id
                            where a.status in ('active', 'archived', 'deleted')
-                             and v.asset_id not in (select id from expired)
-                             and v.asset_id not in (select id from purged)
                              and not exists (select 1 from lifecycle_actions p
                                              where p.action = 'version_purged' and not p.dry_run
                                                and p.asset_id = v.asset_id and p.version = v.version)""")
@@ -285,13 +296,18 @@ class Lifecycle:
             self._drop_embeddings(expired)
         return len(expired), int(pa.compute.sum(rows["bytes"]).as_py() or 0)
 
-    def expired_ids(self, as_of: datetime, grace_period_days: float, purged: set[str] | None = None) -> list[str]:
-        """Soft-deleted assets whose grace period ended by `as_of` and that are not purged yet."""
+    def expired_ids(self, as_of: datetime, grace_period_days: float) -> list[str]:
+        """Soft-deleted assets whose grace period ended by `as_of` and that are not purged yet
+        (one anti-join in DuckDB: every asset ever purged never becomes a Python string)."""
         cutoff = as_of - timedelta(days=grace_period_days)
-        purged = self.purged_ids() if purged is None else purged
-        return [r["id"] for r in self.tables.read(
-            "assets", where="status = 'deleted' and deleted_at <= ?", params=[cutoff], columns=["id"]).to_pylist()
-            if r["id"] not in purged]
+        con = connect(self.tables, ["assets", "lifecycle_actions"])
+        try:
+            return [r[0] for r in con.execute(
+                """select id from assets where status = 'deleted' and deleted_at <= ? and id not in (
+                       select asset_id from lifecycle_actions where action = 'hard_delete' and not dry_run
+                       and asset_id is not null)""", [cutoff]).fetchall()]
+        finally:
+            con.close()
 
     # --- keep the last N versions (issue 14) --------------------------------------------------
     def prune_versions(self, ids: list[str], keep: int, policy: str, partition: str, run_id: str,
@@ -371,39 +387,10 @@ class Lifecycle:
     def _blobs_of(self, asset_id: str) -> set[str]:
         return {v["sha256"] for v in self._versions("a.id = ?", [asset_id])}
 
-    def _placement(self, only: set[str] | None = None) -> tuple[dict[str, int], set[str], set[str], set[str]]:
-        """From the tables as they are now: sizes, every referenced hash, and the hashes the hot
-        store and the archive must hold (an undeletable soft-deleted version keeps its bytes hot;
-        a pruned version keeps nothing). With `only`, just for those hashes (every version that
-        shares one of them counts). Decided per hash in one DuckDB aggregation: a million
-        versions never become Python rows."""
-        con = connect(self.tables, ["assets", "asset_versions", "lifecycle_actions"])
-        try:
-            scope = ""
-            if only is not None:
-                con.register("scope", pa.table({"sha256": pa.array(sorted(only), pa.string())}))
-                scope = "where v.sha256 in (select sha256 from scope)"
-            got = con.sql(f"""
-                with purged as (select distinct asset_id as id from lifecycle_actions
-                                where action = 'hard_delete' and not dry_run),
-                     pruned as (select distinct asset_id, version from lifecycle_actions
-                                where action = 'version_purged' and not dry_run),
-                     v as (select v.sha256, v.size_bytes, a.status, a.id in (select id from purged) as gone,
-                                  p.version is not null as pruned
-                           from asset_versions v join assets a on a.id = v.asset_id
-                           left join pruned p on p.asset_id = v.asset_id and p.version = v.version {scope})
-                select sha256, any_value(size_bytes) as size,
-                       bool_or(not pruned and status = 'archived') as in_archive,
-                       bool_or(not pruned and (status = 'active' or (status = 'deleted' and not gone))) as in_hot
-                from v group by sha256""").to_arrow_table()
-        finally:
-            con.close()
-        import pyarrow.compute as pc
-
-        sizes = _Sizes(got["sha256"], got["size"])
-        archive_needed = set(pc.filter(got["sha256"], got["in_archive"]).to_pylist())
-        hot_needed = set(pc.filter(got["sha256"], got["in_hot"]).to_pylist())
-        return sizes, set(got["sha256"].to_pylist()), hot_needed, archive_needed
+    def _placement(self, only: set[str] | None = None) -> Placement:
+        """Per referenced hash (or just those of `only`), from the tables as they are now: its
+        size and whether the hot store and the archive must hold it (see `Placement`)."""
+        return Placement.read(self.tables, only)
 
     def _marked_long_enough(self, candidates: dict[str, set[str]], now: datetime, run_id: str,
                             only: set[str] | None = None) -> dict[str, set[str]]:
@@ -435,27 +422,29 @@ class Lifecycle:
 
         With `only` (an archive or restore of one asset), just those hashes are reconciled: they
         are looked up one by one instead of listing both stores and reading every version."""
-        sizes, referenced, hot_needed, archive_needed = self._placement(only)
+        placement = self._placement(only)
         stores = {"hot": self.hot_store, "archive": self.archive_store}
-        needed = {"hot": hot_needed, "archive": archive_needed}
         moves, problems = [], []
         # One listing per store instead of a lookup per blob (a million HEADs on S3 would not do);
         # a handful of hashes are looked up directly.
         present = {name: set(store.iter_hashes()) if only is None else {sha for sha in only if store.exists(sha)}
                    for name, store in stores.items()}
+        # Only the hashes whose copies differ from what the statuses ask for come back as rows.
+        odd = placement.mismatches({name: pa.array(list(shas), pa.string()) for name, shas in present.items()})
         for dst, src in (("archive", "hot"), ("hot", "archive")):  # copy first...
-            for sha in sorted(needed[dst] - present[dst]):
-                try:
-                    self._copy(sha, stores[src], stores[dst])
-                    present[dst].add(sha)
-                    moves.append(("blob_archived" if dst == "archive" else "blob_restored", sha))
-                except ObjectMissing as exc:
-                    problems.append(str(exc))
+            for row in odd:
+                if row[f"in_{dst}"] and not row[f"has_{dst}"]:
+                    try:
+                        self._copy(row["sha256"], stores[src], stores[dst])
+                        row[f"has_{dst}"] = True
+                        moves.append(("blob_archived" if dst == "archive" else "blob_restored", row["sha256"]))
+                    except ObjectMissing as exc:
+                        problems.append(str(exc))
         failpoint("lifecycle-reconcile")
         # ...then collect what no one needs: never a blob's only copy, never an unreferenced blob
         # (it may belong to an ingest that has not committed yet).
-        candidates = {name: {sha for sha in (referenced - needed[name]) & present[name]
-                             if not (sha in needed[other] and sha not in present[other])}
+        candidates = {name: {r["sha256"] for r in odd if r[f"has_{name}"] and not r[f"in_{name}"]
+                             and not (r[f"in_{other}"] and not r[f"has_{other}"])}
                       for name, other in (("hot", "archive"), ("archive", "hot"))}
         now = datetime.now(UTC)
         eligible = self._marked_long_enough(candidates, now, run_id, only)
@@ -463,19 +452,22 @@ class Lifecycle:
                   | {sha for sha in stores[name].hidden_hashes() if only is None or sha in only}
                   for name in stores}  # plus a crashed sweep's
         failpoint("gc-hidden")
+        recheck = None
         if any(hidden.values()):
-            sizes, _, hot_needed, archive_needed = self._placement(only)  # the references as they are now
-            needed = {"hot": hot_needed, "archive": archive_needed}
+            # The references of the hidden hashes as they are now (every version sharing one counts).
+            recheck = self._placement(set().union(*hidden.values()))
             settled = []
             for name, shas in hidden.items():
+                needed = recheck.needs(name, shas)
                 for sha in sorted(shas):
-                    if sha in needed[name]:
+                    if sha in needed:
                         stores[name].unhide(sha)
                     elif stores[name].purge_hidden(sha):
                         moves.append((f"blob_freed_{name}", sha))
                     settled.append({"store": name, "sha256": sha})
             self.tables.delete_matching("blob_marks", settled, keys=("store", "sha256"))
-        size = sizes.of({sha for _, sha in moves})
+        moved = {sha for _, sha in moves}
+        size = {**(recheck.sizes(moved) if recheck is not None else {}), **placement.sizes(moved)}
         rows = [{"action_id": action_id(now.isoformat(), kind, sha), "acted_at": now,
                  "partition_key": now.date().isoformat(), "policy": "refcount", "action": kind, "asset_id": None,
                  "version": None, "sha256": sha, "bytes": size.get(sha, 0), "dry_run": False,
@@ -521,13 +513,7 @@ def plan_sweep(lifecycle: Lifecycle, policies: tuple[Policy, ...], grace_period_
         if rails.preview_new_policies and not dry_run else None
     steps: list[tuple[Policy, list[str], bool]] = []
     previewed: list[str] = []
-    claimed: set[str] = set()
-    for policy in policies:
-        if policy.action == "prune_versions":  # keeps the asset as it is: claims nothing
-            ids = lifecycle.select(policy, as_of)
-        else:
-            ids = [i for i in lifecycle.select(policy, as_of) if i not in claimed]
-            claimed |= set(ids)  # the first policy that selects an asset acts on it
+    for policy, ids in zip(policies, lifecycle.select(policies, as_of)):
         preview = seen is not None and policy.name not in seen
         if preview:
             previewed.append(policy.name)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from asset_pipeline.errors import MassDeleteRefused
 from asset_pipeline.lifecycle.policies import GuardRails
 from asset_pipeline.progress import human_bytes
@@ -31,18 +33,21 @@ class DeleteTally:
 
 
 def tally(tables: Tables, ids: list[str]) -> DeleteTally:
-    """One aggregate over `assets` and `asset_versions` (a 1M-asset catalog costs one scan)."""
+    """One scan of `assets` and one join with `asset_versions`, never a per-asset grouping of the
+    whole catalog; the ids join as an Arrow table (a list parameter of 10^5 strings costs DuckDB
+    seconds). An id that is not in `assets` counts for nothing."""
     con = connect(tables, ["assets", "asset_versions"])
     try:
+        con.register("acted_ids", pa.table({"id": pa.array(ids, pa.string())}))
+        con.execute("""create temp table counted as
+                       select id, status = 'active' as active, id in (select id from acted_ids) as acted
+                       from assets where status = 'active' or id in (select id from acted_ids)""")
         row = con.execute("""
-            with acted as (select distinct unnest($ids::varchar[]) as id),
-            per_asset as (select a.id, a.status, coalesce(sum(v.size_bytes), 0) as bytes
-                          from assets a left join asset_versions v on v.asset_id = a.id group by a.id, a.status)
-            select count(acted.id),
-                   coalesce(sum(p.bytes) filter (where acted.id is not null), 0),
-                   count(*) filter (where p.status = 'active'),
-                   coalesce(sum(p.bytes) filter (where p.status = 'active'), 0)
-            from per_asset p left join acted on acted.id = p.id""", {"ids": ids}).fetchone()
+            select (select count(*) filter (where acted) from counted),
+                   coalesce(sum(v.size_bytes) filter (where c.acted), 0),
+                   (select count(*) filter (where active) from counted),
+                   coalesce(sum(v.size_bytes) filter (where c.active), 0)
+            from counted c join asset_versions v on v.asset_id = c.id""").fetchone()
     finally:
         con.close()
     return DeleteTally(*(int(v) for v in row))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asset_pipeline.location import Location
 from asset_pipeline.store import ObjectStore
-from asset_pipeline.tables import SCHEMAS, Tables
+from asset_pipeline.tables import SCHEMAS, Tables, writer_properties
 
 
 @dataclass
@@ -31,7 +31,7 @@ def upkeep(tables: Tables, vectors_dir: Location | Path | None, retention_hours:
         if dt is None:
             continue
         before = len(dt.file_uris())
-        dt.optimize.compact()
+        dt.optimize.compact(writer_properties=writer_properties())  # row groups DuckDB reads in parallel
         removed = dt.vacuum(retention_hours=retention_hours, enforce_retention_duration=retention_hours >= 168,
                             dry_run=False)
         reports.append(UpkeepReport(name, before, len(tables.open(name).file_uris()), len(removed)))
