@@ -112,6 +112,44 @@ def test_archived_and_deleted_assets_are_excluded_unless_asked(embedded: Catalog
     assert where_clause(None) == "status = 'active'"
 
 
+def test_inactive_assets_are_left_out_whether_few_or_many_are_inactive(embedded: Catalog) -> None:
+    """Few inactive assets are dropped after the query by their live status (the index is not
+    asked to filter a status column); many are filtered by the index itself. Either way a search
+    returns exactly the active assets, as many as asked for."""
+    from deltalake import DeltaTable
+
+    from asset_pipeline.embeddings.search import PREFILTER_INACTIVE_SHARE
+
+    embedded_ids = sorted({r["asset_id"] for r in _rows(embedded)})
+    total = embedded.sql("select count(*) n from assets").to_pylist()[0]["n"]
+    assets = DeltaTable(embedded.tables.uri("assets"))
+    status = embedded.searcher.session.status
+    table = VectorStore(embedded.home.settings.lancedb_dir).open(TINY_TEST)
+
+    def archive(ids: list[str]) -> None:
+        assets.update({"status": "'archived'"}, predicate=f"id in ({', '.join(repr(i) for i in ids)})")
+        assets.update_incremental()
+
+    few = embedded_ids[:1]
+    archive(few)
+    assert 0 < status.inactive_share() <= PREFILTER_INACTIVE_SHARE
+    where = where_clause(None, default_status=False)
+    assert where is None  # the index is asked for every row...
+    hits = embedded.search(text="x", k=len(embedded_ids) - 1)  # ...and the hits still fill k with active assets
+    assert sorted(h["asset_id"] for h in hits) == embedded_ids[1:]
+
+    many = embedded_ids[: len(embedded_ids) // 2]
+    archive(many)
+    assert status.inactive_share() == pytest.approx(len(many) / total)
+    assert status.inactive_share() > PREFILTER_INACTIVE_SHARE
+    stale = embedded.search(text="x", k=len(embedded_ids))  # rows not yet told: live statuses decide
+    assert sorted(h["asset_id"] for h in stale) == embedded_ids[len(many):]
+    assert sync_status(embedded.tables, table) == len(many)
+    synced = embedded.search(text="x", k=3)
+    assert len(synced) == 3 and {h["asset_id"] for h in synced} <= set(embedded_ids[len(many):])
+    assert {h["status"] for h in embedded.search(text="x", k=50, include_inactive=True)} == {"active", "archived"}
+
+
 def test_incremental_runs_embed_only_new_versions(embedded: Catalog, tiny, settings) -> None:
     vs = VectorStore(embedded.home.settings.lancedb_dir)
     again = embed_pending(embedded.tables, embedded.home.store, vs, tiny)
@@ -220,6 +258,22 @@ def test_ann_index_is_built_past_the_threshold_and_search_stays_exact_enough(tmp
     hits = run_search(table, vector=vectors[42], where="project = 'p0'", k=5)
     assert hits[0]["asset_id"] == "a_42" and all(h["project"] == "p0" for h in hits)
 
+
+
+def test_many_versions_of_one_asset_never_crowd_out_the_others(tmp_path: Path) -> None:
+    """The index is asked for a few rows more than k; when one asset's versions fill them all,
+    it is asked again for more, so k different assets still come back."""
+    from asset_pipeline.embeddings.search import run_search
+
+    table = VectorStore(tmp_path / "lancedb").open_or_create("synthetic", 8)
+    query = np.eye(8, dtype=np.float32)[0]
+    rows = [{"vector": (query + 0.001 * v * np.eye(8, dtype=np.float32)[1]).tolist(), "asset_id": "a_many",
+             "version": v, "status": "active", "model_id": "synthetic"} for v in range(1, 11)]
+    rows += [{"vector": (query + 0.5 * (i + 1) * np.eye(8, dtype=np.float32)[2 + i]).tolist(),
+              "asset_id": f"a_{i}", "version": 1, "status": "active", "model_id": "synthetic"} for i in range(4)]
+    VectorStore.add(table, pa.Table.from_pylist(rows, schema=schema(8)))
+    hits = run_search(table, vector=query, k=3)
+    assert [(h["asset_id"], h["version"]) for h in hits] == [("a_many", 1), ("a_0", 1), ("a_1", 1)]
 
 def test_embedding_job_through_dagster(ingested: Catalog, settings) -> None:
     defs = build_definitions(settings)

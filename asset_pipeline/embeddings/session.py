@@ -42,6 +42,7 @@ class LiveStatus:
         self._log_mtime = -1
         self._checked = 0.0
         self._inactive: dict[str, str] = {}
+        self._rows = 0
 
     def _log_dir(self) -> Path | None:
         uri = str(self.tables.uri("assets"))
@@ -69,7 +70,7 @@ class LiveStatus:
         if self._table is None:
             self._table = self.tables.open("assets")
             if self._table is None:
-                self._version, self._inactive = -1, {}
+                self._version, self._inactive, self._rows = -1, {}, 0
                 return
         else:
             self._table.update_incremental()
@@ -77,7 +78,13 @@ class LiveStatus:
         if version != self._version:
             rows = self.tables.read("assets", where="status <> 'active'", columns=["id", "status"])
             self._inactive = dict(zip(rows["id"].to_pylist(), rows["status"].to_pylist()))
+            self._rows = self._table.count()  # from the log's file statistics: no data read
             self._version = version
+
+    def inactive_share(self) -> float:
+        """Share of the assets that are archived or deleted (0.0 while there are none)."""
+        self.refresh()
+        return len(self._inactive) / self._rows if self._rows else 0.0
 
     def of(self, asset_ids: list[str]) -> dict[str, str]:
         """Status of each id ('active' unless the table says otherwise)."""
