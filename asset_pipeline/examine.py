@@ -309,7 +309,7 @@ def _examine_open(item: InboxItem, fd: int, known_versions: frozenset[str], stor
     ident = (sidecar.asset_id, "", "") if sidecar.asset_id else resolve_identity(sidecar, item.rel, {})
     info = None if f"{ident[0]}:{sha}" in known_versions else inspect_file(source, limits)
     if info is not None:
-        add_content_facts(provenance, source, info.type, info.format, info.phash)
+        add_content_facts(provenance, source, info.format, info.phash)
     ex = Examined(item, sidecar, info, sha, size, before, *ident, provenance=provenance,
                   file_id=(st.st_dev, st.st_ino), sidecar_stamp=sidecar_stamp)
     if store is not None and not sidecar.asset_id:

@@ -103,12 +103,10 @@ class Home:
     def lock(self, name: str, timeout_s: float = 3600.0) -> AbstractContextManager:
         """An exclusive lock of this home for `name` (lifecycle, analytics…), across processes and
         hosts; released if the holder dies (a flock locally, an expiring lease on S3)."""
-        from asset_pipeline.locks import file_lock, s3_lease
+        from asset_pipeline.locks import location_lock
 
-        if self.root.is_s3:
-            where = self.root / "locks" / f"{name}.lease"
-            return s3_lease(self.s3_client, where.bucket, where.key, timeout_s=timeout_s, what=f"{name} lock")
-        return file_lock(self.root.path / "locks" / f"{name}.lock", timeout_s, what=f"{name} lock")
+        where = self.root / "locks" / (f"{name}.lease" if self.root.is_s3 else f"{name}.lock")
+        return location_lock(where, timeout_s, f"{name} lock")
 
     def spool_dir(self, run_id: str) -> Path:
         """Per-run scratch for S3 inbox inputs: local, in this process's temp folder."""

@@ -89,16 +89,12 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_symlink() or entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                    elif entry.is_dir(follow_symlinks=False):
+                    if entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, f"{prefix}{entry.name}/"))
-                        continue
-                    else:
-                        continue
+                    elif entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                        yield prefix + entry.name, entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                yield prefix + entry.name, st
 
 
 def list_local(root: Path) -> dict[str, tuple[int, int]]:

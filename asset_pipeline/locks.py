@@ -18,11 +18,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asset_pipeline.errors import LockTimeout, UnsafeStore
+
+if TYPE_CHECKING:
+    from asset_pipeline.location import Location
 
 
 @contextmanager
@@ -113,6 +116,14 @@ def s3_lease(client: Any, bucket: str, key: str, ttl_s: float = 300.0, timeout_s
             client.delete_object(Bucket=bucket, Key=key, IfMatch=current["etag"])
         except ClientError:
             pass  # expired and taken over meanwhile: the lease is not ours to delete
+
+
+def location_lock(where: Location, timeout_s: float, what: str) -> AbstractContextManager:
+    """An exclusive lock named by `where`: a lease object there on S3, a `flock` of that file
+    on a local folder."""
+    if where.is_s3:
+        return s3_lease(where.s3.boto3, where.bucket, where.key, timeout_s=timeout_s, what=what)
+    return file_lock(where.path, timeout_s, what=what)
 
 
 def verify_conditional_put(client: Any, bucket: str, prefix: str, endpoint: str | None) -> None:

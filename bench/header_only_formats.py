@@ -45,7 +45,7 @@ class FormatInfo:
     height: int | None = None
     duration_s: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    phash: None = None  # no decode here: the ingest computes an image's pHash itself
+    phash: int | None = None  # an image's pHash, from a decode of its own (this check decodes no pixels)
 
 
 def _sniff(head: bytes) -> tuple[str, str] | None:
@@ -100,7 +100,16 @@ def _image(src: Source, fmt: str) -> FormatInfo:
                 img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputRejected(f"{fmt} image is corrupt or truncated: {exc}", "content") from exc
-    return FormatInfo("image", fmt, width, height, details={"mode": mode})
+    return FormatInfo("image", fmt, width, height, details={"mode": mode}, phash=_phash(src))
+
+
+def _phash(src: Source) -> int | None:
+    from asset_pipeline.provenance.phash import phash
+
+    try:
+        return phash(src)
+    except Exception:  # noqa: BLE001 - an image Pillow verified but cannot resample: no hash
+        return None
 
 
 def _wav(src: Source) -> FormatInfo:

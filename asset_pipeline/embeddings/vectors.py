@@ -95,12 +95,9 @@ class VectorStore:
                 table_name(model_id), schema=schema(dim), data_storage_version=DATA_STORAGE_VERSION)
 
     def _creation_lock(self, name: str) -> AbstractContextManager:
-        from asset_pipeline.locks import file_lock, s3_lease
+        from asset_pipeline.locks import location_lock
 
-        where = self.location / "_locks" / f"{name}.create"
-        if self.location.is_s3:
-            return s3_lease(self.location.s3.boto3, where.bucket, where.key, timeout_s=300, what=f"creating {name}")
-        return file_lock(where.path, 300, what=f"creating {name}")
+        return location_lock(self.location / "_locks" / f"{name}.create", 300, f"creating {name}")
 
     @staticmethod
     def embedded_keys(table: Any) -> pa.Table:

@@ -48,20 +48,11 @@ def generation_metadata(rel: str, sidecar_raw: bytes | None, source: bytes | Pat
                                list(dict.fromkeys(embedded.inputs)))
 
 
-def add_content_facts(prov: Provenance, source: bytes | Path, type_: str, fmt: str,
-                      phash: int | None = None) -> Provenance:
-    """pHash for images (`phash` when the format check's decode already gave it), C2PA for files
-    that carry a manifest (whole-read files: the marker is looked for in memory; a streamed large
-    file is not checked)."""
-    if type_ == "image" and phash is not None:
-        prov.phash = phash
-    elif type_ == "image":
-        try:
-            from asset_pipeline.provenance.phash import phash
-
-            prov.phash = phash(source)
-        except Exception:  # noqa: BLE001 - an image Pillow verified but cannot resample: no hash
-            prov.phash = None
+def add_content_facts(prov: Provenance, source: bytes | Path, fmt: str, phash: int | None) -> Provenance:
+    """The pHash the format check computed from its own decode (None for what is not an image,
+    or an image Pillow decoded but could not resample), and C2PA for files that carry a manifest
+    (whole-read files: the marker is looked for in memory; a streamed large file is not checked)."""
+    prov.phash = phash
     if isinstance(source, bytes):
         prov.credentials = read_credentials(source, fmt)
         if prov.credentials and not prov.digital_source_type:
