@@ -15,19 +15,25 @@ A re-run re-hashes, finds blobs present (no write), finds versions present (no n
 repairs any asset row a crash left stale. Identity is deterministic (project + name → id),
 so nothing is ingested twice.
 
-An inbox of any size streams through in batches (`ingest_stream`): each batch is examined,
-stored and committed before the next is read, so memory stays bounded by the batch, not the inbox.
+An inbox of any size streams through in batches (`ingest_stream`), so memory stays bounded by
+the batch, not the inbox. Batches are committed in order, one at a time, and a batch's commit
+runs while the worker processes examine the next one: the commit is serial work of this process
+(Delta merges, JSON, unlinks) that would otherwise leave the workers idle. The next batch is
+listed before that commit starts, so the listing pairs files with sidecars in an inbox that
+nothing is consuming, exactly as it would without the overlap.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +65,7 @@ from asset_pipeline.tables import CommitConflict, Tables
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 PROCESS_POOL_MIN_ITEMS = 256
-BATCH_FILES = 10_000  # inputs per commit: memory is bounded by this, not by the inbox
+BATCH_FILES = 2_500  # inputs per commit: memory is bounded by this (two batches at a time), not by the inbox
 BATCH_BYTES = 64 * 1024**3
 SUMMARY_ROWS = 100  # previews and errors a summary keeps (the tables hold every row)
 
@@ -188,6 +194,7 @@ def store_items(
     cache: HashCache | None = None,
     give_inode: bool = False,
     consume: bool = False,
+    before_lookup: Callable[[], None] | None = None,
 ) -> StoredBatch:
     """Validate, hash and store every input, in `workers` processes, biggest files first so no
     worker idles at the end. Content is hashed before it is written, so known content is never
@@ -197,7 +204,9 @@ def store_items(
     Inputs whose sidecar names an existing asset are checked against the `assets` rows of just
     those ids before they are stored, so no ingest reads the whole table. With `cache`, inputs
     whose stamp it knows are not read when their content already is a version of their asset.
-    With `consume`, sidecars that a crashed consuming run left behind are set aside as leftovers."""
+    With `consume`, sidecars that a crashed consuming run left behind are set aside as leftovers.
+    `before_lookup` runs before sidecars' asset ids are looked up: the caller's previous batch,
+    still committing, may be creating those assets."""
     batch = StoredBatch()
     if consume:
         orphans = [i for i in items if i.orphan_sidecar]
@@ -279,6 +288,8 @@ def store_items(
                 else:
                     batch.not_ready.append(result.item.rel)
                 tick(result.item)
+        if naming and before_lookup is not None:
+            before_lookup()
         known = _assets_named(tables, {ex.sidecar.asset_id for ex in naming})
         for ex in naming:
             try:
@@ -567,10 +578,10 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
 
 def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarantine_root: Location | None,
                  run_id: str, on_quarantined: Callable[[Rejection], None] | None = None,
-                 consume: Callable[[StoredBatch], int] | None = None,
-                 cache: HashCache | None = None) -> IngestSummary:
+                 consume: Callable[[StoredBatch], int] | None = None) -> IngestSummary:
     """Flush, commit versions and assets, check the blobs relied on, record rejects; then the
-    committed inputs leave a consumed inbox (`consume`) or their hashes enter the cache."""
+    committed inputs leave a consumed inbox (`consume`). (A kept inbox's hash cache learns them
+    from the caller: `remember_committed`.)"""
     store.flush()
     # A consumed inbox holds new submissions only; a kept one also holds what was ingested before.
     new_rows, unchanged = commit_versions(batch.accepted, tables, run_id, revive_pruned=consume is not None)
@@ -578,9 +589,6 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
     errors = commit_rejections(batch.rejected, tables, quarantine_root, run_id, on_quarantined)
     failpoint("before-consume")
     consumed = consume(batch) if consume is not None else 0
-    if cache is not None:  # only once the batch is committed: an entry vouches for its input
-        cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in batch.accepted
-                       if a.intact and a.stat_before is not None and a.item.stamp is not None)
     return IngestSummary(
         run_id=run_id,
         inputs=len(batch.accepted) + len(batch.rejected) + len(batch.not_ready) + batch.known,
@@ -624,10 +632,11 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
                   cache: HashCache | None = None, verify: bool = False,
                   on_quarantined: Callable[[Rejection], None] | None = None,
                   batch_files: int = BATCH_FILES, batch_bytes: int = BATCH_BYTES) -> IngestSummary:
-    """Ingest `items` (an iterator: the inbox is never listed whole) batch by batch, each stored
-    and committed before the next is read; the worker pools live for the whole run. With
-    `consume`, a batch's committed inputs leave the inbox right after its commit. `cache` (a
-    kept inbox) skips reading inputs it knows unless `verify`, and learns what was committed."""
+    """Ingest `items` (an iterator: the inbox is never listed whole) batch by batch; the worker
+    pools live for the whole run. Each batch is committed in a thread while the next one is
+    examined (see the module's docstring); commits never overlap each other. With `consume`, a
+    batch's committed inputs leave the inbox right after its commit. `cache` (a kept inbox) skips
+    reading inputs it knows unless `verify`, and learns what was committed."""
     summary = IngestSummary(run_id)
     done = [0, 0]
 
@@ -637,14 +646,49 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
 
     with ExitStack() as stack:
         pools = None
-        for chunk in batched(items, batch_files, batch_bytes):
+        committer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ingest-commit"))
+        committing: list[tuple[Future[IngestSummary], StoredBatch]] = []  # at most one
+
+        def finish_commit() -> None:
+            """Wait for the commit in flight, fold its summary in; the hash cache (a SQLite
+            connection of this thread) learns its inputs only now that they are committed."""
+            if committing:
+                future, committed = committing.pop()
+                summary.add(future.result())
+                if cache is not None:
+                    remember_committed(cache, committed)
+                release_freed_memory()
+
+        for chunk in batched(items, batch_files, batch_bytes):  # listed while no commit runs
             pools = pools or open_pools(stack, len(chunk), workers)
-            batch = store_items(chunk, store, tables, workers, advance, limits, pools=pools,
-                                cache=None if verify else cache, give_inode=give_inode, consume=consume is not None)
-            summary.add(commit_batch(batch, store, tables, quarantine_root, run_id, on_quarantined, consume, cache))
+            stored = store_items(chunk, store, tables, workers, advance, limits, pools=pools,
+                                 cache=None if verify else cache, give_inode=give_inode,
+                                 consume=consume is not None, before_lookup=finish_commit)
+            finish_commit()
+            committing.append((committer.submit(commit_batch, stored, store, tables, quarantine_root, run_id,
+                                                on_quarantined, consume), stored))
             done[0] += len(chunk)
             done[1] += sum(i.size for i in chunk)
+        finish_commit()
     return summary
+
+
+def remember_committed(cache: HashCache, batch: StoredBatch) -> None:
+    """Only once the batch is committed: an entry vouches for its input."""
+    cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in batch.accepted
+                   if a.intact and a.stat_before is not None and a.item.stamp is not None)
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system after a batch. Arrow, DuckDB and
+    deltalake free a batch's buffers, but glibc keeps the pages in its arenas (one per thread
+    that allocated), so a long run's resident size would creep up batch after batch."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        pass
 
 
 def new_run_id() -> str:

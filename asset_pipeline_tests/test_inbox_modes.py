@@ -166,6 +166,25 @@ def test_batches_give_the_same_result_as_one_commit(tmp_path: Path) -> None:
     assert results[3][1] == results[10_000][1]
 
 
+def test_a_sidecar_can_name_an_asset_the_previous_batch_created(tmp_path: Path) -> None:
+    """A batch's commit overlaps the next batch's examination; an input whose sidecar names an
+    asset that the previous batch (still committing) creates is a new version of it, not
+    "does not exist"."""
+    from asset_pipeline.identity import asset_id_for
+
+    home = tmp_path / "home"
+    inbox = home / "inbox"
+    _drop(inbox, "1-first.png", render_image(1, (16, 16)), name="hero", project="p1")
+    for i in range(2, 6):  # every later batch names the asset the first one makes
+        _drop(inbox, f"{i}-retake.png", render_image(i, (16, 16)), asset_id=asset_id_for("p1", "hero"),
+              project="p1", change_description=f"take {i}")
+    cat = Catalog(settings=Settings.from_env(home=home, durable=False, ingest_batch_files=1))
+    s = cat.ingest(only=sorted(f for f in _files(inbox) if f.endswith(".png")))
+    assert (s.batches, s.new_versions, s.rejected) == (5, 5, 0), s.errors
+    assert [v["change_description"] for v in cat.list_versions(asset_id_for("p1", "hero"))] == \
+        ["initial version", "take 2", "take 3", "take 4", "take 5"]
+
+
 def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_path: Path) -> None:
     """The ingest is held after its commit, before it consumes; meanwhile the generator writes a
     new file under an ingested name. That file is not the one ingested: it stays, and the next run

@@ -124,8 +124,11 @@ class LocalObjectStore(ObjectStore):
         first (a hard link never replaces, so the dedup count stays exact under races)."""
         final = self.path(sha256)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.link(tmp, final)
+            try:
+                os.link(tmp, final)
+            except FileNotFoundError:  # the fan-out folder does not exist yet (a young store)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.link(tmp, final)
             return True
         except FileExistsError:
             return False
