@@ -10,7 +10,7 @@ from asset_pipeline.samples import make_samples
 from .conftest import run_python
 
 INGEST = "from asset_pipeline import Catalog, Settings; Catalog(settings=Settings.from_env(home={home!r}, " \
-         "inbox={inbox!r}, inbox_mode={mode!r})).ingest()"
+         "inbox={inbox!r}, inbox_mode={mode!r}, ingest_batch_files={batch})).ingest()"
 
 
 def _assert_consistent(cat: Catalog, counts: dict, mode: str = "consume") -> None:
@@ -43,13 +43,15 @@ def _inbox_files(inbox: Path) -> set[str]:
     ("consume", "after-link"), ("consume", "before-commit"), ("consume", "between-tables"),
     ("consume", "before-quarantine"), ("consume", "before-consume"), ("consume", "between-unlinks"),
 ])
-def test_killed_ingest_converges_on_rerun(tmp_path: Path, mode: str, point: str) -> None:
+@pytest.mark.parametrize("batch", [2_500, 4], ids=["one-batch", "batches"])
+def test_killed_ingest_converges_on_rerun(tmp_path: Path, mode: str, point: str, batch: int) -> None:
     """Nothing lost: every input ends as a version or a quarantined reject; nothing twice: exact
-    counts. A consumed inbox is empty at the end; a kept one is as it was."""
+    counts. A consumed inbox is empty at the end; a kept one is as it was. In batches of 4, the
+    first batch dies while committing as the next one is being examined and stored."""
     home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
     counts = make_samples(inbox)
     before = _inbox_files(inbox)
-    code = INGEST.format(home=str(home), inbox=str(inbox), mode=mode)
+    code = INGEST.format(home=str(home), inbox=str(inbox), mode=mode, batch=batch)
     proc = run_python(code, env={"ASSET_PIPELINE_CRASH_AT": point})
     assert proc.returncode == 137, proc.stderr
     cat = Catalog(home)
