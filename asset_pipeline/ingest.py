@@ -15,12 +15,13 @@ A re-run re-hashes, finds blobs present (no write), finds versions present (no n
 repairs any asset row a crash left stale. Identity is deterministic (project + name → id),
 so nothing is ingested twice.
 
-An inbox of any size streams through in batches (`ingest_stream`), so memory stays bounded by
-the batch, not the inbox. Batches are committed in order, one at a time, and a batch's commit
-runs while the worker processes examine the next one: the commit is serial work of this process
-(Delta merges, JSON, unlinks) that would otherwise leave the workers idle. The next batch is
-listed before that commit starts, so the listing pairs files with sidecars in an inbox that
-nothing is consuming, exactly as it would without the overlap.
+An inbox of any size streams through in batches (`ingest_stream`), so what the run holds of its
+inputs is bounded by the batch, not the inbox. Batches are committed in order, one at a time,
+and a batch's commit runs while the worker processes examine the next one: the commit is serial
+work of this process (Delta merges, JSON, unlinks) that would otherwise leave the workers idle.
+The inbox is only ever listed while no commit runs (the next batch is listed before the current
+one's commit starts), so the listing never pairs files with sidecars in an inbox that a commit
+is consuming or quarantining mid-way.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ from asset_pipeline.tables import CommitConflict, Tables
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 PROCESS_POOL_MIN_ITEMS = 256
-BATCH_FILES = 2_500  # inputs per commit: memory is bounded by this (two batches at a time), not by the inbox
+# Inputs per commit: what the run holds of its inputs is bounded by it, not by the inbox. A commit's
+# merges read the whole target table whatever the batch (deltalake: ~2 s and ~750 MB a merge at 1M
+# rows), so their cost grows with the home, and a large home wants few, large batches.
+BATCH_FILES = 10_000
 BATCH_BYTES = 64 * 1024**3
 SUMMARY_ROWS = 100  # previews and errors a summary keeps (the tables hold every row)
 
@@ -659,16 +663,20 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
                     remember_committed(cache, committed)
                 release_freed_memory()
 
-        for chunk in batched(items, batch_files, batch_bytes):  # listed while no commit runs
+        chunks = batched(items, batch_files, batch_bytes)
+        chunk = next(chunks, None)
+        while chunk is not None:
             pools = pools or open_pools(stack, len(chunk), workers)
             stored = store_items(chunk, store, tables, workers, advance, limits, pools=pools,
                                  cache=None if verify else cache, give_inode=give_inode,
                                  consume=consume is not None, before_lookup=finish_commit)
             finish_commit()
+            following = next(chunks, None)  # listed now, while no commit moves inbox files
             committing.append((committer.submit(commit_batch, stored, store, tables, quarantine_root, run_id,
                                                 on_quarantined, consume), stored))
             done[0] += len(chunk)
             done[1] += sum(i.size for i in chunk)
+            chunk = following
         finish_commit()
     return summary
 

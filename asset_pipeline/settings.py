@@ -71,7 +71,7 @@ class Settings:
     # no copy); keep: the inbox is never touched (a watch folder another tool owns), re-scans use
     # the hash cache under <home>/cache.
     inbox_mode: str = "consume"
-    ingest_batch_files: int = 2_500  # inputs per commit: bounds memory whatever the inbox holds
+    ingest_batch_files: int = 10_000  # inputs per commit: bounds memory whatever the inbox holds
     commit_retries: int = 12  # attempts of a Delta commit that keeps losing to concurrent writers
     embed_shards: int = 1  # the embedding job's fan-out: steps (pods, workers) that embed at once
     workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))

@@ -28,7 +28,7 @@ class PipelineHome(dg.ConfigurableResource):
     replica: str | None = None
     durable: bool = True
     inbox_mode: str = "consume"  # consume | keep (see Settings)
-    ingest_batch_files: int = 2_500
+    ingest_batch_files: int = 10_000
     workers: int = 2
     presign_expiry_s: int = 3600
     multipart_threshold_bytes: int = 64 * 1024 * 1024
