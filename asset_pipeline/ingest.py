@@ -651,13 +651,14 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
     with ExitStack() as stack:
         pools = None
         committer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ingest-commit"))
-        committing: list[tuple[Future[IngestSummary], StoredBatch]] = []  # at most one
+        in_flight: tuple[Future[IngestSummary], StoredBatch] | None = None
 
         def finish_commit() -> None:
             """Wait for the commit in flight, fold its summary in; the hash cache (a SQLite
             connection of this thread) learns its inputs only now that they are committed."""
-            if committing:
-                future, committed = committing.pop()
+            nonlocal in_flight
+            if in_flight is not None:
+                (future, committed), in_flight = in_flight, None
                 summary.add(future.result())
                 if cache is not None:
                     remember_committed(cache, committed)
@@ -672,8 +673,8 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
                                  consume=consume is not None, before_lookup=finish_commit)
             finish_commit()
             following = next(chunks, None)  # listed now, while no commit moves inbox files
-            committing.append((committer.submit(commit_batch, stored, store, tables, quarantine_root, run_id,
-                                                on_quarantined, consume), stored))
+            in_flight = (committer.submit(commit_batch, stored, store, tables, quarantine_root, run_id,
+                                          on_quarantined, consume), stored)
             done[0] += len(chunk)
             done[1] += sum(i.size for i in chunk)
             chunk = following

@@ -68,6 +68,17 @@ def _copy(src: Path, dst_fd: int) -> None:
             shutil.copyfileobj(fin, fout, CHUNK)
 
 
+def _link_under_key(src: str | Path, final: Path) -> None:
+    """Hard-link `src` as the blob `final`, making its fan-out folder only when the link finds it
+    missing (a young store): a grown store's blobs pay one system call, not a mkdir and a stat too.
+    Raises FileExistsError when the key exists, FileNotFoundError when `src` does not."""
+    try:
+        os.link(src, final)
+    except FileNotFoundError:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, final)
+
+
 def _writer_alive(temp_name: str) -> bool:
     """Whether the process that named a temp file ``<prefix>.<pid>.<random>`` still runs."""
     parts = temp_name.split(".")
@@ -124,11 +135,7 @@ class LocalObjectStore(ObjectStore):
         first (a hard link never replaces, so the dedup count stays exact under races)."""
         final = self.path(sha256)
         try:
-            try:
-                os.link(tmp, final)
-            except FileNotFoundError:  # the fan-out folder does not exist yet (a young store)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.link(tmp, final)
+            _link_under_key(tmp, final)
             return True
         except FileExistsError:
             return False
@@ -275,8 +282,7 @@ class LocalObjectStore(ObjectStore):
         hidden = self.trash_dir / sha256
         final = self.path(sha256)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.link(hidden, final)
+            _link_under_key(hidden, final)
         except FileExistsError:
             pass  # a writer stored the same bytes again meanwhile
         except FileNotFoundError:
