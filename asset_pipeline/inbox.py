@@ -23,6 +23,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -46,9 +47,10 @@ class InboxItem:
     stamp: FileStamp | None = None  # as listed (local inboxes; lstat): the hash cache's key
     sidecar_stamp: FileStamp | None = None  # the sidecar's, as listed
 
-    @property
+    @cached_property
     def root(self) -> Path:
-        """The inbox folder (or S3 spool) that `rel` is relative to."""
+        """The inbox folder (or S3 spool) that `rel` is relative to (worked out once: every no-link
+        open of the input or its sidecar starts from it)."""
         return self.path.parents[len(PurePosixPath(self.rel).parts) - 1]
 
 

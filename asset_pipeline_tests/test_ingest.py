@@ -141,10 +141,15 @@ def test_process_pool_path_gives_the_same_result(catalog: Catalog, sample_counts
     assert len(list(catalog.home.store.iter_hashes())) == sample_counts["blobs"]
 
 
-@pytest.mark.parametrize("from_memory", [True, False], ids=["read-whole", "streamed"])
-def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, from_memory: bool) -> None:
-    """The file is rewritten after it was hashed: it is reported not ready, and no blob is left
-    under the old hash holding the new bytes."""
+@pytest.mark.parametrize("from_memory, through_fd, change", [
+    (True, False, "rewrite"), (False, False, "rewrite"), (False, True, "rewrite"), (False, True, "replace")],
+    ids=["read-whole", "streamed", "adopted-through-its-descriptor", "adopted-after-a-rename-over-it"])
+def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, from_memory: bool, through_fd: bool,
+                                                               change: str) -> None:
+    """The file is rewritten (or another file renamed over it) after it was hashed: it is
+    reported not ready, and no blob is left under the old hash holding the new bytes — also when
+    the blob is adopted (hard-linked for a consumed inbox) through the descriptor it was hashed
+    through, which still names the old inode after a rename."""
     import hashlib
     import os
 
@@ -161,10 +166,19 @@ def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, f
     item = InboxItem("render.png", src, None, st.st_size, st.st_mtime_ns)
     ex = Examined(item, Sidecar("m", "a cat", 1, "ana", "p"), None, hashlib.sha256(old).hexdigest(), len(old),
                   FileStamp.of(st), "a_1", "render", "p")
-    src.write_bytes(render_image(4, (48, 48)))  # the generator rewrites it meanwhile
+    fd = os.open(src, os.O_RDONLY) if through_fd else None
+    if change == "rewrite":
+        src.write_bytes(render_image(4, (48, 48)))  # the generator rewrites it meanwhile
+    else:
+        (tmp_path / "newer.png").write_bytes(render_image(4, (48, 48)))
+        os.replace(tmp_path / "newer.png", src)
     store = LocalObjectStore(tmp_path / "home")
-    store_examined(ex, store, old if from_memory else None)
-    assert ex.intact is False
+    try:
+        store_examined(ex, store, old if from_memory else None, give_inode=through_fd, fd=fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    assert ex.intact is False and not ex.written
     assert not store.exists(ex.sha256) or store.read_bytes(ex.sha256) == old
 
 
