@@ -6,56 +6,101 @@ it in the inbox — a re-run finds its content already a version and removes it 
 file goes first, its sidecar second; a sidecar orphaned by a crash in between is recognised on
 the next run (its media path was committed after the sidecar was written) and removed instead of
 being rejected. A file is removed only if it still is the one that was ingested: a generator
-that wrote a new file under the same name meanwhile keeps it for the next run.
+that wrote a new file under the same name meanwhile keeps it for the next run. Names are looked
+up and removed in their folder as reached without following a symbolic link, so a folder swapped
+for a link after the listing is never emptied through it, wherever it points.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
+import posixpath
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
+from asset_pipeline.errors import InputRejected
 from asset_pipeline.examine import Examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.filestamp import FileStamp
-from asset_pipeline.inbox import InboxItem
+from asset_pipeline.inbox import InboxItem, open_folder_in_inbox
 from asset_pipeline.ingest import StoredBatch
 
+T = TypeVar("T")
 
-def _unlink(path: Path) -> None:
+
+def _stamp_at(folder: int, name: str) -> FileStamp | None:
     try:
-        os.unlink(path)
+        return FileStamp.of(os.stat(name, dir_fd=folder, follow_symlinks=False))
+    except FileNotFoundError:
+        return None
+
+
+def _unlink_at(folder: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=folder)
     except FileNotFoundError:
         pass
 
 
-def remove_input(ex: Examined) -> bool:
-    """Remove an ingested input (media, then sidecar) if it is unchanged since it was read. The
-    hard link the store made moved the file's ctime, so inode, size and mtime decide."""
-    if ex.stat_before is None or not ex.stat_before.same_file_unwritten(FileStamp.read(ex.item.path)):
+def _inbox_folder(item: InboxItem) -> int | None:
+    """The folder holding the input, reached without following a link (see
+    `open_folder_in_inbox`); None when a folder on the way was swapped for a link or is gone —
+    nothing is removed through a link, the input stays for the next run."""
+    try:
+        return open_folder_in_inbox(item.root, item.rel)
+    except (InputRejected, FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def remove_input(folder: int, ex: Examined) -> bool:
+    """Remove an ingested input (media, then sidecar) from `folder` — the input's folder, reached
+    without following links — if it is unchanged since it was read. The hard link the store made
+    moved the file's ctime, so inode, size and mtime decide."""
+    name = ex.item.path.name
+    if ex.stat_before is None or not ex.stat_before.same_file_unwritten(_stamp_at(folder, name)):
         return False  # rewritten since: the next run's input, with its sidecar
-    _unlink(ex.item.path)
+    _unlink_at(folder, name)
     failpoint("between-unlinks")
-    side = ex.item.sidecar
-    if side is not None and ex.sidecar_stamp is not None and ex.sidecar_stamp.same_content(FileStamp.read(side)):
-        _unlink(side)
+    side = ex.item.sidecar.name if ex.item.sidecar is not None else None
+    if side is not None and ex.sidecar_stamp is not None and ex.sidecar_stamp.same_content(_stamp_at(folder, side)):
+        _unlink_at(folder, side)
     return True
 
 
-def remove_leftover(item: InboxItem) -> bool:
-    """A sidecar whose input a crashed run consumed: removed if unchanged since the scan."""
-    if item.stamp is not None and item.stamp.same_content(FileStamp.read(item.path)):
-        _unlink(item.path)
+def remove_leftover(folder: int, item: InboxItem) -> bool:
+    """A sidecar whose input a crashed run consumed: removed from `folder` if unchanged since the scan."""
+    if item.stamp is not None and item.stamp.same_content(_stamp_at(folder, item.path.name)):
+        _unlink_at(folder, item.path.name)
         return True
     return False
 
 
 def consume_local(batch: StoredBatch) -> int:
     """Remove a committed batch's inputs from a local inbox; returns how many left it."""
-    removed = sum(remove_input(ex) for ex in batch.accepted)
-    for item in batch.leftovers:
-        remove_leftover(item)
+    removed = 0
+    for folder, accepted in _by_folder(batch.accepted, lambda ex: ex.item):
+        removed += sum(remove_input(folder, ex) for ex in accepted)
+    for folder, leftovers in _by_folder(batch.leftovers, lambda item: item):
+        for item in leftovers:
+            remove_leftover(folder, item)
     return removed
+
+
+def _by_folder(entries: list[T], item_of: Callable[[T], InboxItem]) -> Iterator[tuple[int, list[T]]]:
+    """(descriptor of an inbox folder, its entries) for each folder the entries' items are in,
+    each folder opened once through the no-link walk and closed after its entries; a folder
+    swapped for a link (or gone) is skipped: its inputs stay for the next run."""
+    groups: dict[str, list[T]] = {}
+    for entry in entries:
+        groups.setdefault(posixpath.dirname(item_of(entry).rel), []).append(entry)
+    for group in groups.values():
+        folder = _inbox_folder(item_of(group[0]))
+        if folder is None:
+            continue
+        try:
+            yield folder, group
+        finally:
+            os.close(folder)
 
 
 def consume_with(delete_keys: Callable[[list[str]], None]) -> Callable[[StoredBatch], int]:

@@ -111,7 +111,10 @@ def resolve_identity(sidecar: Sidecar, rel: str, known: dict[str, tuple[str, str
 
 def _unchanged(ex: Examined) -> bool:
     """The inbox path still names the very file that was hashed (lstat: a link put in its place
-    is a change), unwritten since: same device, inode, size, mtime and ctime."""
+    is a change), unwritten since: same device, inode, size, mtime and ctime. A folder on the way
+    swapped for a link to where the file now is passes this check — nothing is read through it
+    (the bytes come from the hashed descriptor), and the consume refuses to remove anything
+    through it (`consume.consume_local`)."""
     try:
         after = os.lstat(ex.item.path)
     except FileNotFoundError:

@@ -23,7 +23,6 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -47,10 +46,9 @@ class InboxItem:
     stamp: FileStamp | None = None  # as listed (local inboxes; lstat): the hash cache's key
     sidecar_stamp: FileStamp | None = None  # the sidecar's, as listed
 
-    @cached_property
+    @property
     def root(self) -> Path:
-        """The inbox folder (or S3 spool) that `rel` is relative to (worked out once: every no-link
-        open of the input or its sidecar starts from it)."""
+        """The inbox folder (or S3 spool) that `rel` is relative to."""
         return self.path.parents[len(PurePosixPath(self.rel).parts) - 1]
 
 
@@ -166,12 +164,11 @@ def _refusal(rel: str, dir_fd: int, name: str) -> InputRejected:
     return InputRejected(f"{rel!r} is {kind}", "content")
 
 
-def open_in_inbox(root: Path, rel: str) -> int:
-    """A read-only descriptor of the regular file `rel` under `root`, reached without following
-    any symbolic link below `root` (each folder is opened with O_NOFOLLOW relative to the one
-    before, so swapping a folder or the file for a link between listing and reading is refused,
-    not followed). Raises InputRejected (field ``content``) for a link or a special file and
-    FileNotFoundError when it is gone. `root` itself is configuration and may be a link."""
+def open_folder_in_inbox(root: Path, rel: str) -> int:
+    """A descriptor of the folder that holds `rel` under `root`, reached without following any
+    symbolic link below `root` (each folder is opened with O_NOFOLLOW relative to the one before).
+    Raises InputRejected (field ``content``) when a folder on the way is a link or not a folder,
+    FileNotFoundError when one is gone. `root` itself is configuration and may be a link."""
     parts = PurePosixPath(rel).parts
     folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -184,15 +181,29 @@ def open_in_inbox(root: Path, rel: str) -> int:
                 raise _refusal("/".join(parts[: i + 1]), folder, part) from exc
             os.close(folder)
             folder = inner
+    except BaseException:
+        os.close(folder)
+        raise
+    return folder
+
+
+def open_in_inbox(root: Path, rel: str) -> int:
+    """A read-only descriptor of the regular file `rel` under `root`, reached without following
+    any symbolic link below `root` (see `open_folder_in_inbox`: swapping a folder or the file for
+    a link between listing and reading is refused, not followed). Raises InputRejected (field
+    ``content``) for a link or a special file and FileNotFoundError when it is gone."""
+    name = PurePosixPath(rel).name
+    folder = open_folder_in_inbox(root, rel)
+    try:
         try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
-            raise _refusal(rel, folder, parts[-1]) from exc
+            raise _refusal(rel, folder, name) from exc
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise _refusal(rel, folder, parts[-1])
+            raise _refusal(rel, folder, name)
         return fd
     finally:
         os.close(folder)

@@ -216,6 +216,40 @@ def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_pa
     assert cat.list_versions(a)[-1]["sha256"] == hashlib.sha256(replacement).hexdigest()
 
 
+def test_a_folder_swapped_for_a_link_before_the_consume_is_not_emptied_through_it(tmp_path: Path) -> None:
+    """The ingest is held after its commit, before it consumes; meanwhile the inbox folder that
+    holds an input is moved elsewhere and a symbolic link to it put in its place. The files it
+    held are the ones ingested (same inodes), but nothing is removed through the link: they stay
+    where the folder went, and the link is refused on the next run."""
+    import subprocess
+    import sys
+
+    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
+    _drop(inbox, "sub/a.png", render_image(1, (16, 16)))
+    _drop(inbox, "b.png", render_image(2, (16, 16)))
+    code = (f"from asset_pipeline import Catalog, Settings; "
+            f"print(Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest().consumed)")
+    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "before-consume", "ASSET_PIPELINE_BARRIER": str(barrier)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while arrivals(barrier, "before-consume") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(inbox / "sub", elsewhere)
+    os.symlink(elsewhere, inbox / "sub")
+    (barrier / "before-consume.go").touch()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.split() == ["1"]  # b.png only
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["a.png", "a.png.meta.json"]
+    assert sorted(os.listdir(inbox)) == ["sub"] and (inbox / "sub").is_symlink()
+    cat = Catalog(settings=Settings.from_env(home=home, durable=False))
+    assert cat.sql("select count(*) from asset_versions").column(0)[0].as_py() == 2
+    s = cat.ingest()
+    assert (s.new_versions, s.rejected) == (0, 1)
+    assert "symbolic link" in cat.sql("select reason from ingest_errors").column(0)[0].as_py()
+
+
 def test_inbox_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="inbox mode"):
         Settings.from_env(home="/tmp/x", inbox_mode="move")

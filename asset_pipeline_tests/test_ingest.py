@@ -142,24 +142,30 @@ def test_process_pool_path_gives_the_same_result(catalog: Catalog, sample_counts
 
 
 @pytest.mark.parametrize("from_memory, through_fd, change", [
-    (True, False, "rewrite"), (False, False, "rewrite"), (False, True, "rewrite"), (False, True, "replace")],
-    ids=["read-whole", "streamed", "adopted-through-its-descriptor", "adopted-after-a-rename-over-it"])
-def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, from_memory: bool, through_fd: bool,
-                                                               change: str) -> None:
-    """The file is rewritten (or another file renamed over it) after it was hashed: it is
-    reported not ready, and no blob is left under the old hash holding the new bytes — also when
-    the blob is adopted (hard-linked for a consumed inbox) through the descriptor it was hashed
-    through, which still names the old inode after a rename."""
+    (True, False, "rewrite"), (False, False, "rewrite"), (False, True, "rewrite"), (False, True, "unread-rewrite"),
+    (False, True, "folder-replaced")],
+    ids=["read-whole", "streamed", "adopted-through-its-descriptor", "adopted-with-the-path-check-blind",
+         "adopted-after-its-folder-was-replaced"])
+def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, monkeypatch, from_memory: bool,
+                                                               through_fd: bool, change: str) -> None:
+    """The file is rewritten (or its folder replaced by another holding a new file of that name)
+    after it was hashed: it is reported not ready, and no blob is left under the old hash holding
+    other bytes — also when the blob is adopted (hard-linked for a consumed inbox) through the
+    descriptor it was hashed through. Each safeguard is pinned on its own: a rewrite is caught by
+    the descriptor's stamp (its ctime, with size and mtime put back) even with the path check
+    blinded; a replaced folder leaves the old inode untouched, so only the path check can tell."""
     import hashlib
     import os
 
+    import asset_pipeline.examine as examine_module
     from asset_pipeline.examine import Examined, store_examined
     from asset_pipeline.filestamp import FileStamp
     from asset_pipeline.inbox import InboxItem
     from asset_pipeline.sidecar import Sidecar
     from asset_pipeline.store import LocalObjectStore
 
-    src = tmp_path / "render.png"
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "render.png"
     old = render_image(3, (32, 32))
     src.write_bytes(old)
     st = os.stat(src)
@@ -169,9 +175,15 @@ def test_an_input_that_changes_while_stored_stays_in_the_inbox(tmp_path: Path, f
     fd = os.open(src, os.O_RDONLY) if through_fd else None
     if change == "rewrite":
         src.write_bytes(render_image(4, (48, 48)))  # the generator rewrites it meanwhile
+    elif change == "unread-rewrite":  # same size, mtime put back: only the ctime tells
+        src.write_bytes(old[:-1] + bytes([old[-1] ^ 1]))
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     else:
-        (tmp_path / "newer.png").write_bytes(render_image(4, (48, 48)))
-        os.replace(tmp_path / "newer.png", src)
+        os.rename(tmp_path / "in", tmp_path / "moved")
+        (tmp_path / "in").mkdir()
+        src.write_bytes(render_image(4, (48, 48)))
+    if change == "unread-rewrite":
+        monkeypatch.setattr(examine_module, "_unchanged", lambda ex: True)
     store = LocalObjectStore(tmp_path / "home")
     try:
         store_examined(ex, store, old if from_memory else None, give_inode=through_fd, fd=fd)

@@ -94,3 +94,27 @@ def test_racing_writers_of_the_same_content_report_exactly_one_write(tmp_path: P
     assert results.count(True) == 1 and len(results) == 8
     assert store.read_bytes(sha) == data
     assert list((tmp_path / "home" / "objects" / ".tmp").iterdir()) == []
+
+
+def test_an_input_removed_after_it_was_hashed_is_not_adopted_or_copied(tmp_path: Path) -> None:
+    """Adopting a consumed input through the descriptor it was hashed through, after its last name
+    went: the store says it changed (the caller then leaves it not ready) instead of "cannot
+    share, copy instead" — a copy would read whatever file now has that name."""
+    import os
+
+    from asset_pipeline.filestamp import FileStamp
+    from asset_pipeline.store.local import InputChanged
+
+    src = tmp_path / "render.png"
+    src.write_bytes(b"hashed bytes" * 100)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    store = LocalObjectStore(tmp_path / "home")
+    store._can_clone = False  # a reflink filesystem clones the open file; this is about the hard link
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        src.unlink()
+        with pytest.raises(InputChanged, match="removed after it was hashed"):
+            store.adopt(fd, sha, FileStamp.of(os.fstat(fd)), give_inode=True)
+    finally:
+        os.close(fd)
+    assert not store.exists(sha) and os.listdir(store.tmp_dir) == []

@@ -199,7 +199,9 @@ class LocalObjectStore(ObjectStore):
         try:  # (a dir fd makes os.link call linkat; without one it calls link(), which follows nothing)
             os.link(str(fd), tmp, src_dir_fd=proc, follow_symlinks=True)
         except OSError as exc:
-            if exc.errno in _NO_SHARING or exc.errno == errno.ENOENT:
+            if exc.errno == errno.ENOENT:  # the hashed inode has no name left: the input was removed
+                raise InputChanged(f"{tmp}: input removed after it was hashed") from exc
+            if exc.errno in _NO_SHARING:
                 return None
             raise
         finally:
