@@ -8,10 +8,10 @@ times; 5% videos), with an `assets` table of as many rows behind it.
     python bench/search.py --sizes 1000000 --keep /data/search-bench   # build once, re-run later
     python bench/search.py --nprobes 6 8 12 --refine 2 5  # query settings to compare
 
-Each round sends the same queries through every setting and, for each, every contender in turn
-(the bare query through LanceDB's sync API with the catalog's index settings, with and without a
-status pre-filter, then `Catalog.search(vector=..., k=10)`, warm, one catalog kept open), prints
-the round, and medians over the rounds end the table.
+Each round sends the same queries through every setting (a different one first each round) and,
+for each, every contender in turn (the bare query through LanceDB's sync API with the catalog's
+index settings, with and without a status pre-filter, then `Catalog.search(vector=..., k=10)`,
+warm, one catalog kept open), prints the round, and medians over the rounds end the table.
 Recall@10 is against an exact scan of the same table, leaving out the 2% of assets the `assets`
 table says are archived (the bare query cannot know: the catalog re-checks statuses).
 """
@@ -153,7 +153,8 @@ def main() -> None:
         print(f"\n{n:,} rows; {args.queries} queries a round; every setting and contender in each round")
         print(f"  {'round':<7}{'setting':<22}{'contender':<32}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>11}")
         for r in range(-1, args.rounds):  # round 0 warms caches and the first status read, unreported
-            for nprobes, refine in settings:
+            turn = max(r, 0) % len(settings)  # each setting leads a round in turn: no fixed position
+            for nprobes, refine in settings[turn:] + settings[:turn]:
                 s.ANN_NPROBES, s.ANN_REFINE = nprobes, refine  # the catalog reads them per query
                 setting = f"nprobes {nprobes}, refine {refine}"
                 for label, fn in contenders:
