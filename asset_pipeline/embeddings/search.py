@@ -108,8 +108,10 @@ PREFILTER_INACTIVE_SHARE = 0.2
 # Query-time settings for the IVF-HNSW-SQ index: partitions probed, HNSW beam width, and how many
 # candidates per hit are re-ranked on the full vectors. bench/search.py measures them at 1M
 # clustered 512-d vectors: the bare query at 10/64/2 kept recall@10 at 0.955 for 5.2 ms where
-# 12/100/5 took 7.6 ms; Catalog.search at 8/64/2 against 10/64/2, interleaved: p50 7.68 against
-# 8.94 ms, recall@10 0.969 against 0.972. Where one query's time went at 10 probes (LanceDB's
+# 12/100/5 took 7.6 ms; Catalog.search at 8/64/2 against 10/64/2, interleaved with the settings
+# taking turns to go first: p50 9.54 against 9.68 ms (lower in 5 of 6 rounds; the bare query 7.59
+# against 8.75), p95 11.27 against 12.58, recall@10 0.969 against 0.972 (a run with 8 always
+# first had shown 7.68 against 8.94). Where one query's time went at 10 probes (LanceDB's
 # analyze_plan): choosing partitions 0.5 ms, HNSW in 10 partitions 2.1 ms, reading 24 full
 # vectors to re-rank 0.75 ms, then the hits' columns 1.8 ms.
 ANN_NPROBES, ANN_EF, ANN_REFINE = 8, 64, 2
