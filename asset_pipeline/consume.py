@@ -28,13 +28,6 @@ from asset_pipeline.ingest import StoredBatch
 T = TypeVar("T")
 
 
-def _stamp_at(folder: int, name: str) -> FileStamp | None:
-    try:
-        return FileStamp.of(os.stat(name, dir_fd=folder, follow_symlinks=False))
-    except FileNotFoundError:
-        return None
-
-
 def _unlink_at(folder: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=folder)
@@ -57,19 +50,20 @@ def remove_input(folder: int, ex: Examined) -> bool:
     without following links — if it is unchanged since it was read. The hard link the store made
     moved the file's ctime, so inode, size and mtime decide."""
     name = ex.item.path.name
-    if ex.stat_before is None or not ex.stat_before.same_file_unwritten(_stamp_at(folder, name)):
+    if ex.stat_before is None or not ex.stat_before.same_file_unwritten(FileStamp.read(name, dir_fd=folder)):
         return False  # rewritten since: the next run's input, with its sidecar
     _unlink_at(folder, name)
     failpoint("between-unlinks")
-    side = ex.item.sidecar.name if ex.item.sidecar is not None else None
-    if side is not None and ex.sidecar_stamp is not None and ex.sidecar_stamp.same_content(_stamp_at(folder, side)):
-        _unlink_at(folder, side)
+    side = ex.item.sidecar
+    if side is not None and ex.sidecar_stamp is not None and \
+            ex.sidecar_stamp.same_content(FileStamp.read(side.name, dir_fd=folder)):
+        _unlink_at(folder, side.name)
     return True
 
 
 def remove_leftover(folder: int, item: InboxItem) -> bool:
     """A sidecar whose input a crashed run consumed: removed from `folder` if unchanged since the scan."""
-    if item.stamp is not None and item.stamp.same_content(_stamp_at(folder, item.path.name)):
+    if item.stamp is not None and item.stamp.same_content(FileStamp.read(item.path.name, dir_fd=folder)):
         _unlink_at(folder, item.path.name)
         return True
     return False

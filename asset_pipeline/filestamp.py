@@ -26,10 +26,12 @@ class FileStamp:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], follow_symlinks: bool = False) -> FileStamp | None:
-        """The stamp of `path` (links not followed unless asked), None when it does not exist."""
+    def read(cls, path: str | os.PathLike[str], follow_symlinks: bool = False,
+             dir_fd: int | None = None) -> FileStamp | None:
+        """The stamp of `path` (relative to the folder open as `dir_fd`, if given; links not
+        followed unless asked), None when it does not exist."""
         try:
-            return cls.of(os.stat(path, follow_symlinks=follow_symlinks))
+            return cls.of(os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks))
         except FileNotFoundError:
             return None
 

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -109,7 +111,6 @@ def test_the_hash_cache_is_not_fooled_by_a_restored_mtime(tmp_path: Path, how: s
     """Content changed in place to bytes of the same size, then mtime put back (as `touch -r` or
     `rsync -t` do): ctime moved, so the input is read again and its new content is a new version."""
     import shutil
-    import subprocess
 
     home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
     old, new = _npy(1), _npy(2)
@@ -185,24 +186,29 @@ def test_a_sidecar_can_name_an_asset_the_previous_batch_created(tmp_path: Path) 
         ["initial version", "take 2", "take 3", "take 4", "take 5"]
 
 
-def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_path: Path) -> None:
-    """The ingest is held after its commit, before it consumes; meanwhile the generator writes a
-    new file under an ingested name. That file is not the one ingested: it stays, and the next run
-    makes it a new version."""
-    import subprocess
-    import sys
-
-    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
-    _drop(inbox, "a.png", render_image(1, (16, 16)))
-    _drop(inbox, "b.png", render_image(2, (16, 16)))
+def _ingest_held_before_consume(home: Path, barrier: Path) -> subprocess.Popen:
+    """A consuming ingest of `home`'s inbox in its own process, returned once it is held after its
+    commit, before it consumes (released by touching ``<barrier>/before-consume.go``); it prints
+    how many inputs it consumed."""
     code = (f"from asset_pipeline import Catalog, Settings; "
-            f"Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest()")
+            f"print(Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest().consumed)")
     env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "before-consume", "ASSET_PIPELINE_BARRIER": str(barrier)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while arrivals(barrier, "before-consume") < 1:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
+
+
+def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_path: Path) -> None:
+    """The ingest is held after its commit, before it consumes; meanwhile the generator writes a
+    new file under an ingested name. That file is not the one ingested: it stays, and the next run
+    makes it a new version."""
+    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
+    _drop(inbox, "a.png", render_image(1, (16, 16)))
+    _drop(inbox, "b.png", render_image(2, (16, 16)))
+    proc = _ingest_held_before_consume(home, barrier)
     replacement = render_image(3, (16, 16))
     (inbox / "a.png.new").write_bytes(replacement)
     os.replace(inbox / "a.png.new", inbox / "a.png")  # how generators publish: write, then rename
@@ -221,20 +227,10 @@ def test_a_folder_swapped_for_a_link_before_the_consume_is_not_emptied_through_i
     holds an input is moved elsewhere and a symbolic link to it put in its place. The files it
     held are the ones ingested (same inodes), but nothing is removed through the link: they stay
     where the folder went, and the link is refused on the next run."""
-    import subprocess
-    import sys
-
     home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
     _drop(inbox, "sub/a.png", render_image(1, (16, 16)))
     _drop(inbox, "b.png", render_image(2, (16, 16)))
-    code = (f"from asset_pipeline import Catalog, Settings; "
-            f"print(Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest().consumed)")
-    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "before-consume", "ASSET_PIPELINE_BARRIER": str(barrier)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while arrivals(barrier, "before-consume") < 1:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = _ingest_held_before_consume(home, barrier)
     elsewhere = tmp_path / "elsewhere"
     os.rename(inbox / "sub", elsewhere)
     os.symlink(elsewhere, inbox / "sub")
