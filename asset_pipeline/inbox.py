@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -332,43 +331,60 @@ def scan_s3(client: Any, bucket: str, prefix: str, spool: Path, only: list[str] 
     return items
 
 
-def _upload_no_link(item: InboxItem, rel: str, dest: Location) -> None:
-    """Put an inbox file on S3 through a descriptor opened without following links; a symbolic
-    link is stored as an object holding its target path (as git stores links), never its target."""
-    source = item.root / rel
-    if os.path.islink(source):
-        dest.write_bytes(os.fsencode(os.readlink(source)))
-        return
+def _move_out(root: Path, rel: str, dest: Location) -> None:
+    """Move the inbox entry `rel` to `dest`, through its folder opened without following links:
+    a folder on the way swapped for a link after the listing raises InputRejected and nothing is
+    read, moved or removed through it. A symbolic link moves as the link, never its target
+    (renamed; across filesystems re-made; on S3 an object holding its target path, as git stores
+    links). A regular file is renamed, or copied then removed: on S3 the upload completes before
+    the inbox file goes. Anything else under that name now (a folder) stays where it is."""
+    folder = open_folder_in_inbox(root, rel)
+    name = PurePosixPath(rel).name
     try:
-        fd = open_in_inbox(item.root, rel)
-    except InputRejected:
-        if os.path.islink(source):  # became a link since: still only its target path
-            dest.write_bytes(os.fsencode(os.readlink(source)))
+        try:
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
             return
-        raise
-    try:
-        dest.upload(fd_path(fd))
+        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return
+        if not dest.is_s3:
+            dest.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(name, dest.path, src_dir_fd=folder)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=folder)
+            if dest.is_s3:
+                dest.write_bytes(os.fsencode(target))
+            else:
+                dest.path.unlink(missing_ok=True)  # left by a copy that crashed before the unlink
+                os.symlink(target, dest.path)
+        else:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the stat
+                    return
+                dest.upload(fd_path(fd))
+            finally:
+                os.close(fd)
+        os.unlink(name, dir_fd=folder)
     finally:
-        os.close(fd)
+        os.close(folder)
 
 
 def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
-    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path.
-    On S3 the upload completes before the local file goes. A symbolic link is moved as the link,
-    never its target (locally renamed; on S3 an object holding the link's target path), a
-    dangling one too."""
+    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path
+    (see `_move_out`: nothing is moved through a link). An input whose folder became a link since
+    the listing stays; the next run refuses the link."""
     target = dest_dir / item.rel
     moves = [(item.rel, target)] + ([(item.rel + SIDECAR_SUFFIX, target.parent / item.sidecar.name)]
                                     if item.sidecar else [])
     for rel, dest in moves:
-        source = item.root / rel
-        if not os.path.lexists(source):
-            continue
-        if dest.is_s3:
-            _upload_no_link(item, rel, dest)
-            source.unlink(missing_ok=True)
-        else:
-            dest.path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(source, dest.path)
-    return target
+        try:
+            _move_out(item.root, rel, dest)
+        except (InputRejected, FileNotFoundError):
+            return target
     return target

@@ -61,11 +61,14 @@ def test_a_consumed_inbox_on_another_filesystem_is_copied_then_emptied(tmp_path:
     with tempfile.TemporaryDirectory(dir=shm) as other:
         inbox = Path(other) / "inbox"
         counts = make_samples(inbox)
+        os.symlink("/etc/hostname", inbox / "stolen.png")  # refused, and quarantined as the link it is
         cat = Catalog(settings=Settings.from_env(home=tmp_path / "home", inbox=str(inbox), durable=False))
         s = cat.ingest()
-        assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"])
+        assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"] + 1)
         assert s.bytes_copied == s.bytes_stored > 0
-        assert _files(inbox) == {}
+        assert _files(inbox) == {} and not os.path.lexists(inbox / "stolen.png")
+        [link] = (tmp_path / "home" / "quarantine").rglob("stolen.png")
+        assert link.is_symlink() and os.readlink(link) == "/etc/hostname"
         assert integrity.rehash_sample(cat.tables, cat.home.store, sample=100).passed
 
 
@@ -186,16 +189,16 @@ def test_a_sidecar_can_name_an_asset_the_previous_batch_created(tmp_path: Path) 
         ["initial version", "take 2", "take 3", "take 4", "take 5"]
 
 
-def _ingest_held_before_consume(home: Path, barrier: Path) -> subprocess.Popen:
-    """A consuming ingest of `home`'s inbox in its own process, returned once it is held after its
-    commit, before it consumes (released by touching ``<barrier>/before-consume.go``); it prints
-    how many inputs it consumed."""
+def _ingest_held_at(home: Path, barrier: Path, point: str) -> subprocess.Popen:
+    """A consuming ingest of `home`'s inbox in its own process, returned once it is held at the
+    failpoint `point` (released by touching ``<barrier>/<point>.go``); it prints how many inputs
+    it consumed."""
     code = (f"from asset_pipeline import Catalog, Settings; "
             f"print(Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest().consumed)")
-    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": "before-consume", "ASSET_PIPELINE_BARRIER": str(barrier)}
+    env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": point, "ASSET_PIPELINE_BARRIER": str(barrier)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while arrivals(barrier, "before-consume") < 1:
+    while arrivals(barrier, point) < 1:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     return proc
@@ -208,7 +211,7 @@ def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_pa
     home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
     _drop(inbox, "a.png", render_image(1, (16, 16)))
     _drop(inbox, "b.png", render_image(2, (16, 16)))
-    proc = _ingest_held_before_consume(home, barrier)
+    proc = _ingest_held_at(home, barrier, "before-consume")
     replacement = render_image(3, (16, 16))
     (inbox / "a.png.new").write_bytes(replacement)
     os.replace(inbox / "a.png.new", inbox / "a.png")  # how generators publish: write, then rename
@@ -230,7 +233,7 @@ def test_a_folder_swapped_for_a_link_before_the_consume_is_not_emptied_through_i
     home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
     _drop(inbox, "sub/a.png", render_image(1, (16, 16)))
     _drop(inbox, "b.png", render_image(2, (16, 16)))
-    proc = _ingest_held_before_consume(home, barrier)
+    proc = _ingest_held_at(home, barrier, "before-consume")
     elsewhere = tmp_path / "elsewhere"
     os.rename(inbox / "sub", elsewhere)
     os.symlink(elsewhere, inbox / "sub")
@@ -244,6 +247,32 @@ def test_a_folder_swapped_for_a_link_before_the_consume_is_not_emptied_through_i
     s = cat.ingest()
     assert (s.new_versions, s.rejected) == (0, 1)
     assert "symbolic link" in cat.sql("select reason from ingest_errors").column(0)[0].as_py()
+
+
+def test_a_folder_swapped_for_a_link_before_the_quarantine_is_not_moved_through_it(tmp_path: Path) -> None:
+    """The ingest is held after it recorded its rejects, before it moves them to quarantine;
+    meanwhile the inbox folder that holds a reject is moved elsewhere and a link to it put in its
+    place. Nothing is moved out of where the link points: the reject stays where the folder went,
+    and the next run refuses the link and quarantines it as a link."""
+    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
+    _drop(inbox, "sub/bad.png", b"not an image")
+    _drop(inbox, "b.png", render_image(2, (16, 16)))
+    proc = _ingest_held_at(home, barrier, "before-quarantine")
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(inbox / "sub", elsewhere)
+    os.symlink(elsewhere, inbox / "sub")
+    (barrier / "before-quarantine.go").touch()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.split() == ["1"]  # b.png
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["bad.png", "bad.png.meta.json"]
+    quarantine = home / "quarantine"
+    assert not quarantine.exists() or not [p for p in quarantine.rglob("*") if not p.is_dir()]
+    s = Catalog(settings=Settings.from_env(home=home, durable=False)).ingest()
+    assert (s.new_versions, s.rejected) == (0, 1)
+    assert sorted(os.listdir(inbox)) == [] and sorted(p.name for p in elsewhere.iterdir()) == ["bad.png",
+                                                                                              "bad.png.meta.json"]
+    moved = [p for p in quarantine.rglob("sub")]
+    assert len(moved) == 1 and moved[0].is_symlink() and os.readlink(moved[0]) == str(elsewhere)
 
 
 def test_inbox_mode_is_validated() -> None:
