@@ -19,13 +19,16 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from asset_pipeline.errors import InputRejected
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.location import Location
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
@@ -337,7 +340,8 @@ def _move_out(root: Path, rel: str, dest: Location) -> None:
     read, moved or removed through it. A symbolic link moves as the link, never its target
     (renamed; across filesystems re-made; on S3 an object holding its target path, as git stores
     links). A regular file is renamed, or copied then removed: on S3 the upload completes before
-    the inbox file goes. Anything else under that name now (a folder) stays where it is."""
+    the inbox file goes. An entry that changed kind since its stat (a file swapped for a link or
+    the reverse), or anything else under that name (a folder), stays for the next run."""
     folder = open_folder_in_inbox(root, rel)
     name = PurePosixPath(rel).name
     try:
@@ -355,24 +359,61 @@ def _move_out(root: Path, rel: str, dest: Location) -> None:
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-        if stat.S_ISLNK(st.st_mode):
-            target = os.readlink(name, dir_fd=folder)
-            if dest.is_s3:
-                dest.write_bytes(os.fsencode(target))
+        failpoint("quarantine-copy")
+        link = stat.S_ISLNK(st.st_mode)
+        try:
+            if link:
+                target = os.readlink(name, dir_fd=folder)
             else:
-                dest.path.unlink(missing_ok=True)  # left by a copy that crashed before the unlink
-                os.symlink(target, dest.path)
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENXIO):  # changed kind since the stat
+                return
+            raise
+        if link:
+            _copy_link(target, dest)
         else:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
             try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for something else since the stat
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
                     return
-                dest.upload(fd_path(fd))
+                _copy_file(fd, dest)
             finally:
                 os.close(fd)
         os.unlink(name, dir_fd=folder)
     finally:
         os.close(folder)
+
+
+def _copy_link(target: str, dest: Location) -> None:
+    """A symbolic link's copy at `dest`: on S3 an object holding its target path; locally a new
+    link renamed over whatever `dest` was."""
+    if dest.is_s3:
+        dest.write_bytes(os.fsencode(target))
+        return
+    tmp = dest.path.with_name(f".{dest.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, dest.path)
+
+
+def _copy_file(fd: int, dest: Location) -> None:
+    """The open file's copy at `dest`: an upload to S3; locally a temp file beside `dest` with the
+    file's mode and times, renamed over it — so a link already at `dest` (left by an earlier
+    move) is replaced, never written through."""
+    if dest.is_s3:
+        dest.upload(fd_path(fd))
+        return
+    st = os.fstat(fd)
+    out, tmp = tempfile.mkstemp(dir=dest.path.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(out, "wb") as sink, open(fd, "rb", closefd=False) as source:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, dest.path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:

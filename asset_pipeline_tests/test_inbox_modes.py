@@ -54,22 +54,85 @@ def test_a_consumed_inbox_is_emptied_and_nothing_is_copied(tmp_path: Path) -> No
     assert (again.inputs, again.new_versions) == (0, 0)
 
 
-def test_a_consumed_inbox_on_another_filesystem_is_copied_then_emptied(tmp_path: Path) -> None:
+@pytest.fixture
+def other_filesystem(tmp_path: Path):
+    """A folder on another filesystem than the home's (/dev/shm): moves there are copies."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
         pytest.skip("needs a second filesystem (/dev/shm)")
     with tempfile.TemporaryDirectory(dir=shm) as other:
-        inbox = Path(other) / "inbox"
-        counts = make_samples(inbox)
-        os.symlink("/etc/hostname", inbox / "stolen.png")  # refused, and quarantined as the link it is
-        cat = Catalog(settings=Settings.from_env(home=tmp_path / "home", inbox=str(inbox), durable=False))
-        s = cat.ingest()
-        assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"] + 1)
-        assert s.bytes_copied == s.bytes_stored > 0
-        assert _files(inbox) == {} and not os.path.lexists(inbox / "stolen.png")
-        [link] = (tmp_path / "home" / "quarantine").rglob("stolen.png")
-        assert link.is_symlink() and os.readlink(link) == "/etc/hostname"
-        assert integrity.rehash_sample(cat.tables, cat.home.store, sample=100).passed
+        yield Path(other)
+
+
+def test_a_consumed_inbox_on_another_filesystem_is_copied_then_emptied(tmp_path: Path, other_filesystem: Path) -> None:
+    inbox = other_filesystem / "inbox"
+    counts = make_samples(inbox)
+    os.symlink("/etc/hostname", inbox / "stolen.png")  # refused, and quarantined as the link it is
+    cat = Catalog(settings=Settings.from_env(home=tmp_path / "home", inbox=str(inbox), durable=False))
+    s = cat.ingest()
+    assert (s.new_versions, s.rejected) == (counts["versions"], counts["rejected"] + 1)
+    assert s.bytes_copied == s.bytes_stored > 0
+    assert _files(inbox) == {} and not os.path.lexists(inbox / "stolen.png")
+    [link] = (tmp_path / "home" / "quarantine").rglob("stolen.png")
+    assert link.is_symlink() and os.readlink(link) == "/etc/hostname"
+    assert integrity.rehash_sample(cat.tables, cat.home.store, sample=100).passed
+
+
+def test_a_reject_copied_across_filesystems_replaces_a_link_at_its_quarantine_path(
+        tmp_path: Path, other_filesystem: Path) -> None:
+    """A reject's quarantine path depends only on what the inbox writer controls (path, size,
+    mtime, sidecar stamp). A link refused first is quarantined as a link; a file then submitted
+    with the same stamps lands on that same path — it replaces the link (kept with its mode and
+    mtime), never writes through it into the file the link names."""
+    inbox, victim = other_filesystem / "inbox", tmp_path / "victim.txt"
+    victim.write_bytes(b"a file outside the inbox")
+    stamp = 1_700_000_000_000_000_000
+
+    def submit(make) -> None:
+        inbox.mkdir(exist_ok=True)
+        make(inbox / "x.png")
+        os.utime(inbox / "x.png", ns=(stamp, stamp), follow_symlinks=False)
+        sidecar = inbox / ("x.png" + SIDECAR_SUFFIX)
+        sidecar.write_text(json.dumps({"model": "m", "prompt": "p", "seed": 1, "created_by": "u", "project": "p1"}))
+        os.utime(sidecar, ns=(stamp, stamp))
+
+    cat = Catalog(settings=Settings.from_env(home=tmp_path / "home", inbox=str(inbox), durable=False))
+    submit(lambda p: os.symlink(victim, p))
+    assert cat.ingest().rejected == 1
+    [quarantined] = (tmp_path / "home" / "quarantine").rglob("x.png")
+    assert quarantined.is_symlink()
+    body = b"P" * len(str(victim))  # a file as long as the link, so every stamp matches
+    submit(lambda p: (p.write_bytes(body), p.chmod(0o640)))
+    assert cat.ingest().rejected == 1
+    assert victim.read_bytes() == b"a file outside the inbox"
+    assert not quarantined.is_symlink() and quarantined.read_bytes() == body
+    assert (quarantined.stat().st_mode & 0o777, quarantined.stat().st_mtime_ns) == (0o640, stamp)
+    assert _files(inbox) == {}
+
+
+def test_a_reject_swapped_for_a_link_while_it_is_copied_to_quarantine_stays(
+        tmp_path: Path, other_filesystem: Path) -> None:
+    """Across filesystems the quarantine copies a reject, then removes it. The ingest is held
+    between its look at the entry and the copy, and the file is swapped for a link: nothing is read
+    through the link, the run still succeeds, and the link stays for the next run to refuse."""
+    home, inbox, barrier = tmp_path / "home", other_filesystem / "inbox", tmp_path / "barrier"
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"a file outside the inbox")
+    _drop(inbox, "bad.png", b"not an image")
+    proc = _ingest_held_at(home, barrier, "quarantine-copy", inbox=inbox)
+    (inbox / "bad.png").unlink()
+    os.symlink(victim, inbox / "bad.png")
+    (barrier / "quarantine-copy.go").touch()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.split() == ["0"]
+    assert victim.read_bytes() == b"a file outside the inbox"
+    assert (inbox / "bad.png").is_symlink()
+    quarantine = home / "quarantine"
+    assert not any(p.name == "bad.png" for p in quarantine.rglob("*"))
+    s = Catalog(settings=Settings.from_env(home=home, inbox=str(inbox), durable=False)).ingest()
+    assert s.rejected == 1 and _files(inbox) == {} and not os.path.lexists(inbox / "bad.png")
+    [link] = [p for p in quarantine.rglob("bad.png") if p.is_symlink()]
+    assert os.readlink(link) == str(victim)
 
 
 def test_a_kept_inbox_is_never_touched_and_rescans_read_nothing(tmp_path: Path) -> None:
@@ -189,12 +252,13 @@ def test_a_sidecar_can_name_an_asset_the_previous_batch_created(tmp_path: Path) 
         ["initial version", "take 2", "take 3", "take 4", "take 5"]
 
 
-def _ingest_held_at(home: Path, barrier: Path, point: str) -> subprocess.Popen:
-    """A consuming ingest of `home`'s inbox in its own process, returned once it is held at the
-    failpoint `point` (released by touching ``<barrier>/<point>.go``); it prints how many inputs
-    it consumed."""
+def _ingest_held_at(home: Path, barrier: Path, point: str, inbox: Path | None = None) -> subprocess.Popen:
+    """A consuming ingest of `home`'s inbox (or `inbox`) in its own process, returned once it is
+    held at the failpoint `point` (released by touching ``<barrier>/<point>.go``); it prints how
+    many inputs it consumed."""
+    where = f"home={str(home)!r}" + (f", inbox={str(inbox)!r}" if inbox is not None else "")
     code = (f"from asset_pipeline import Catalog, Settings; "
-            f"print(Catalog(settings=Settings.from_env(home={str(home)!r}, durable=False)).ingest().consumed)")
+            f"print(Catalog(settings=Settings.from_env({where}, durable=False)).ingest().consumed)")
     env = {**os.environ, "ASSET_PIPELINE_PAUSE_AT": point, "ASSET_PIPELINE_BARRIER": str(barrier)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
