@@ -62,12 +62,24 @@ def build(root: Path, n: int) -> None:
     marker.touch()
 
 
+def warm(root: Path) -> None:
+    """Read every file of the corpus once, so the page cache holds it before the first round: the
+    inboxes are hard-link farms of these very inodes, and without this the first contender of
+    round 1 alone reads a corpus built long before from the disk (at 200,000 inputs on a
+    virtual disk, 2.6x slower)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read()
+
+
 def one_size(n: int, rounds: int, dvc: str | None, dagster_home: Path) -> None:
     corpus = WORK / f"small-{n}"
     runs = WORK / "small-runs"
     counter = itertools.count()
     print(f"\n{n:,} inputs ({2 * n:,} files): building ...", flush=True)
     build(corpus, n)
+    warm(corpus)
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
 
