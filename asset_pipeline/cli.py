@@ -214,6 +214,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     Catalog(settings=settings)  # creates the home and its tables
     if not settings.inbox_is_s3:
         Path(settings.inbox).mkdir(parents=True, exist_ok=True)
+    if os.environ.get("DAGSTER_HOME") or not settings.home.is_s3:
+        # The Dagster instance's SQLite storage too: `dagster asset materialize` creates it without
+        # the CLI's lock, so two first runs at once (one through each) could both try to.
+        with dagster_instance(settings):
+            pass
     print(f"{'home already exists' if existed else 'created home'} at {settings.home}; inbox: {settings.inbox}")
     print("next: put generator outputs (X + X.meta.json) in the inbox, then: asset-pipeline ingest")
     return 0

@@ -20,6 +20,29 @@ def test_progress_line_shows_files_bytes_and_rate() -> None:
     assert human_bytes(1536) == "1.5 KB" and human_bytes(12) == "12 B"
 
 
+def test_init_makes_the_dagster_storage_so_first_runs_can_start_together(tmp_path: Path, monkeypatch) -> None:
+    """`dagster asset materialize` creates the instance's SQLite storage without the CLI's lock:
+    on a new DAGSTER_HOME, it and a CLI ingest started together could both create the same tables
+    ("table secondary_indexes already exists", the Dagster run failing). After `init` the storage
+    exists, with every table, so neither creates anything."""
+    import sqlite3
+
+    dh = tmp_path / "dh"
+    dh.mkdir()
+    (dh / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("ASSET_PIPELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(dh))
+    assert main(["init"]) == 0
+    for db, table in (("history/runs.db", "runs"), ("history/runs.db", "secondary_indexes"),
+                      ("history/runs/index.db", "event_logs"), ("schedules/schedules.db", "jobs")):
+        with sqlite3.connect(dh / db) as con:
+            assert con.execute("select count(*) from sqlite_master where name = ?", [table]).fetchone() == (1,), db
+    monkeypatch.delenv("DAGSTER_HOME")  # without one, the instance lives in the home
+    monkeypatch.setenv("ASSET_PIPELINE_HOME", str(tmp_path / "home2"))
+    assert main(["init"]) == 0
+    assert (tmp_path / "home2" / "dagster" / "history" / "runs.db").is_file()
+
+
 def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("ASSET_PIPELINE_HOME", str(home))
