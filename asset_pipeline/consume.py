@@ -18,11 +18,10 @@ import posixpath
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from asset_pipeline.errors import InputRejected
 from asset_pipeline.examine import Examined
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.filestamp import FileStamp
-from asset_pipeline.inbox import InboxItem, open_folder_in_inbox
+from asset_pipeline.inbox import InboxItem, open_item_folder
 from asset_pipeline.ingest import StoredBatch
 
 T = TypeVar("T")
@@ -33,16 +32,6 @@ def _unlink_at(folder: int, name: str) -> None:
         os.unlink(name, dir_fd=folder)
     except FileNotFoundError:
         pass
-
-
-def _inbox_folder(item: InboxItem) -> int | None:
-    """The folder holding the input, reached without following a link (see
-    `open_folder_in_inbox`); None when a folder on the way was swapped for a link or is gone —
-    nothing is removed through a link, the input stays for the next run."""
-    try:
-        return open_folder_in_inbox(item.root, item.rel)
-    except (InputRejected, FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def remove_input(folder: int, ex: Examined) -> bool:
@@ -88,7 +77,7 @@ def _by_folder(entries: list[T], item_of: Callable[[T], InboxItem]) -> Iterator[
     for entry in entries:
         groups.setdefault(posixpath.dirname(item_of(entry).rel), []).append(entry)
     for group in groups.values():
-        folder = _inbox_folder(item_of(group[0]))
+        folder = open_item_folder(item_of(group[0]))
         if folder is None:
             continue
         try:

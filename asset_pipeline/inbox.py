@@ -334,54 +334,58 @@ def scan_s3(client: Any, bucket: str, prefix: str, spool: Path, only: list[str] 
     return items
 
 
-def _move_out(root: Path, rel: str, dest: Location) -> None:
-    """Move the inbox entry `rel` to `dest`, through its folder opened without following links:
-    a folder on the way swapped for a link after the listing raises InputRejected and nothing is
-    read, moved or removed through it. A symbolic link moves as the link, never its target
-    (renamed; across filesystems re-made; on S3 an object holding its target path, as git stores
-    links). A regular file is renamed, or copied then removed: on S3 the upload completes before
-    the inbox file goes. An entry that changed kind since its stat (a file swapped for a link or
-    the reverse), or anything else under that name (a folder), stays for the next run."""
-    folder = open_folder_in_inbox(root, rel)
-    name = PurePosixPath(rel).name
+def open_item_folder(item: InboxItem) -> int | None:
+    """The folder holding the input, reached without following a link (see
+    `open_folder_in_inbox`); None when a folder on the way was swapped for a link or is gone —
+    nothing is removed or moved through a link, the input stays for the next run."""
     try:
+        return open_folder_in_inbox(item.root, item.rel)
+    except (InputRejected, FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _move_out(folder: int, name: str, dest: Location) -> None:
+    """Move the entry `name` of `folder` (an inbox folder reached without following links) to
+    `dest`. A symbolic link moves as the link, never its target (renamed; across filesystems
+    re-made; on S3 an object holding its target path, as git stores links). A regular file is
+    renamed, or copied then removed: on S3 the upload completes before the inbox file goes. An
+    entry that changed kind since its stat (a file swapped for a link or the reverse), or anything
+    else under that name (a folder), stays for the next run."""
+    try:
+        st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        return
+    if not dest.is_s3:
+        dest.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
-        except FileNotFoundError:
+            os.rename(name, dest.path, src_dir_fd=folder)
             return
-        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            return
-        if not dest.is_s3:
-            dest.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(name, dest.path, src_dir_fd=folder)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-        failpoint("quarantine-copy")
-        link = stat.S_ISLNK(st.st_mode)
-        try:
-            if link:
-                target = os.readlink(name, dir_fd=folder)
-            else:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENXIO):  # changed kind since the stat
-                return
-            raise
+            if exc.errno != errno.EXDEV:
+                raise
+    failpoint("quarantine-copy")
+    link = stat.S_ISLNK(st.st_mode)
+    try:
         if link:
-            _copy_link(target, dest)
+            target = os.readlink(name, dir_fd=folder)
         else:
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return
-                _copy_file(fd, dest)
-            finally:
-                os.close(fd)
-        os.unlink(name, dir_fd=folder)
-    finally:
-        os.close(folder)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENXIO):  # changed kind since the stat
+            return
+        raise
+    if link:
+        _copy_link(target, dest)
+    else:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            _copy_file(fd, dest)
+        finally:
+            os.close(fd)
+    os.unlink(name, dir_fd=folder)
 
 
 def _copy_link(target: str, dest: Location) -> None:
@@ -417,15 +421,18 @@ def _copy_file(fd: int, dest: Location) -> None:
 
 
 def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
-    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path
-    (see `_move_out`: nothing is moved through a link). An input whose folder became a link since
-    the listing stays; the next run refuses the link."""
+    """Move an input (and its sidecar) under `dest_dir` (local or S3), keeping its relative path,
+    through its folder opened once without following links (`open_item_folder`, `_move_out`). An
+    input whose folder became a link since the listing stays; the next run refuses the link."""
     target = dest_dir / item.rel
-    moves = [(item.rel, target)] + ([(item.rel + SIDECAR_SUFFIX, target.parent / item.sidecar.name)]
-                                    if item.sidecar else [])
-    for rel, dest in moves:
-        try:
-            _move_out(item.root, rel, dest)
-        except (InputRejected, FileNotFoundError):
-            return target
+    folder = open_item_folder(item)
+    if folder is None:
+        return target
+    name = PurePosixPath(item.rel).name
+    try:
+        _move_out(folder, name, target)
+        if item.sidecar:
+            _move_out(folder, name + SIDECAR_SUFFIX, target.parent / item.sidecar.name)
+    finally:
+        os.close(folder)
     return target
