@@ -268,6 +268,23 @@ def _ingest_held_at(home: Path, barrier: Path, point: str, inbox: Path | None = 
     return proc
 
 
+def _folder_swapped_for_a_link_while_held(tmp_path: Path, point: str, name: str, data: bytes) -> tuple[str, Path]:
+    """An ingest of ``sub/<name>`` (`data`) and ``b.png`` held at `point`; meanwhile the inbox
+    folder ``sub`` is moved elsewhere and a symbolic link to it put in its place. Returns what the
+    run printed (inputs consumed) once released, and where the folder went."""
+    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
+    _drop(inbox, f"sub/{name}", data)
+    _drop(inbox, "b.png", render_image(2, (16, 16)))
+    proc = _ingest_held_at(home, barrier, point)
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(inbox / "sub", elsewhere)
+    os.symlink(elsewhere, inbox / "sub")
+    (barrier / f"{point}.go").touch()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    return out, elsewhere
+
+
 def test_an_input_replaced_while_its_batch_commits_stays_for_the_next_run(tmp_path: Path) -> None:
     """The ingest is held after its commit, before it consumes; meanwhile the generator writes a
     new file under an ingested name. That file is not the one ingested: it stays, and the next run
@@ -294,16 +311,10 @@ def test_a_folder_swapped_for_a_link_before_the_consume_is_not_emptied_through_i
     holds an input is moved elsewhere and a symbolic link to it put in its place. The files it
     held are the ones ingested (same inodes), but nothing is removed through the link: they stay
     where the folder went, and the link is refused on the next run."""
-    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
-    _drop(inbox, "sub/a.png", render_image(1, (16, 16)))
-    _drop(inbox, "b.png", render_image(2, (16, 16)))
-    proc = _ingest_held_at(home, barrier, "before-consume")
-    elsewhere = tmp_path / "elsewhere"
-    os.rename(inbox / "sub", elsewhere)
-    os.symlink(elsewhere, inbox / "sub")
-    (barrier / "before-consume.go").touch()
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0 and out.split() == ["1"]  # b.png only
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    out, elsewhere = _folder_swapped_for_a_link_while_held(tmp_path, "before-consume", "a.png",
+                                                    render_image(1, (16, 16)))
+    assert out.split() == ["1"]  # b.png only
     assert sorted(p.name for p in elsewhere.iterdir()) == ["a.png", "a.png.meta.json"]
     assert sorted(os.listdir(inbox)) == ["sub"] and (inbox / "sub").is_symlink()
     cat = Catalog(settings=Settings.from_env(home=home, durable=False))
@@ -318,16 +329,9 @@ def test_a_folder_swapped_for_a_link_before_the_quarantine_is_not_moved_through_
     meanwhile the inbox folder that holds a reject is moved elsewhere and a link to it put in its
     place. Nothing is moved out of where the link points: the reject stays where the folder went,
     and the next run refuses the link and quarantines it as a link."""
-    home, inbox, barrier = tmp_path / "home", tmp_path / "home" / "inbox", tmp_path / "barrier"
-    _drop(inbox, "sub/bad.png", b"not an image")
-    _drop(inbox, "b.png", render_image(2, (16, 16)))
-    proc = _ingest_held_at(home, barrier, "before-quarantine")
-    elsewhere = tmp_path / "elsewhere"
-    os.rename(inbox / "sub", elsewhere)
-    os.symlink(elsewhere, inbox / "sub")
-    (barrier / "before-quarantine.go").touch()
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0 and out.split() == ["1"]  # b.png
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    out, elsewhere = _folder_swapped_for_a_link_while_held(tmp_path, "before-quarantine", "bad.png", b"not an image")
+    assert out.split() == ["1"]  # b.png
     assert sorted(p.name for p in elsewhere.iterdir()) == ["bad.png", "bad.png.meta.json"]
     quarantine = home / "quarantine"
     assert not quarantine.exists() or not [p for p in quarantine.rglob("*") if not p.is_dir()]
