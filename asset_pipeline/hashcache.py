@@ -29,6 +29,7 @@ _SCHEMA = """create table if not exists inputs (
     dev integer not null, ino integer not null, size integer not null, mtime_ns integer not null,
     ctime_ns integer not null, sha256 text not null, sidecar text not null, asset_id text not null,
     primary key (dev, ino)) without rowid"""
+_LOOKUP_SLICE = 500  # inodes per query, far under SQLite's limit of parameters
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,26 @@ class HashCache:
         self._db.execute(_SCHEMA)
 
     def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, Known]:
-        """{key: Known} for the (key, stamp) pairs whose stamp the cache holds exactly."""
+        """{key: Known} for the (key, stamp) pairs whose stamp the cache holds exactly: one query
+        per device and `_LOOKUP_SLICE` inodes (a query per file cost a re-scan of 20,000 inputs
+        0.15 s; `ino in (...)` under one `dev` is a search of the key, where a row-value
+        `(dev, ino) in (values ...)` scans the whole table)."""
+        by_file: dict[tuple[int, int], list[tuple[str, FileStamp]]] = {}
+        for key, st in stamps:  # hard links: one file under several inbox paths
+            by_file.setdefault((st.dev, st.ino), []).append((key, st))
+        inodes: dict[int, list[int]] = {}
+        for dev, ino in by_file:
+            inodes.setdefault(dev, []).append(ino)
         found: dict[str, Known] = {}
-        query = "select size, mtime_ns, ctime_ns, sha256, sidecar, asset_id from inputs where dev = ? and ino = ?"
-        for key, st in stamps:
-            row = self._db.execute(query, (st.dev, st.ino)).fetchone()
-            if row is not None and tuple(row[:3]) == (st.size, st.mtime_ns, st.ctime_ns):
-                found[key] = Known(*row[3:])
+        for dev, numbers in inodes.items():
+            for start in range(0, len(numbers), _LOOKUP_SLICE):
+                part = numbers[start:start + _LOOKUP_SLICE]
+                query = ("select ino, size, mtime_ns, ctime_ns, sha256, sidecar, asset_id from inputs "
+                         f"where dev = ? and ino in ({', '.join('?' * len(part))})")
+                for row in self._db.execute(query, [dev, *part]):
+                    for key, st in by_file[(dev, row[0])]:
+                        if tuple(row[1:4]) == (st.size, st.mtime_ns, st.ctime_ns):
+                            found[key] = Known(*row[4:])
         return found
 
     def remember(self, entries: Iterable[tuple[FileStamp, str, FileStamp | None, str]]) -> int:

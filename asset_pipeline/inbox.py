@@ -72,11 +72,17 @@ def pair_files(files: dict[str, tuple[int, int]]) -> list[tuple[str, str | None,
     return out
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(inbox path, lstat) of every visible file and symbolic link under `root`, folder by folder
-    (plain strings and scandir: 10^4 files cost milliseconds, not the pathlib overhead). A link —
-    to a file or a folder — comes with its own stat and is never followed; hidden names, other
-    special files (FIFOs, sockets) and entries removed while scanning are left out."""
+# A folder's entries are paired by name within slices of this many (a partner outside the slice
+# is looked up with one lstat): a folder of a million files never sits in memory whole.
+LISTING_SLICE = 4096
+
+
+def _walk_slices(root: Path, slice_size: int = LISTING_SLICE) -> Iterator[tuple[str, dict[str, os.stat_result]]]:
+    """(folder's inbox prefix, {name: lstat}) of the visible files and symbolic links under
+    `root`, folder by folder, in slices of at most `slice_size` entries (plain strings and
+    scandir: 10^4 files cost milliseconds, not the pathlib overhead). A link — to a file or a
+    folder — comes with its own stat and is never followed; hidden names, other special files
+    (FIFOs, sockets) and entries removed while scanning are left out."""
     if not root.is_dir():
         return
     stack = [(str(root), "")]
@@ -86,6 +92,7 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
             listing = os.scandir(folder)
         except FileNotFoundError:  # removed while scanning
             continue
+        found: dict[str, os.stat_result] = {}
         with listing as entries:
             for entry in entries:
                 if entry.name.startswith("."):
@@ -94,9 +101,21 @@ def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, f"{prefix}{entry.name}/"))
                     elif entry.is_symlink() or entry.is_file(follow_symlinks=False):
-                        yield prefix + entry.name, entry.stat(follow_symlinks=False)
+                        found[entry.name] = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                if len(found) >= slice_size:
+                    yield prefix, found
+                    found = {}
+        if found:
+            yield prefix, found
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(inbox path, lstat) of every visible file and symbolic link under `root` (see `_walk_slices`)."""
+    for prefix, found in _walk_slices(root):
+        for name, st in found.items():
+            yield prefix + name, st
 
 
 def list_local(root: Path) -> dict[str, tuple[int, int]]:
@@ -115,23 +134,35 @@ def _entry_stamp(path: str) -> FileStamp | None:
     return FileStamp.of(st) if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
 
 
-def _item(root: Path, rel: str, stamp: FileStamp) -> InboxItem | None:
-    """The input at `rel` (media or sidecar) paired with its partner, looked up by name."""
+def _item(root: Path, rel: str, stamp: FileStamp,
+          listed: dict[str, os.stat_result] | None = None) -> InboxItem | None:
+    """The input at `rel` (media or sidecar) paired with its partner, looked up by name: in
+    `listed` (the {name: lstat} slice of `rel`'s folder that the listing holds) when it is
+    there, else with its own lstat."""
     base = str(root)
+
+    def partner(partner_rel: str) -> FileStamp | None:
+        if listed is not None:
+            st = listed.get(partner_rel.rpartition("/")[2])
+            if st is not None:
+                return FileStamp.of(st)
+        return _entry_stamp(os.path.join(base, partner_rel))
+
     if rel.endswith(SIDECAR_SUFFIX):
-        if _entry_stamp(os.path.join(base, rel[: -len(SIDECAR_SUFFIX)])) is not None:
+        if partner(rel[: -len(SIDECAR_SUFFIX)]) is not None:
             return None  # the media file's own entry carries the pair
         return InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp=stamp)
-    side = _entry_stamp(os.path.join(base, rel + SIDECAR_SUFFIX))
+    side = partner(rel + SIDECAR_SUFFIX)
     return InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size, stamp.mtime_ns,
                      False, stamp=stamp, sidecar_stamp=side)
 
 
-def iter_local(root: Path, only: list[str] | None = None) -> Iterator[InboxItem]:
+def iter_local(root: Path, only: list[str] | None = None, slice_size: int = LISTING_SLICE) -> Iterator[InboxItem]:
     """Inputs under `root` one by one, folder by folder (no listing of the whole inbox is kept),
     as `list_local` sees them: files and links (never followed), hidden names skipped. With
     `only` (inbox paths), just those are looked up. Each media file is paired with its sidecar by
-    name; a sidecar whose media file is missing is an orphan."""
+    name — from the same slice of the folder's listing when both are in it, so an unchanged
+    re-scan costs one stat per file; a sidecar whose media file is missing is an orphan."""
     if only is not None:
         for rel in sorted(set(only)):
             if key_problem(rel) is not None or _hidden(PurePosixPath(rel)):
@@ -141,10 +172,11 @@ def iter_local(root: Path, only: list[str] | None = None) -> Iterator[InboxItem]
             if item is not None:
                 yield item
         return
-    for rel, st in _walk(root):
-        item = _item(root, rel, FileStamp.of(st))
-        if item is not None:
-            yield item
+    for prefix, found in _walk_slices(root, slice_size):
+        for name, st in found.items():
+            item = _item(root, prefix + name, FileStamp.of(st), found)
+            if item is not None:
+                yield item
 
 
 def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:

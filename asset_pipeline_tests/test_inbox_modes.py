@@ -14,6 +14,9 @@ from deltalake import DeltaTable
 
 from asset_pipeline import Catalog, Settings, integrity
 from asset_pipeline.failpoints import arrivals
+from asset_pipeline.filestamp import FileStamp
+from asset_pipeline.hashcache import HashCache, Known
+from asset_pipeline.inbox import LISTING_SLICE, iter_local
 from asset_pipeline.samples import make_samples, render_image
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
@@ -214,6 +217,44 @@ def test_a_kept_inbox_puts_back_a_blob_that_went_missing(tmp_path: Path) -> None
     cat.home.store.delete(victim)
     Catalog(settings=settings).ingest()
     assert cat.home.store.exists(victim)
+
+
+def test_sidecars_pair_with_their_media_across_slices_of_a_large_folder(tmp_path: Path) -> None:
+    """A folder is listed in slices (a flat inbox of a million files is never held whole): a media
+    file and its sidecar in different slices are still one input, with the sidecar's stamp; an
+    orphan sidecar is still an orphan; a sidecar that is a link is paired (the ingest refuses it)."""
+    inbox = tmp_path / "inbox"
+    for i in range(7):
+        _drop(inbox, f"{i}.png", b"x")
+    (inbox / "bare.png").write_bytes(b"x")
+    (inbox / f"gone.png{SIDECAR_SUFFIX}").write_text("{}")
+    (inbox / "linked.png").write_bytes(b"x")
+    os.symlink(tmp_path / "elsewhere", inbox / f"linked.png{SIDECAR_SUFFIX}")
+    expected = {**{f"{i}.png": (f"{i}.png{SIDECAR_SUFFIX}", False) for i in range(7)}, "bare.png": (None, False),
+                f"gone.png{SIDECAR_SUFFIX}": (None, True), "linked.png": (f"linked.png{SIDECAR_SUFFIX}", False)}
+    for size in (1, 2, 3, LISTING_SLICE):
+        items = list(iter_local(inbox, slice_size=size))
+        assert len(items) == len(expected)
+        assert {i.rel: (i.sidecar and i.sidecar.relative_to(inbox).as_posix(), i.orphan_sidecar)
+                for i in items} == expected, f"slices of {size}"
+        for item in items:
+            assert item.sidecar_stamp == (FileStamp.read(item.sidecar) if item.sidecar else None)
+
+
+def test_the_hash_cache_answers_many_files_and_every_path_of_a_hard_link(tmp_path: Path) -> None:
+    """Lookups go by slices of inodes per device: files on two devices, more than one slice of
+    them, a file under two inbox paths (hard links) found under both, a changed ctime or an
+    unknown inode not found."""
+    with HashCache(tmp_path / "hashes.sqlite") as cache:
+        stamps = [FileStamp(dev, ino, 10, 5, 6) for dev in (1, 2) for ino in range(1_200)]
+        cache.remember((st, f"{st.ino:064x}", None, f"a{st.dev}") for st in stamps)
+        asked = [(f"{st.dev}/{st.ino}", st) for st in stamps]
+        asked += [("hard link", stamps[0]), ("changed", FileStamp(1, 1, 10, 5, 7)),
+                  ("new", FileStamp(1, 5_000, 10, 5, 6))]
+        found = cache.lookup(asked)
+    assert set(found) == {key for key, _ in asked} - {"changed", "new"}
+    assert found["hard link"] == found["1/0"] == Known("0" * 64, "", "a1")
+    assert found["2/1199"] == Known(f"{1199:064x}", "", "a2")
 
 
 def test_batches_give_the_same_result_as_one_commit(tmp_path: Path) -> None:

@@ -111,7 +111,8 @@ class LocalObjectStore(ObjectStore):
         return self.root / key_for(sha256)
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        # A plain string stat: an unchanged re-scan asks this once per input.
+        return os.path.isfile(os.path.join(self.root, key_for(sha256)))
 
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size
