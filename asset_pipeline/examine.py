@@ -333,6 +333,19 @@ def examine_many(items: list[InboxItem], known_versions: frozenset[str] = frozen
                  ) -> list[Examined | Rejection | NotReady]:
     """One task for a worker: everything it needs travels with the task (a small pickle: only the
     known versions of these items, and the validation limits), so concurrent ingests in one
-    process never share state."""
+    process never share state. The results come back detached — `item` None, in the order of
+    `items` — for the caller, which holds the items, to `reattach`: unpickling each result's item
+    again cost the main process ~42 µs an input, three quarters of a result's unpickling."""
     cached = cached or {}
-    return [examine(i, known_versions, store, limits, cached.get(i.rel), give_inode) for i in items]
+    results = [examine(i, known_versions, store, limits, cached.get(i.rel), give_inode) for i in items]
+    for result in results:
+        result.item = None  # type: ignore[assignment]  # reattached by the caller
+    return results
+
+
+def reattach(items: list[InboxItem], results: list[Examined | Rejection | NotReady]
+             ) -> list[Examined | Rejection | NotReady]:
+    """`examine_many`'s results with their items back (same order)."""
+    for item, result in zip(items, results, strict=True):
+        result.item = item
+    return results

@@ -49,6 +49,7 @@ from asset_pipeline.examine import (
     die_with_parent,
     examine_many,
     inspect_input,
+    reattach,
     resolve_identity,
     restore_from_input,
     store_examined,
@@ -277,8 +278,9 @@ def store_items(
             claimed.add(ex.sha256)
 
         failpoint("examine")
-        for fut in as_completed([examiner.submit(examine_many, *task(chunk)) for chunk in _chunks(order)]):
-            for result in fut.result():
+        tasks = {examiner.submit(examine_many, *task(chunk)): chunk for chunk in _chunks(order)}
+        for fut in as_completed(tasks):
+            for result in reattach(tasks[fut], fut.result()):
                 if isinstance(result, Examined):
                     if result.written is not None:
                         settle(result)
