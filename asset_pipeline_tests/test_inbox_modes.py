@@ -222,16 +222,20 @@ def test_a_kept_inbox_puts_back_a_blob_that_went_missing(tmp_path: Path) -> None
 def test_sidecars_pair_with_their_media_across_slices_of_a_large_folder(tmp_path: Path) -> None:
     """A folder is listed in slices (a flat inbox of a million files is never held whole): a media
     file and its sidecar in different slices are still one input, with the sidecar's stamp; an
-    orphan sidecar is still an orphan; a sidecar that is a link is paired (the ingest refuses it)."""
+    orphan sidecar is still an orphan; a sidecar that is a link is paired (the ingest refuses it);
+    a subfolder's names never pair with the same names one folder up."""
     inbox = tmp_path / "inbox"
     for i in range(7):
         _drop(inbox, f"{i}.png", b"x")
+    _drop(inbox, "sub/0.png", b"y")
+    (inbox / "sub" / "1.png").write_bytes(b"y")
     (inbox / "bare.png").write_bytes(b"x")
     (inbox / f"gone.png{SIDECAR_SUFFIX}").write_text("{}")
     (inbox / "linked.png").write_bytes(b"x")
     os.symlink(tmp_path / "elsewhere", inbox / f"linked.png{SIDECAR_SUFFIX}")
     expected = {**{f"{i}.png": (f"{i}.png{SIDECAR_SUFFIX}", False) for i in range(7)}, "bare.png": (None, False),
-                f"gone.png{SIDECAR_SUFFIX}": (None, True), "linked.png": (f"linked.png{SIDECAR_SUFFIX}", False)}
+                f"gone.png{SIDECAR_SUFFIX}": (None, True), "linked.png": (f"linked.png{SIDECAR_SUFFIX}", False),
+                "sub/0.png": (f"sub/0.png{SIDECAR_SUFFIX}", False), "sub/1.png": (None, False)}
     for size in (1, 2, 3, LISTING_SLICE):
         items = list(iter_local(inbox, slice_size=size))
         assert len(items) == len(expected)
