@@ -239,3 +239,16 @@ def test_two_intakes_of_the_same_files_at_once_add_each_event_once(ingested: Cat
     assert sorted(int(o.strip()) for o, _ in outs) == [0, 50]
     assert ingested.sql("select count(*) n, count(distinct event_id) d from usage_events").to_pylist() == \
         [{"n": 50, "d": 50}]
+
+
+def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
+    """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
+    the installed dbt-core: it must be the version of the dbt executable they actually run."""
+    import re
+
+    from asset_pipeline.usage.dbt_project import dbt_project, local_dbt
+
+    dbt = local_dbt(dbt_project())
+    printed = subprocess.run([dbt.dbt_executable, "--version"], capture_output=True, text=True, check=True).stdout
+    assert str(dbt._cli_version) == re.search(r"(\d+\.\d+\.\d+)", printed).group(1)
+    assert dbt._initialize_dbt_core_adapter(["build"]) is None  # no adapter set up in this process

@@ -16,7 +16,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from asset_pipeline.dagster_defs.metadata import markdown_table, report_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 from asset_pipeline.usage.dbt_profile import write_profile
-from asset_pipeline.usage.dbt_project import dbt_executable, dbt_project
+from asset_pipeline.usage.dbt_project import dbt_project, local_dbt
 from asset_pipeline.usage.reports import build_file, publish, refresh_asset_usage, report_numbers
 
 GROUP = "usage"
@@ -56,8 +56,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, pipeline:
     with home.lock("analytics"), tempfile.TemporaryDirectory(prefix="dbt-") as scratch, \
             build_file(home.tables, root) as database:
         profiles = write_profile(Path(scratch) / "profile", database, root.s3 if root.is_s3 else None)
-        runner = DbtCliResource(project_dir=dbt.project_dir, profiles_dir=str(profiles),
-                                dbt_executable=dbt.dbt_executable)
+        runner = local_dbt(dbt.project_dir, str(profiles))
         args = ["build", *(["--select", " ".join(select)] if select else []), "--vars", json.dumps(dbt_vars)]
         events = list(runner.cli(args, context=context, target_path=Path(scratch) / "target").stream())
         publish(root, database)
@@ -114,4 +113,4 @@ def build_assets(daily: dg.PartitionsDefinition) -> list:
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())
+    return local_dbt(DBT_PROJECT)
