@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from asset_pipeline.hashing import hash_stream
 from asset_pipeline.sql import connect
+from asset_pipeline.sql_literals import literal
 from asset_pipeline.store import ObjectStore
 from asset_pipeline.tables import Tables
 
@@ -38,7 +39,7 @@ def missing_blobs(tables: Tables, store: ObjectStore, run_id: str | None = None)
     up, one by one — none when it committed none. Without it (the check run alone) everything is
     checked, from one store listing."""
     if run_id is not None:
-        got = tables.read("asset_versions", where="run_id = ?", params=[run_id], columns=["sha256"])
+        got = tables.read("asset_versions", where=f"run_id = {literal(run_id)}", columns=["sha256"])
         mine = set(got["sha256"].to_pylist())
         missing = sorted(sha for sha in mine if not store.exists(sha))
         return CheckOutcome(not missing, len(mine), missing[:50])
@@ -83,7 +84,7 @@ def duplicate_ids(tables: Tables, run_id: str | None = None) -> CheckOutcome:
     try:
         if run_id is not None:
             con.execute("create temp table scope as select distinct asset_id as id from asset_versions "
-                        "where run_id = ?", [run_id])
+                        f"where run_id = {literal(run_id)}")
             mine = "where id in (select id from scope)"
             theirs = "where asset_id in (select id from scope)"
         else:

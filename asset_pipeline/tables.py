@@ -20,6 +20,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from asset_pipeline.errors import CommitConflict
 from asset_pipeline.location import Location
+from asset_pipeline.sql_literals import string_literal
 
 TS = pa.timestamp("us", tz="UTC")
 T = TypeVar("T")
@@ -233,7 +234,7 @@ class Tables:
         files = self.files(name) if files is None else files
         if not files:
             return f"(select * from {_empty_view(name)})"
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        listing = ", ".join(string_literal(f) for f in files)
         # Partition values live in the paths (day=2026-11-24/...), not in the files.
         hive = ", hive_partitioning = true" if name in PARTITIONS else ", hive_partitioning = false"
         scan = f"read_parquet([{listing}], union_by_name = true{hive})"

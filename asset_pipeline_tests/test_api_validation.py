@@ -61,3 +61,24 @@ def test_record_usage_refuses_a_collection_that_does_not_exist(ingested: Catalog
     ingested.record_usage(SUNSET, "view", "ann", collection_id=cid, at=datetime.now(UTC) - timedelta(hours=1))
     assert ingested.flush() == 1
     assert ingested.sql("select collection_id from usage_events").to_pylist() == [{"collection_id": cid}]
+
+
+HOSTILE_TEXT = ["it's", "''; drop table assets; --", "back\\slash", "line\nbreak", "Zoë 🎨 \"quoted\"", "?", ""]
+
+
+def test_values_written_into_sql_text_read_back_exactly(tmp_path) -> None:
+    """Run ids, file names and search filters are written into DuckDB and LanceDB SQL as
+    literals: whatever their characters, each reads back as itself and ends nowhere early."""
+    import duckdb
+    import lancedb
+    import pyarrow as pa
+
+    from asset_pipeline.sql_literals import literal, literal_list, string_literal
+
+    con = duckdb.connect()
+    values = [*HOSTILE_TEXT, 7, -2.5, True, None, date(2026, 11, 24), datetime(2026, 11, 24, 13, 5, 1)]
+    assert con.sql(f"select {', '.join(literal(v) for v in values)}").fetchall() == [tuple(values)]
+    assert con.sql(f"select {string_literal(HOSTILE_TEXT[1])}").fetchone() == (HOSTILE_TEXT[1],)
+    table = lancedb.connect(tmp_path / "db").create_table("t", pa.table({"asset_id": HOSTILE_TEXT + ["other"]}))
+    picked = table.search().where(f"asset_id IN ({literal_list(HOSTILE_TEXT[:3])})").to_arrow()
+    assert sorted(picked["asset_id"].to_pylist()) == sorted(HOSTILE_TEXT[:3])

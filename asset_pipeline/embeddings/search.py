@@ -14,19 +14,12 @@ import numpy as np
 from asset_pipeline.embeddings.model import LoadedModel
 from asset_pipeline.errors import SearchError
 from asset_pipeline.formats import ASSET_TYPES
+from asset_pipeline.sql_literals import literal
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
 STATUSES = ("active", "archived", "deleted")
 RESULT_COLUMNS = ("asset_id", "version", "sha256", "name", "type", "project", "tags", "prompt", "status",
                   "created_at")
-
-
-def _quote(value: Any) -> str:
-    if isinstance(value, (datetime, date)):
-        return f"timestamp '{value.isoformat()}'" if isinstance(value, datetime) else f"date '{value.isoformat()}'"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 _ALLOWED = {"type": ASSET_TYPES, "status": STATUSES}
@@ -76,14 +69,14 @@ def where_clause(filters: dict[str, Any] | None, include_inactive: bool = False,
     parts = []
     for key in ("project", "type", "status", "asset_id"):
         if key in filters:
-            parts.append(f"{key} IN ({', '.join(_quote(v) for v in _values(key, filters[key]))})")
+            parts.append(f"{key} IN ({', '.join(literal(v) for v in _values(key, filters[key]))})")
     if "status" not in filters and not include_inactive and default_status:
         parts.append("status = 'active'")
     if "tags" in filters:
-        parts.append(f"array_has_any(tags, [{', '.join(_quote(v) for v in _values('tags', filters['tags']))}])")
+        parts.append(f"array_has_any(tags, [{', '.join(literal(v) for v in _values('tags', filters['tags']))}])")
     for key, op in (("created_after", ">="), ("created_before", "<")):
         if key in filters:
-            parts.append(f"created_at {op} {_quote(_time(key, filters[key]))}")
+            parts.append(f"created_at {op} {literal(_time(key, filters[key]))}")
     return " AND ".join(parts) or None
 
 

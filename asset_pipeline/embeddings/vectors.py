@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from asset_pipeline.location import Location
+from asset_pipeline.sql_literals import literal_list
 
 ANN_THRESHOLD = 10_000
 PARTITION_ROWS = 16_384
@@ -38,7 +39,7 @@ def table_name(model_id: str) -> str:
 
 def asset_ids_in(ids: list[str]) -> str:
     """A LanceDB filter selecting rows of these assets (values quoted, never trusted)."""
-    return "asset_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+    return f"asset_id IN ({literal_list(ids)})"
 
 
 def schema(dim: int) -> pa.Schema:

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from asset_pipeline.location import Location
+from asset_pipeline.sql_literals import string_literal
 from asset_pipeline.tables import SCHEMAS, Tables
 
 ANALYTICS_FILE = "analytics.duckdb"
@@ -69,8 +70,8 @@ def define_table_views(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:
     con.execute("create schema if not exists pipeline")
     for name in SCHEMAS:
         tables.ensure(name)
-        path = tables.uri(name).replace("'", "''")
-        con.execute(f"create or replace view pipeline.{name} as select * from delta_scan('{path}')")
+        delta = string_literal(tables.uri(name))
+        con.execute(f"create or replace view pipeline.{name} as select * from delta_scan({delta})")
         con.execute(f"create or replace view main.{name} as select * from pipeline.{name}")
 
 
@@ -151,8 +152,8 @@ def attach_reports(con: duckdb.DuckDBPyConnection, home: Location) -> list[str]:
     for entry in reports_dir(home).list((".parquet",)):
         name = entry.name.removesuffix(".parquet")
         if name in REPORTS:
-            quoted = (reports_dir(home) / entry.name).uri.replace("'", "''")
-            con.execute(f"create or replace view {name} as select * from read_parquet('{quoted}')")
+            parquet = string_literal((reports_dir(home) / entry.name).uri)
+            con.execute(f"create or replace view {name} as select * from read_parquet({parquet})")
             names.append(name)
     return names
 
