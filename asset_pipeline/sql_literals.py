@@ -9,6 +9,7 @@ Quoting is SQL's own (a quote doubled), so no value can end its literal early.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 
 
@@ -24,7 +25,11 @@ def literal(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):  # repr gives nan or inf: names, not numbers, in SQL
+            raise ValueError(f"no SQL literal for the number {value!r}")
         return repr(value)
     if isinstance(value, datetime):
         return f"timestamp '{value.isoformat()}'"

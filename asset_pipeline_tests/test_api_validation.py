@@ -79,6 +79,8 @@ def test_values_written_into_sql_text_read_back_exactly(tmp_path) -> None:
     values = [*HOSTILE_TEXT, 7, -2.5, True, None, date(2026, 11, 24), datetime(2026, 11, 24, 13, 5, 1)]
     assert con.sql(f"select {', '.join(literal(v) for v in values)}").fetchall() == [tuple(values)]
     assert con.sql(f"select {string_literal(HOSTILE_TEXT[1])}").fetchone() == (HOSTILE_TEXT[1],)
+    with pytest.raises(ValueError, match="no SQL literal for the number nan"):
+        literal(float("nan"))
     table = lancedb.connect(tmp_path / "db").create_table("t", pa.table({"asset_id": HOSTILE_TEXT + ["other"]}))
     picked = table.search().where(f"asset_id IN ({literal_list(HOSTILE_TEXT[:3])})").to_arrow()
     assert sorted(picked["asset_id"].to_pylist()) == sorted(HOSTILE_TEXT[:3])
