@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import LocationError
+from asset_pipeline.sql_literals import string_literal
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -103,20 +104,16 @@ class S3Access:
         parts = ["type s3"]
         if self._credentials:
             key, secret, token = self._credentials
-            parts += [f"key_id '{_q(key)}'", f"secret '{_q(secret)}'"]
+            parts += [f"key_id {string_literal(key)}", f"secret {string_literal(secret)}"]
             if token:
-                parts.append(f"session_token '{_q(token)}'")
+                parts.append(f"session_token {string_literal(token)}")
         if self.region:
-            parts.append(f"region '{_q(self.region)}'")
+            parts.append(f"region {string_literal(self.region)}")
         if self.endpoint_url:
             scheme, _, host = self.endpoint_url.partition("://")
-            parts += [f"endpoint '{_q(host.rstrip('/'))}'", "url_style 'path'",
+            parts += [f"endpoint {string_literal(host.rstrip('/'))}", "url_style 'path'",
                       f"use_ssl {'false' if scheme == 'http' else 'true'}"]
         return f"create or replace secret asset_pipeline_s3 ({', '.join(parts)})"
-
-
-def _q(value: str) -> str:
-    return value.replace("'", "''")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ Quoting is SQL's own (a quote doubled), so no value can end its literal early.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+import numbers
+from datetime import UTC, date, datetime
 
 
 def string_literal(text: str) -> str:
@@ -25,13 +26,18 @@ def literal(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return repr(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):  # repr gives nan or inf: names, not numbers, in SQL
-            raise ValueError(f"no SQL literal for the number {value!r}")
-        return repr(value)
+    if isinstance(value, numbers.Integral):  # numpy's integers too (their repr is np.int64(5))
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):  # repr gives nan or inf: names, not numbers, in SQL
+            raise ValueError(f"no SQL literal for the number {number!r}")
+        return repr(number)
     if isinstance(value, datetime):
+        # An offset in the text is dropped by DuckDB's `timestamp` (LanceDB applies it): in UTC
+        # both read the same instant.
+        if value.utcoffset() is not None:
+            value = value.astimezone(UTC)
         return f"timestamp '{value.isoformat()}'"
     if isinstance(value, date):
         return f"date '{value.isoformat()}'"

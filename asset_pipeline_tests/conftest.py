@@ -3,6 +3,7 @@ S3 server, Postgres and Redis, each its own process (see servers.py)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -84,6 +85,24 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: int = 300)
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
+
+
+# What a run's step loads only when its own group needs it: torch and open_clip (embedding), dbt
+# (usage), LanceDB (search), Pillow (examining images), pandas (DuckDB imports it before binding
+# any parameter: 0.3 s).
+HEAVY_MODULES = ("pandas", "torch", "open_clip", "dbt", "dagster_dbt", "lancedb", "PIL")
+
+
+def cli_in_new_interpreter(argv: list[str], env: dict[str, str]) -> tuple[str, list[str]]:
+    """(stdout and stderr, which of HEAVY_MODULES were loaded) of `asset-pipeline *argv` run in a
+    fresh interpreter; stdout starts with the exit status."""
+    code = ("import sys\nfrom asset_pipeline.cli import main\n"
+            f"status = main({argv!r})\n"
+            "print('status', status)\n"
+            f"print('loaded', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_MODULES!r})))\n")
+    done = run_python(code, env=env)
+    loaded = [line for line in done.stdout.splitlines() if line.startswith("loaded ")]
+    return done.stdout + done.stderr, ast.literal_eval(loaded[0][len("loaded "):]) if loaded else ["(no report)"]
 
 
 @pytest.fixture(scope="session")

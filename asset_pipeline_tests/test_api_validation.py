@@ -1,8 +1,9 @@
 """User mistakes through the Python API: a clear error naming the argument, never a raw TypeError or a
 LanceDB parse error, and nothing recorded."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from asset_pipeline import Catalog, CollectionNotFound
@@ -81,6 +82,36 @@ def test_values_written_into_sql_text_read_back_exactly(tmp_path) -> None:
     assert con.sql(f"select {string_literal(HOSTILE_TEXT[1])}").fetchone() == (HOSTILE_TEXT[1],)
     with pytest.raises(ValueError, match="no SQL literal for the number nan"):
         literal(float("nan"))
+    five_am_at_plus_5 = datetime(2026, 11, 24, 5, 0, tzinfo=timezone(timedelta(hours=5)))
+    assert con.sql(f"select {literal(five_am_at_plus_5)}").fetchone() == (datetime(2026, 11, 24, 0, 0),)  # UTC
+    assert con.sql(f"select {literal(np.int64(5))} + 1, {literal(np.float32(2.5))}").fetchone() == (6, 2.5)
     table = lancedb.connect(tmp_path / "db").create_table("t", pa.table({"asset_id": HOSTILE_TEXT + ["other"]}))
     picked = table.search().where(f"asset_id IN ({literal_list(HOSTILE_TEXT[:3])})").to_arrow()
     assert sorted(picked["asset_id"].to_pylist()) == sorted(HOSTILE_TEXT[:3])
+
+
+def test_a_home_and_a_scratch_folder_whose_paths_hold_a_quote(tmp_path, monkeypatch) -> None:
+    """File paths reach DuckDB as literals (the Delta files behind every view, the reports'
+    Parquet files): a quote in a folder's name must not end them early."""
+    import tempfile
+
+    import duckdb
+
+    from asset_pipeline import Settings
+    from asset_pipeline.samples import make_samples
+    from asset_pipeline.usage.reports import publish, reports_dir
+
+    settings = Settings.from_env(home=tmp_path / "it's home", durable=False)
+    make_samples(settings.inbox)
+    cat = Catalog(settings=settings)
+    cat.ingest()
+    assert cat.sql("select count(*) n from assets").to_pylist() == [{"n": 13}]
+    scratch = tmp_path / "o'scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    build = tmp_path / "build.duckdb"
+    with duckdb.connect(str(build)) as con:
+        con.execute("create table daily_usage as select 42 as events")
+    assert publish(cat.home.root, build) == ["daily_usage"]
+    assert (reports_dir(cat.home.root) / "daily_usage.parquet").path.is_file()
+    assert cat.sql("select events from daily_usage").to_pylist() == [{"events": 42}]

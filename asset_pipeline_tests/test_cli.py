@@ -72,25 +72,16 @@ def test_cli_ingest_sql_versions_get(tmp_path: Path, monkeypatch, capsys) -> Non
     assert "no asset with id 'no-such-asset'" in capsys.readouterr().err
 
 
-def test_an_ingest_with_nothing_new_loads_only_what_its_step_uses(ingested, settings) -> None:
+def test_an_ingest_of_an_empty_inbox_loads_only_what_its_step_uses(ingested, settings) -> None:
     """A run's fixed cost is mostly imports: an ingest of an empty inbox on a home with content,
-    its checks included, loads neither the embedding's torch and open_clip, nor dbt, LanceDB or
-    Pillow, nor pandas (DuckDB imports it before binding any parameter: 0.3 s here)."""
-    from .conftest import run_python
+    its checks included, loads none of `HEAVY_MODULES` (test_s3_home: the same on S3)."""
+    from .conftest import cli_in_new_interpreter
 
-    heavy = ("pandas", "torch", "open_clip", "dbt", "dagster_dbt", "lancedb", "PIL")
-    code = f"""
-import sys
-from asset_pipeline.cli import main
-status = main(["ingest"])
-print("status", status)
-print("loaded", sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r})))
-"""
-    done = run_python(code, env={"ASSET_PIPELINE_HOME": str(settings.home)})
-    assert "status 0" in done.stdout, done.stdout + done.stderr
-    assert "ingested 0 versions (0 new assets) from 0 inputs" in done.stdout
-    assert "blobs_exist passed" in done.stdout and "no_duplicate_ids passed" in done.stdout
-    assert "loaded []" in done.stdout, done.stdout
+    output, loaded = cli_in_new_interpreter(["ingest"], {"ASSET_PIPELINE_HOME": str(settings.home)})
+    assert "status 0" in output, output
+    assert "ingested 0 versions (0 new assets) from 0 inputs" in output
+    assert "blobs_exist passed" in output and "no_duplicate_ids passed" in output
+    assert loaded == [], output
 
 
 def test_ingest_shows_progress_on_a_terminal(tmp_path: Path) -> None:

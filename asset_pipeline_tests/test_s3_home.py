@@ -125,6 +125,21 @@ def test_the_daily_jobs_run_on_an_s3_home_through_dagster(s3_home: Settings, s3_
     assert cat.sql("select count(*) n from assets").to_pylist() == [{"n": counts["assets"]}]
 
 
+def test_an_ingest_of_an_empty_inbox_on_s3_loads_only_what_its_step_uses(s3_home: Settings, tmp_path: Path) -> None:
+    """As on a local home (test_cli): no step library and no pandas, though every DuckDB
+    connection to an S3 home loads httpfs first."""
+    from .conftest import cli_in_new_interpreter
+
+    make_samples(Path(s3_home.inbox))
+    Catalog(settings=s3_home).ingest()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "dh").mkdir()
+    env = {"ASSET_PIPELINE_HOME": s3_home.home.uri, "DAGSTER_HOME": str(tmp_path / "dh")}
+    output, loaded = cli_in_new_interpreter(["ingest", str(tmp_path / "empty")], env)
+    assert "status 0" in output and "ingested 0 versions" in output and "blobs_exist passed" in output, output
+    assert loaded == [], output
+
+
 def test_two_ingests_into_an_s3_home_released_together(s3_home: Settings, s3_env, bucket, tmp_path: Path) -> None:
     for r in (1, 2):
         write_inbox(tmp_path / f"in-{r}", r)

@@ -57,9 +57,10 @@ def extension_file(name: str) -> str:
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Load `name` on `con`, installing it first into DuckDB's extension folder so that plain
     DuckDB sessions of this version (an analyst's own) autoload it too."""
-    installed = con.execute("select installed from duckdb_extensions() where extension_name = ?", [name]).fetchall()
+    installed = con.execute("select installed from duckdb_extensions() "
+                            f"where extension_name = {string_literal(name)}").fetchall()
     if not installed or not installed[0][0]:
-        con.execute(f"install '{extension_file(name)}'")
+        con.execute(f"install {string_literal(extension_file(name))}")
     con.execute(f"load {name}")
 
 
@@ -137,7 +138,7 @@ def publish(home: Location, build: Path) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="asset-pipeline-reports-") as tmp:
             for name in names:
                 local = Path(tmp) / f"{name}.parquet"
-                con.execute(f"copy main.{name} to '{local}' (format parquet)")
+                con.execute(f"copy main.{name} to {string_literal(str(local))} (format parquet)")
                 _replace(reports_dir(home) / f"{name}.parquet", local)
     finally:
         con.close()
