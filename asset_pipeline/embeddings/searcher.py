@@ -14,6 +14,7 @@ from asset_pipeline.content import Content
 from asset_pipeline.embeddings import search as s
 from asset_pipeline.embeddings.choice import ModelChoice, choose_model
 from asset_pipeline.embeddings.model import TEST_LABEL, TINY_TEST, LoadedModel, ModelSpec, load_model
+from asset_pipeline.embeddings.vectors import asset_ids_in
 from asset_pipeline.errors import AssetNotFound, NoEmbeddings, SearchError
 from asset_pipeline.results import SearchHits
 
@@ -57,7 +58,7 @@ class Searcher:
             asset = self.content.resolve(str(image))
         except AssetNotFound as exc:
             raise SearchError(f"image {str(image)!r} is not a file, an asset id or project/name") from exc
-        rows = (table.search().where(f"asset_id = '{asset['id']}'").select(["version", "vector"]).limit(None)
+        rows = (table.search().where(asset_ids_in([asset["id"]])).select(["version", "vector"]).limit(None)
                 .to_arrow().to_pylist())
         if not rows:
             raise SearchError(f"asset {asset['id']} has no embedding for this model yet: run the embeddings job "
