@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 
@@ -44,6 +45,6 @@ def literal(value: object) -> str:
     return string_literal(str(value))
 
 
-def literal_list(values: object) -> str:
+def literal_list(values: Iterable[object]) -> str:
     """Scalars as a comma-separated list, for ``IN (...)``."""
     return ", ".join(literal(v) for v in values)

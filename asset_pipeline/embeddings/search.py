@@ -14,7 +14,7 @@ import numpy as np
 from asset_pipeline.embeddings.model import LoadedModel
 from asset_pipeline.errors import SearchError
 from asset_pipeline.formats import ASSET_TYPES
-from asset_pipeline.sql_literals import literal
+from asset_pipeline.sql_literals import literal, literal_list
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
 STATUSES = ("active", "archived", "deleted")
@@ -69,11 +69,11 @@ def where_clause(filters: dict[str, Any] | None, include_inactive: bool = False,
     parts = []
     for key in ("project", "type", "status", "asset_id"):
         if key in filters:
-            parts.append(f"{key} IN ({', '.join(literal(v) for v in _values(key, filters[key]))})")
+            parts.append(f"{key} IN ({literal_list(_values(key, filters[key]))})")
     if "status" not in filters and not include_inactive and default_status:
         parts.append("status = 'active'")
     if "tags" in filters:
-        parts.append(f"array_has_any(tags, [{', '.join(literal(v) for v in _values('tags', filters['tags']))}])")
+        parts.append(f"array_has_any(tags, [{literal_list(_values('tags', filters['tags']))}])")
     for key, op in (("created_after", ">="), ("created_before", "<")):
         if key in filters:
             parts.append(f"created_at {op} {literal(_time(key, filters[key]))}")

@@ -94,8 +94,7 @@ class Preparer(DagsterDbtProjectPreparer):
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
         try:
-            local_dbt(project).cli(
-                ["parse", "--quiet"], target_path=scratch).wait()
+            local_dbt(project).cli(["parse", "--quiet"], target_path=scratch).wait()
             try:
                 scratch.rename(target)
             except OSError:
