@@ -509,7 +509,8 @@ def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datet
     One query finds the lagging ids (usually none), so a no-change run reads no version rows;
     `known` histories (what the caller just wrote) are used as they are when their newest row is
     the table's newest, so a first ingest does not read back what it wrote.
-    Only version-following columns are updated, so status and usage survive."""
+    Only version-following columns are updated, so status and usage survive, and only to a newer
+    version than the row holds, so concurrent runs that finish out of order leave the newest."""
     if not names:
         return 0
     now = now or _now()
@@ -528,8 +529,13 @@ def refresh_assets(tables: Tables, names: dict[str, tuple[str, str]], now: datet
                 if known.get(i) and (known[i][-1]["version"], known[i][-1]["sha256"]) == (latest, sha)}
     versions.update(_versions_of(tables, [i for i, _, _ in lagging if i not in versions]))
     rows = [asset_row(h[-1], h[0], *names[i], now) for i, h in versions.items() if h]
+    failpoint("before-assets-merge")
     if rows:  # status and usage columns belong to lifecycle and usage: only these follow the version
-        tables.merge("assets", rows, keys=("id",), columns=VERSION_FOLLOWING)
+        # Only forward: a run that read the history before another run committed a newer version
+        # (and wrote its row) must not turn the row back. Version rows are never removed, so
+        # the newest version only grows, and a merge retried after a conflict re-checks this.
+        tables.merge("assets", rows, keys=("id",), columns=VERSION_FOLLOWING,
+                     changed="t.current_version is null or s.current_version > t.current_version")
     return len(rows)
 
 

@@ -164,6 +164,31 @@ def test_three_dagster_materialize_runs_at_once(tmp_path: Path) -> None:
         assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
 
 
+def test_an_older_run_updating_the_assets_rows_last_does_not_turn_them_back(tmp_path: Path) -> None:
+    """Run 1 commits version 1 of the shared assets and is held before it writes their `assets`
+    rows; run 2 commits version 2 and writes its rows; then run 1 writes. The assets must still
+    say version 2 (seen once in a full suite as `current_version` behind the newest version)."""
+    home, barrier = tmp_path / "home", tmp_path / "barrier"
+    write_inbox(tmp_path / "inbox-1", 1)
+    write_inbox(tmp_path / "inbox-2", 2)
+    code = "from asset_pipeline import Catalog, Settings\n" \
+           "s = Catalog(settings=Settings.from_env(home={home!r}, inbox={inbox!r})).ingest()\n" \
+           "print('new', s.new_versions)"
+    first = python(code.format(home=str(home), inbox=str(tmp_path / "inbox-1")),
+                   barrier_env(barrier, "before-assets-merge"))
+    wait_for(lambda: arrivals(barrier, "before-assets-merge") == 1, what="run 1 to reach its assets merge",
+             alive=(first,))
+    rc, out, err = finish(python(code.format(home=str(home), inbox=str(tmp_path / "inbox-2")), {}))
+    assert rc == 0, err
+    (barrier / "before-assets-merge.go").touch()
+    rc, out, err = finish(first)
+    assert rc == 0, err
+    cat = Catalog(home)
+    assert_catalog(cat, **expected(2))
+    current = cat.sql("select current_version v, count(*) n from assets where name like 'shared/%' group by 1")
+    assert current.to_pylist() == [{"v": 2, "n": 6}]
+
+
 def test_two_first_ingests_of_the_same_outputs_into_a_new_home(tmp_path: Path) -> None:
     """No tables yet; both plan version 1 of the same assets and commit at the same moment."""
     home = tmp_path / "home"
