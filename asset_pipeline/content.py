@@ -134,7 +134,7 @@ class Content:
     def resolve(self, ref: str) -> dict[str, Any]:
         """An asset by id or by ``project/name`` (project names may hold a '/': every split is tried)."""
         candidates = [ref] + [asset_id_for(ref[:i], ref[i + 1:]) for i, c in enumerate(ref) if c == "/"]
-        rows = self.tables.read("assets", where="id in (select unnest(?))", params=[candidates]).to_pylist()
+        rows = self.tables.read_keyed("assets", "id", candidates).to_pylist()
         exact = [r for r in rows if r["id"] == ref]
         if exact or len(rows) == 1:
             return (exact or rows)[0]

@@ -222,8 +222,8 @@ def store_items(
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
     known_by_rel: dict[str, set[str]] = {}
-    rows = (tables.read("asset_versions", where="source_path in (select unnest(?))", params=[rels],
-                        columns=["source_path", "asset_id", "version", "sha256"]).to_pylist() if rels else [])
+    rows = tables.read_keyed("asset_versions", "source_path", rels,
+                             columns=["source_path", "asset_id", "version", "sha256"]).to_pylist()
     # A consumed inbox's inputs are new submissions: one equal to a pruned version is checked and
     # committed again as a new version (see commit_versions), so it is not "known".
     pruned = _pruned_versions(tables, {r["asset_id"] for r in rows}) if consume and rows else set()
@@ -330,8 +330,7 @@ def _committed_at(tables: Tables, rels: list[str]) -> dict[str, datetime]:
     """When each of these inbox paths was last committed as a version."""
     if not rels:
         return {}
-    got = tables.read("asset_versions", where="source_path in (select unnest(?))", params=[sorted(set(rels))],
-                      columns=["source_path", "recorded_at"]).to_pylist()
+    got = tables.read_keyed("asset_versions", "source_path", rels, columns=["source_path", "recorded_at"]).to_pylist()
     out: dict[str, datetime] = {}
     for r in got:
         out[r["source_path"]] = max(out.get(r["source_path"], r["recorded_at"]), r["recorded_at"])
@@ -342,8 +341,7 @@ def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
     """id → (name, project) of those of `ids` that exist."""
     if not ids:
         return {}
-    got = tables.read("assets", where="id in (select unnest(?))", params=[sorted(ids)],
-                      columns=["id", "name", "project"])
+    got = tables.read_keyed("assets", "id", ids, columns=["id", "name", "project"])
     return dict(zip(got["id"].to_pylist(), zip(got["name"].to_pylist(), got["project"].to_pylist())))
 
 
@@ -382,7 +380,7 @@ def _versions_of(tables: Tables, asset_ids: Iterable[str]) -> dict[str, list[dic
     out: dict[str, list[dict]] = {i: [] for i in ids}
     if not ids:
         return out
-    for row in tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids]).to_pylist():
+    for row in tables.read_keyed("asset_versions", "asset_id", ids).to_pylist():
         out[row["asset_id"]].append(row)
     for rows in out.values():
         rows.sort(key=lambda r: r["version"])
@@ -485,8 +483,7 @@ def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, in
     ids = sorted(set(asset_ids))
     if not ids:
         return set()
-    got = tables.read("asset_versions", where="asset_id in (select unnest(?))", params=[ids],
-                      columns=["asset_id", "version", "sha256", "run_id"])
+    got = tables.read_keyed("asset_versions", "asset_id", ids, columns=["asset_id", "version", "sha256", "run_id"])
     return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist(),
                    got["run_id"].to_pylist()))
 
@@ -496,9 +493,8 @@ def _pruned_versions(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str,
     ids = sorted(set(asset_ids))
     if not ids:
         return set()
-    got = tables.read("lifecycle_actions", where="action = 'prune_version' and not dry_run "
-                                                "and asset_id in (select unnest(?))", params=[ids],
-                      columns=["asset_id", "version"])
+    got = tables.read_keyed("lifecycle_actions", "asset_id", ids, where="action = 'prune_version' and not dry_run",
+                            columns=["asset_id", "version"])
     return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist()))
 
 
@@ -573,8 +569,8 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "run_id": run_id, "recorded_at": now,
         })
     if quarantine_root is None and rows:  # a kept inbox shows its rejects to every scan: record them once
-        have = set(tables.read("ingest_errors", where="error_id in (select unnest(?))",
-                               params=[[r["error_id"] for r in rows]], columns=["error_id"])["error_id"].to_pylist())
+        have = set(tables.read_keyed("ingest_errors", "error_id", [r["error_id"] for r in rows],
+                                     columns=["error_id"])["error_id"].to_pylist())
         new = [r for r in rows if r["error_id"] not in have]
         if new:
             tables.merge("ingest_errors", new, keys=("error_id",), update=False)

@@ -3,7 +3,8 @@
 Two reasons to write a value into the text instead of binding it as a parameter: LanceDB filters
 take no parameters at all, and DuckDB 1.5 imports pandas before it binds any parameter (0.3 s
 that a run with nothing to do would otherwise spend on it: duckdb/duckdb#18658). Long lists stay
-bound parameters: DuckDB parses a literal list of 20,000 strings ~5x slower than it binds one.
+bound parameters: DuckDB parses a literal a few microseconds a value slower than it binds one
+(`Tables.read_keyed` draws the line).
 Quoting is SQL's own (a quote doubled), so no value can end its literal early.
 """
 

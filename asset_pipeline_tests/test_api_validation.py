@@ -90,6 +90,29 @@ def test_values_written_into_sql_text_read_back_exactly(tmp_path) -> None:
     assert sorted(picked["asset_id"].to_pylist()) == sorted(HOSTILE_TEXT[:3])
 
 
+@pytest.mark.parametrize("written", ["as literals", "as a bound list"])
+def test_a_keyed_read_finds_exactly_its_keys(tmp_path, monkeypatch, written: str) -> None:
+    """Short key lists are written into the query (no pandas for DuckDB to load), long ones
+    bound: either way every key reads back as itself, and none but the keys match."""
+    import pyarrow as pa
+
+    from asset_pipeline import tables as tables_module
+    from asset_pipeline.tables import SCHEMAS, Tables
+
+    if written == "as a bound list":
+        monkeypatch.setattr(tables_module, "LITERAL_LIST_MAX", 0)
+    tables = Tables(tmp_path / "tables")
+    ids = [*HOSTILE_TEXT, "plain", "other"]
+    rows = {f.name: pa.nulls(len(ids), f.type) for f in SCHEMAS["assets"]}
+    tables.append("assets", pa.table({**rows, "id": ids, "name": [f"n{i}" for i in range(len(ids))]}))
+    wanted = [*HOSTILE_TEXT, "plain", "absent"]
+    got = tables.read_keyed("assets", "id", wanted, columns=["id", "name"])
+    assert sorted(got["id"].to_pylist()) == sorted([*HOSTILE_TEXT, "plain"])
+    also = tables.read_keyed("assets", "id", wanted, where="name = ?", params=["n1"], columns=["id"])
+    assert also["id"].to_pylist() == [ids[1]]
+    assert tables.read_keyed("assets", "id", [], columns=["id"]).num_rows == 0
+
+
 def test_a_home_and_a_scratch_folder_whose_paths_hold_a_quote(tmp_path, monkeypatch) -> None:
     """File paths reach DuckDB as literals (the Delta files behind every view, the reports'
     Parquet files): a quote in a folder's name must not end them early."""

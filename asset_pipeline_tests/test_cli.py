@@ -8,6 +8,7 @@ from pathlib import Path
 
 from asset_pipeline.cli import main
 from asset_pipeline.progress import ProgressLine, human_bytes
+from asset_pipeline.samples import make_samples
 
 
 def test_progress_line_shows_files_bytes_and_rate() -> None:
@@ -82,6 +83,29 @@ def test_an_ingest_of_an_empty_inbox_loads_only_what_its_step_uses(ingested, set
     assert "ingested 0 versions (0 new assets) from 0 inputs" in output
     assert "blobs_exist passed" in output and "no_duplicate_ids passed" in output
     assert loaded == [], output
+
+
+def test_a_rescan_of_an_unchanged_kept_inbox_loads_only_what_its_step_uses(tmp_path: Path) -> None:
+    """A watch folder (keep mode) is re-scanned on every sensor tick: when nothing in it changed,
+    the run reads the paths' versions and the hash cache, and loads none of `HEAVY_MODULES` but
+    Pillow — not pandas either, which DuckDB loads to bind a list of paths."""
+    from .conftest import cli_in_new_interpreter
+
+    env = {"ASSET_PIPELINE_HOME": str(tmp_path / "home"), "ASSET_PIPELINE_INBOX": str(tmp_path / "watched"),
+           "ASSET_PIPELINE_INBOX_MODE": "keep", "DAGSTER_HOME": str(tmp_path / "dagster")}
+    (tmp_path / "home").mkdir()
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    make_samples(tmp_path / "watched")
+    first, _ = cli_in_new_interpreter(["ingest"], env)
+    assert "status 0" in first and "ingested 14 versions" in first, first
+    output, loaded = cli_in_new_interpreter(["ingest"], env)
+    assert "status 0" in output, output
+    assert "ingested 0 versions (0 new assets) from 18 inputs" in output, output
+    assert "read 4 of 18 inputs (the rest from the hash cache)" in output, output
+    # The 4 rejects are checked again on every scan (a changed validation setting may admit them),
+    # and their format check loads Pillow; nothing else heavy is loaded.
+    assert [m for m in loaded if m != "PIL"] == [], output
 
 
 def test_ingest_shows_progress_on_a_terminal(tmp_path: Path) -> None:

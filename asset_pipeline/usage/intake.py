@@ -87,8 +87,7 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     # Only the ids these rows name are looked up (not every id of the catalog).
     named = sorted({d["asset_id"] for records in by_file.values() for _, d, _ in records
                     if isinstance(d, dict) and isinstance(d.get("asset_id"), str)})
-    known = set(tables.read("assets", where="id in (select unnest(?))", params=[named],
-                            columns=["id"])["id"].to_pylist()) if named else set()
+    known = set(tables.read_keyed("assets", "id", named, columns=["id"])["id"].to_pylist())
     good, now = [], datetime.now(UTC)
     hashes = {}
     for name, records in by_file.items():
