@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import HomeNotFound
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.inbox import InboxItem, iter_local, scan_local, scan_s3
 from asset_pipeline.ingest import IngestSummary, Progress, ingest_stream, new_run_id
 from asset_pipeline.location import Location
@@ -100,13 +102,17 @@ class Home:
 
         return VectorStore(self.root / "lancedb")
 
-    def lock(self, name: str, timeout_s: float = 3600.0) -> AbstractContextManager:
+    @contextmanager
+    def lock(self, name: str, timeout_s: float = 3600.0) -> Iterator[None]:
         """An exclusive lock of this home for `name` (lifecycle, analytics…), across processes and
-        hosts; released if the holder dies (a flock locally, an expiring lease on S3)."""
+        hosts; released if the holder dies (a flock locally, an expiring lease on S3). The
+        failpoint ``lock-<name>`` marks a process that is about to wait for it."""
         from asset_pipeline.locks import location_lock
 
         where = self.root / "locks" / (f"{name}.lease" if self.root.is_s3 else f"{name}.lock")
-        return location_lock(where, timeout_s, f"{name} lock")
+        failpoint(f"lock-{name}")
+        with location_lock(where, timeout_s, f"{name} lock"):
+            yield
 
     def spool_dir(self, run_id: str) -> Path:
         """Per-run scratch for S3 inbox inputs: local, in this process's temp folder."""

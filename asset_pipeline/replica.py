@@ -152,12 +152,20 @@ class _Verifying(io.RawIOBase):
 
 
 def pending_blobs(tables: Tables) -> list[str]:
-    """Blobs of committed versions that the replica log does not hold yet."""
+    """Blobs of committed versions that the replica log does not hold yet — but not those of
+    versions whose bytes a sweep released (a hard-deleted asset, a purged version): their rows
+    stay for history, while the sweep collected the blob and took it out of the replica and its
+    log, so there is nothing left to upload."""
     tables.ensure("replica_log")
-    con = connect(tables, ["asset_versions", "replica_log"])
+    con = connect(tables, ["asset_versions", "replica_log", "lifecycle_actions"])
     try:
         return [r[0] for r in con.execute("""select distinct v.sha256 from asset_versions v
                                              anti join replica_log r on r.sha256 = v.sha256
+                                             anti join (select distinct asset_id, action, version
+                                                        from lifecycle_actions where not dry_run
+                                                          and action in ('hard_delete', 'version_purged')) p
+                                               on p.asset_id = v.asset_id
+                                              and (p.action = 'hard_delete' or p.version = v.version)
                                              order by 1""").fetchall()]
     finally:
         con.close()

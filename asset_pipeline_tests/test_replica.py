@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,13 +15,15 @@ import pytest
 from asset_pipeline import Catalog, Settings
 from asset_pipeline.definitions import build_definitions
 from asset_pipeline.identity import asset_id_for
+from asset_pipeline.lifecycle.actions import sweep
 from asset_pipeline.replica import ObjectCorrupt, ReplicatedStore, pending_blobs
-from asset_pipeline.samples import make_samples
+from asset_pipeline.samples import make_samples, render_image
 
 from .conftest import run_python
 
 SUNSET = asset_id_for("research", "images/sunset")
 CHIME = asset_id_for("research", "audio/chime")
+ICON = asset_id_for("research", "images/icon")
 
 
 @pytest.fixture
@@ -131,3 +134,24 @@ def test_a_replica_must_be_s3_and_copies_a_local_store(tmp_path: Path) -> None:
         Settings.from_env(home=tmp_path / "h", replica=str(tmp_path / "elsewhere"))
     with pytest.raises(LocationError, match="copies a local store"):
         Settings.from_env(home="s3://bucket/home", replica="s3://bucket/replica")
+
+
+def test_an_ingest_after_a_blob_was_collected_still_replicates(replicated: Settings, s3_client, bucket) -> None:
+    """A sweep that collects a blob takes it out of the replica and its log; the hard-deleted
+    asset's version rows stay. Replication must not take that blob for one still to upload:
+    before the fix it could neither upload nor heal it, and every later ingest failed."""
+    from .test_concurrency import _write
+
+    cat = Catalog(settings=replicated)
+    cat.ingest()
+    sha = cat.asset(ICON)["current_sha256"]
+    cat.delete(ICON)
+    lifecycle = cat.lifecycle()
+    lifecycle.blob_grace = timedelta(0)
+    assert sweep(lifecycle, (), 0, datetime.now(UTC).date().isoformat(), "sweep").hard_deleted == 1
+    assert not cat.home.store.exists(sha) and sha not in _replica_keys(s3_client, bucket)
+    _write(Path(replicated.inbox), "new/one.png", render_image(4242, (24, 24)), "research", "new/one")
+    summary = cat.ingest()
+    assert summary.new_versions == 1
+    assert pending_blobs(cat.tables) == []
+    assert cat.asset(asset_id_for("research", "new/one"))["current_sha256"] in _replica_keys(s3_client, bucket)

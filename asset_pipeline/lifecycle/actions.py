@@ -202,19 +202,23 @@ class Lifecycle:
                 self._set_status(ids, status, now if status == "deleted" else None)
         return written
 
+    # One asset at a time, as a user asks. Each checks the asset's status and acts under the home's
+    # lifecycle lock, which a sweep and a recall hold while they work: a check made before the lock
+    # could be stale by the time the status is written (a delete undone by a sweep's archive, an
+    # undelete writing 'active' over an asset the sweep just hard-deleted, its bytes freed).
     def archive(self, asset_id: str, by: str = "api") -> None:
-        asset = self._asset(asset_id)
-        if asset["status"] != "active":
-            raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
         with self.exclusive():
+            asset = self._asset(asset_id)
+            if asset["status"] != "active":
+                raise LifecycleError(f"asset {asset_id} is {asset['status']}; only active assets can be archived")
             self.apply("archive", [asset_id], by=by)
             self.reconcile_blobs(only=self._blobs_of(asset_id))
 
     def restore(self, asset_id: str, by: str = "api") -> None:
-        asset = self._asset(asset_id)
-        if asset["status"] != "archived":
-            raise LifecycleError(f"asset {asset_id} is {asset['status']}, not archived")
         with self.exclusive():
+            asset = self._asset(asset_id)
+            if asset["status"] != "archived":
+                raise LifecycleError(f"asset {asset_id} is {asset['status']}, not archived")
             # Bring the bytes back before the asset becomes active again.
             for v in self._versions("a.id = ?", [asset_id]):
                 if v["status"] != "pruned":
@@ -223,29 +227,31 @@ class Lifecycle:
             self.reconcile_blobs(only=self._blobs_of(asset_id))
 
     def delete(self, asset_id: str, by: str = "api") -> None:
-        asset = self._asset(asset_id)
-        if asset["status"] == "deleted":
-            return
-        if asset["status"] == "archived":
-            for v in self._versions("a.id = ?", [asset_id]):  # undeletable: keep the bytes hot
-                if v["status"] != "pruned":
-                    self._copy(v["sha256"], self.archive_store, self.hot_store)
-        self.apply("delete", [asset_id], by=by)
+        with self.exclusive():
+            asset = self._asset(asset_id)
+            if asset["status"] == "deleted":
+                return
+            if asset["status"] == "archived":
+                for v in self._versions("a.id = ?", [asset_id]):  # undeletable: keep the bytes hot
+                    if v["status"] != "pruned":
+                        self._copy(v["sha256"], self.archive_store, self.hot_store)
+            self.apply("delete", [asset_id], by=by)
 
     def undelete(self, asset_id: str, grace_period_days: float, by: str = "api") -> None:
-        asset = self._asset(asset_id)
-        if asset["status"] != "deleted":
-            raise LifecycleError(f"asset {asset_id} is {asset['status']}, not deleted")
-        purged = hard_delete_record(self.tables, asset_id)
-        if purged is not None:
-            raise LifecycleError(f"asset {asset_id} was hard-deleted on {purged['acted_at']:%Y-%m-%d %H:%M} UTC "
-                                 f"(retention sweep {purged['partition_key']}) after its grace period; its content is "
-                                 "gone and it cannot be undeleted")
-        deadline = asset["deleted_at"] + timedelta(days=grace_period_days)
-        if datetime.now(UTC) > deadline:
-            raise LifecycleError(f"asset {asset_id}'s grace period ended at {deadline.isoformat()}; "
-                                 "the next sweep hard-deletes it")
-        self.apply("undelete", [asset_id], by=by)
+        with self.exclusive():
+            asset = self._asset(asset_id)
+            if asset["status"] != "deleted":
+                raise LifecycleError(f"asset {asset_id} is {asset['status']}, not deleted")
+            purged = hard_delete_record(self.tables, asset_id)
+            if purged is not None:
+                raise LifecycleError(f"asset {asset_id} was hard-deleted on {purged['acted_at']:%Y-%m-%d %H:%M} UTC "
+                                     f"(retention sweep {purged['partition_key']}) after its grace period; its "
+                                     "content is gone and it cannot be undeleted")
+            deadline = asset["deleted_at"] + timedelta(days=grace_period_days)
+            if datetime.now(UTC) > deadline:
+                raise LifecycleError(f"asset {asset_id}'s grace period ended at {deadline.isoformat()}; "
+                                     "the next sweep hard-deletes it")
+            self.apply("undelete", [asset_id], by=by)
 
     def hard_delete_expired(self, as_of: datetime, grace_period_days: float, partition: str, run_id: str,
                             dry_run: bool = False) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.location import Location
 from asset_pipeline.sql_literals import string_literal
 from asset_pipeline.tables import SCHEMAS, Tables
@@ -201,7 +202,11 @@ def report_numbers(tables: Tables, home: Location, day: str) -> dict:
 
 def refresh_asset_usage(tables: Tables, home: Location) -> int:
     """Copy download_count and last_accessed from `asset_usage_stats` into `assets` (one merge,
-    only rows that changed), so the retention sweep can select unused assets."""
+    only rows that changed), so the retention sweep can select unused assets.
+
+    Only forward: both count every event up to the report's day and no event is ever removed, so
+    they only grow. A report run that read older stats (or a backfill of an earlier day) and
+    writes last must not turn them back."""
     con, names = _reports_connection(tables, home)
     try:
         if "asset_usage_stats" not in names:
@@ -212,7 +217,8 @@ def refresh_asset_usage(tables: Tables, home: Location) -> int:
         con.close()
     if stats.num_rows == 0:
         return 0
+    failpoint("usage-refresh-merge")
     result = tables.merge("assets", stats, keys=("id",), columns=("download_count", "last_accessed"), insert=False,
-                          changed="t.download_count IS NULL OR t.download_count <> s.download_count"
-                                  " OR t.last_accessed IS NULL OR t.last_accessed <> s.last_accessed")
+                          changed="t.download_count IS NULL OR s.download_count > t.download_count"
+                                  " OR t.last_accessed IS NULL OR s.last_accessed > t.last_accessed")
     return int(result.get("num_target_rows_updated", 0))
