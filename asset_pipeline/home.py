@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -113,6 +113,16 @@ class Home:
         failpoint(f"lock-{name}")
         with location_lock(where, timeout_s, f"{name} lock"):
             yield
+
+    def recompute(self, table: str, compute: Callable[[], list[dict]]) -> list[dict]:
+        """Compute a derived table's rows and replace the table with them, under that table's
+        lock: runs that overlap (automation after an ingest, a manual one) take turns, so a
+        count made before another run's newer one never replaces it last."""
+        with self.lock(table):
+            rows = compute()
+            failpoint(f"replace-{table}")
+            self.tables.replace(table, rows)
+        return rows
 
     def spool_dir(self, run_id: str) -> Path:
         """Per-run scratch for S3 inbox inputs: local, in this process's temp folder."""

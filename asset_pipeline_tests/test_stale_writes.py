@@ -166,14 +166,14 @@ def test_an_older_collection_stats_run_replacing_last_does_not_leave_stale_count
             "with dg.instance_for_test() as i:\n"
             "    assert dg.materialize([defs.resolve_assets_def('collection_stats')], instance=i).success\n")
     barrier = tmp_path / "barrier"
-    first = python(code, barrier_env(barrier, "collection-stats-replace"))
-    wait_for(lambda: arrivals(barrier, "collection-stats-replace") == 1, what="stats run 1 to reach its replace",
+    first = python(code, barrier_env(barrier, "replace-collection_stats"))
+    wait_for(lambda: arrivals(barrier, "replace-collection_stats") == 1, what="stats run 1 to reach its replace",
              alive=(first,))
     ingested.add_to_collection(cid, FOREST, "owner")
     second = python(code, barrier_env(barrier, "lock-collection_stats", 1))
     lock = Path(settings.home.path) / "locks" / "collection_stats.lock"
     wait_for(lambda: _blocked_or_done(second, barrier, lock), what="stats run 2 to finish or wait for run 1")
-    (barrier / "collection-stats-replace.go").touch()
+    (barrier / "replace-collection_stats.go").touch()
     for proc in (first, second):
         rc, out, err = finish(proc)
         assert rc == 0, err

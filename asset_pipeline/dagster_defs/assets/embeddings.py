@@ -116,18 +116,24 @@ def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.Mater
     home = pipeline.open()
     spec = embedder.choose(home.vectors.location).spec
     table = home.vectors.open(spec.model_id)
-    # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
-    # only those candidates are compared by embedding; images without a pHash go through ANN search.
-    candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)
-    hashed = hashed_image_ids(home.tables)
-    by_phash = prefiltered_pairs(table, spec.model_id, candidates, embedder.near_duplicate_threshold)
-    by_ann = near_duplicate_pairs(table, spec.model_id, embedder.near_duplicate_threshold, skip=hashed)
-    merged = {(p["asset_a"], p["asset_b"]): p for p in by_ann + by_phash}
-    pairs = sorted(merged.values(), key=lambda p: (-p["similarity"], p["asset_a"], p["asset_b"]))
-    home.tables.replace("near_duplicates", pairs)
+    found: dict[str, int] = {}
+
+    def pair_up() -> list[dict]:
+        # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
+        # only those candidates are compared by embedding; images without a pHash go through ANN search.
+        candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)
+        hashed = hashed_image_ids(home.tables)
+        by_phash = prefiltered_pairs(table, spec.model_id, candidates, embedder.near_duplicate_threshold)
+        by_ann = near_duplicate_pairs(table, spec.model_id, embedder.near_duplicate_threshold, skip=hashed)
+        found.update(candidates=len(candidates), by_phash=len(by_phash), by_ann=len(by_ann))
+        merged = {(p["asset_a"], p["asset_b"]): p for p in by_ann + by_phash}
+        return sorted(merged.values(), key=lambda p: (-p["similarity"], p["asset_a"], p["asset_b"]))
+
+    pairs = home.recompute("near_duplicates", pair_up)
     return dg.MaterializeResult(metadata={
         "pairs": len(pairs), "threshold": embedder.near_duplicate_threshold,
-        "phash_candidates": len(candidates), "pairs_from_phash": len(by_phash), "pairs_from_ann": len(by_ann),
+        "phash_candidates": found["candidates"], "pairs_from_phash": found["by_phash"],
+        "pairs_from_ann": found["by_ann"],
         "model": spec.name if not spec.is_test_model else "tiny-test (test model, random weights)",
         **table_metadata(home.tables, "near_duplicates"),
         "preview": markdown_table(pairs[:20], ("asset_a", "asset_b", "similarity"), home=home,

@@ -22,8 +22,7 @@ def models(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.Mate
     """One row per model and per LoRA/adapter named in generation parameters: assets (all, and
     not deleted), versions and the bytes of the distinct blobs they produced."""
     home = pipeline.open()
-    rows = model_rows(home.tables)
-    home.tables.replace("models", rows)
+    rows = home.recompute("models", lambda: model_rows(home.tables))
     return dg.MaterializeResult(metadata={
         "models": sum(r["kind"] == "model" for r in rows), "adapters": sum(r["kind"] == "adapter" for r in rows),
         "by_bytes": markdown_table([{k: r[k] for k in ("name", "kind", "assets", "versions", "bytes")}
