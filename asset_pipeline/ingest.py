@@ -444,6 +444,9 @@ def commit_versions(accepted: list[Examined], tables: Tables, run_id: str, *, re
         done = {(r["asset_id"], r["sha256"]) for r in got}
         remaining = [a for a in remaining if (a.asset_id, a.sha256) not in done]
     else:
+        # What did land keeps its `assets` rows in step (the inputs stay in the inbox: a re-run
+        # finds them committed and consumes them).
+        refresh_assets(tables, {r["asset_id"]: names[r["asset_id"]] for r in new_rows}, now)
         raise CommitConflict(f"versions of {len(remaining)} inputs could not be committed: other runs kept "
                              f"taking their version numbers ({tables.commit_retries} attempts); re-run the ingest")
     unchanged = len(accepted) - len(new_rows)

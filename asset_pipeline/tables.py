@@ -19,6 +19,7 @@ from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from asset_pipeline.errors import CommitConflict
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.location import Location
 from asset_pipeline.sql_literals import literal_list, string_literal
 
@@ -376,8 +377,10 @@ class Tables:
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
 
         def attempt() -> dict:
-            merger = self._table(name).merge(data, predicate, source_alias="s", target_alias="t",
-                                             streamed_exec=False, writer_properties=writer_properties())
+            table = self._table(name)  # the snapshot this attempt merges into (and conflicts on)
+            failpoint(f"merge-{name}")  # tests hold writers here once each has read its snapshot
+            merger = table.merge(data, predicate, source_alias="s", target_alias="t",
+                                 streamed_exec=False, writer_properties=writer_properties())
             if columns is not None:
                 merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
             elif update:

@@ -211,14 +211,19 @@ def test_two_first_ingests_of_the_same_outputs_into_a_new_home(tmp_path: Path) -
     assert Catalog(settings=Settings.from_env(home=home, inbox=str(tmp_path / "a"))).ingest().new_versions == 0
 
 
+LOSING_CODE = "from asset_pipeline import Catalog, Settings\n" \
+              "s = Catalog(settings=Settings.from_env(home={home!r}, inbox={inbox!r}, commit_retries=1)).ingest()\n" \
+              "print('new', s.new_versions)"
+
+
 def test_a_commit_that_keeps_losing_fails_instead_of_passing_for_unchanged(tmp_path: Path) -> None:
+    """Both runs have read the table they merge their versions into (the barrier sits after
+    that read): Delta rejects one of the two commits, and with no attempt left it fails whole."""
     home = tmp_path / "home"
     write_inbox(tmp_path / "a", 1)
     write_inbox(tmp_path / "b", 2)  # other content for the shared assets: both want their version 1
-    code = "from asset_pipeline import Catalog, Settings\n" \
-           "s = Catalog(settings=Settings.from_env(home={home!r}, inbox={inbox!r}, commit_retries=1)).ingest()\n" \
-           "print('new', s.new_versions)"
-    env = barrier_env(tmp_path / "barrier", "before-commit", parties=2)
+    code = LOSING_CODE
+    env = barrier_env(tmp_path / "barrier", "merge-asset_versions", parties=2)
     procs = {n: python(code.format(home=str(home), inbox=str(tmp_path / n)), env) for n in ("a", "b")}
     results = {n: finish(p) for n, p in procs.items()}
     failed = [n for n, (rc, _, _) in results.items() if rc != 0]
@@ -231,6 +236,30 @@ def test_a_commit_that_keeps_losing_fails_instead_of_passing_for_unchanged(tmp_p
     # the loser's re-run commits its inputs as the next versions
     rerun = Catalog(settings=Settings.from_env(home=home, inbox=str(tmp_path / failed[0]))).ingest()
     assert rerun.new_versions == 6 + 4  # shared (new content) + its own; `same` were already there
+    assert_catalog(Catalog(home), **expected(2))
+
+
+def test_a_run_that_loses_part_of_its_commit_fails_and_keeps_what_landed_consistent(tmp_path: Path) -> None:
+    """Run a planned its versions and is held before its commit; run b commits the same version
+    numbers of the shared assets. Run a's merge then lands only its own assets' versions and it
+    has no attempt left for the rest: it fails, and the versions that did land have their
+    `assets` rows (before the fix they had none until a re-run)."""
+    home, barrier = tmp_path / "home", tmp_path / "barrier"
+    write_inbox(tmp_path / "a", 1)
+    write_inbox(tmp_path / "b", 2)
+    loser = python(LOSING_CODE.format(home=str(home), inbox=str(tmp_path / "a")),
+                   barrier_env(barrier, "before-commit"))
+    wait_for(lambda: arrivals(barrier, "before-commit") == 1, what="run a to plan its commit", alive=(loser,))
+    rc, out, err = finish(python(LOSING_CODE.format(home=str(home), inbox=str(tmp_path / "b")), {}))
+    assert rc == 0 and f"new {expected(1)['versions']}" in out, err
+    (barrier / "before-commit.go").touch()
+    rc, out, err = finish(loser)
+    assert rc != 0 and "CommitConflict: versions of 8 inputs could not be committed" in err, (rc, out, err)
+    own = {"assets": 4, "versions": 4}  # run a's own assets landed; its shared and `same` inputs did not
+    assert_catalog(Catalog(home), assets=expected(1)["assets"] + own["assets"],
+                   versions=expected(1)["versions"] + own["versions"])
+    rerun = Catalog(settings=Settings.from_env(home=home, inbox=str(tmp_path / "a"))).ingest()
+    assert (rerun.new_versions, rerun.unchanged) == (6, 4 + 2)  # its shared content; own and `same` were there
     assert_catalog(Catalog(home), **expected(2))
 
 
