@@ -96,7 +96,8 @@ class QueryError(AssetPipelineError, ValueError):
 
 
 class CommitConflict(AssetPipelineError):
-    """A commit kept losing to concurrent writers after every retry; nothing of it was written."""
+    """A commit kept losing to concurrent writers after every retry. The message says what was not
+    written (a run's versions may land in part, each whole with its `assets` row); a re-run finishes it."""
 
 
 class LockTimeout(AssetPipelineError):

@@ -21,6 +21,7 @@ from typing import BinaryIO
 from asset_pipeline.errors import ObjectCorrupt, ObjectMissing
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.hashing import hash_file
+from asset_pipeline.lifecycle.placement import placement_sql
 from asset_pipeline.sql import connect
 from asset_pipeline.store import LocalObjectStore, ObjectStore, S3ObjectStore
 from asset_pipeline.tables import Tables
@@ -152,21 +153,16 @@ class _Verifying(io.RawIOBase):
 
 
 def pending_blobs(tables: Tables) -> list[str]:
-    """Blobs of committed versions that the replica log does not hold yet — but not those of
-    versions whose bytes a sweep released (a hard-deleted asset, a purged version): their rows
-    stay for history, while the sweep collected the blob and took it out of the replica and its
-    log, so there is nothing left to upload."""
+    """Blobs the hot store must hold (the lifecycle's placement: not those of an archived asset,
+    a hard-deleted one or a purged version) that the replica log does not hold yet. The replica
+    backs up the hot store: when a sweep collects a hot copy it takes it out of the replica and
+    its log too, and a version whose bytes went that way has nothing left to upload."""
     tables.ensure("replica_log")
-    con = connect(tables, ["asset_versions", "replica_log", "lifecycle_actions"])
+    con = connect(tables, ["assets", "asset_versions", "lifecycle_actions", "replica_log"])
     try:
-        return [r[0] for r in con.execute("""select distinct v.sha256 from asset_versions v
-                                             anti join replica_log r on r.sha256 = v.sha256
-                                             anti join (select distinct asset_id, action, version
-                                                        from lifecycle_actions where not dry_run
-                                                          and action in ('hard_delete', 'version_purged')) p
-                                               on p.asset_id = v.asset_id
-                                              and (p.action = 'hard_delete' or p.version = v.version)
-                                             order by 1""").fetchall()]
+        return [r[0] for r in con.execute(f"""select p.sha256 from ({placement_sql()}) p
+                                              anti join replica_log r on r.sha256 = p.sha256
+                                              where p.in_hot order by 1""").fetchall()]
     finally:
         con.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote
@@ -354,12 +354,14 @@ class Tables:
         return data.num_rows
 
     def merge(self, name: str, rows: list[dict] | pa.Table, keys: Sequence[str], update: bool = True,
-              columns: Sequence[str] | None = None, insert: bool = True, changed: str | None = None) -> dict:
+              columns: Sequence[str] | None = None, insert: bool = True, changed: str | None = None,
+              set_to: Mapping[str, str] | None = None) -> dict:
         """One commit that upserts rows by `keys`.
 
         update=False: insert-if-absent. columns: update only these columns of matched rows (the
         rest belongs to other processes). insert=False: update only; `rows` may then carry just
         `keys` + `columns`. changed: a predicate over t./s. so unchanged rows are not rewritten.
+        set_to: for some of `columns`, an expression over t./s. to write instead of ``s.<column>``.
 
         The source is an Arrow table in memory already, so it is not streamed (`streamed_exec`):
         deltalake then derives a predicate from the source's keys and skips the target files it
@@ -382,7 +384,8 @@ class Tables:
             merger = table.merge(data, predicate, source_alias="s", target_alias="t",
                                  streamed_exec=False, writer_properties=writer_properties())
             if columns is not None:
-                merger = merger.when_matched_update({c: f"s.{c}" for c in columns}, predicate=changed)
+                merger = merger.when_matched_update({c: (set_to or {}).get(c, f"s.{c}") for c in columns},
+                                                    predicate=changed)
             elif update:
                 merger = merger.when_matched_update_all(predicate=changed)
             if insert:

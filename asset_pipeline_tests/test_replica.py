@@ -155,3 +155,27 @@ def test_an_ingest_after_a_blob_was_collected_still_replicates(replicated: Setti
     assert summary.new_versions == 1
     assert pending_blobs(cat.tables) == []
     assert cat.asset(asset_id_for("research", "new/one"))["current_sha256"] in _replica_keys(s3_client, bucket)
+
+
+def test_an_ingest_after_an_archive_collected_the_hot_copy_still_replicates(replicated: Settings, s3_client,
+                                                                             bucket) -> None:
+    """Archiving moves the bytes to the archive store and collects the hot copy, which leaves the
+    replica with it (the replica backs up the hot store). The archived version is not one to
+    upload: before, it was, and every later ingest failed to upload or heal it."""
+    from .test_concurrency import _write
+
+    cat = Catalog(settings=replicated)
+    cat.ingest()
+    sha = cat.asset(ICON)["current_sha256"]
+    lifecycle = cat.lifecycle()
+    lifecycle.blob_grace = timedelta(0)
+    lifecycle.archive(ICON)
+    lifecycle.reconcile_blobs()
+    assert not cat.home.store.exists(sha) and cat.home.archive_store().exists(sha)
+    assert sha not in _replica_keys(s3_client, bucket)
+    _write(Path(replicated.inbox), "new/two.png", render_image(4343, (24, 24)), "research", "new/two")
+    assert cat.ingest().new_versions == 1
+    assert pending_blobs(cat.tables) == []
+    cat.restore(ICON)  # back in the hot store: replicated again by the next ingest
+    cat.ingest()
+    assert sha in _replica_keys(s3_client, bucket)

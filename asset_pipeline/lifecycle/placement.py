@@ -38,6 +38,12 @@ _QUERY = """
     from v group by sha256"""
 
 
+def placement_sql(scope: str = "") -> str:
+    """The per-hash placement query (sha256, size, in_hot, in_archive) over the views `assets`,
+    `asset_versions` and `lifecycle_actions`, for callers that join it with more (the replica)."""
+    return _QUERY.format(scope=scope)
+
+
 @dataclass(frozen=True)
 class Placement:
     """One row per referenced hash: sha256, size, in_hot, in_archive (never null)."""
@@ -54,7 +60,7 @@ class Placement:
             if only is not None:
                 con.register("scope", pa.table({"sha256": pa.array(sorted(only), pa.string())}))
                 scope = "where v.sha256 in (select sha256 from scope)"
-            return cls(con.sql(_QUERY.format(scope=scope)).to_arrow_table())
+            return cls(con.sql(placement_sql(scope)).to_arrow_table())
         finally:
             con.close()
 

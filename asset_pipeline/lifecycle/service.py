@@ -10,6 +10,11 @@ from asset_pipeline.home import Home
 from asset_pipeline.lifecycle.actions import Lifecycle
 from asset_pipeline.lifecycle.policies import RetentionConfig, load_config
 
+# How long a user's archive, restore, delete or undelete waits for a sweep or a recall that holds
+# the home's lifecycle lock (a sweep over a million assets takes seconds) before it gives up with
+# LockTimeout, instead of Home.lock's hour for scheduled runs.
+USER_LOCK_TIMEOUT_S = 300.0
+
 
 class LifecycleService:
     def __init__(self, home: Home):
@@ -25,7 +30,7 @@ class LifecycleService:
         return Lifecycle(self.home.tables, self.home.store,
                          self.home.archive_store(storage_class or retention.archive_storage_class),
                          self.home.settings.lancedb_dir, blob_grace=timedelta(hours=retention.blob_grace_hours),
-                         exclusive=lambda: self.home.lock("lifecycle"))
+                         exclusive=lambda: self.home.lock("lifecycle", timeout_s=USER_LOCK_TIMEOUT_S))
 
     def archive(self, asset_id: str, by: str) -> None:
         self.lifecycle().archive(asset_id, by=by)

@@ -204,9 +204,9 @@ def refresh_asset_usage(tables: Tables, home: Location) -> int:
     """Copy download_count and last_accessed from `asset_usage_stats` into `assets` (one merge,
     only rows that changed), so the retention sweep can select unused assets.
 
-    Only forward: both count every event up to the report's day and no event is ever removed, so
-    they only grow. A report run that read older stats (or a backfill of an earlier day) and
-    writes last must not turn them back."""
+    Only forward, each on its own: the stats are a snapshot of every event recorded so far and no
+    event is ever removed, so both only grow. A report run that read older stats and writes last
+    must not turn either back."""
     con, names = _reports_connection(tables, home)
     try:
         if "asset_usage_stats" not in names:
@@ -218,7 +218,8 @@ def refresh_asset_usage(tables: Tables, home: Location) -> int:
     if stats.num_rows == 0:
         return 0
     failpoint("usage-refresh-merge")
-    result = tables.merge("assets", stats, keys=("id",), columns=("download_count", "last_accessed"), insert=False,
-                          changed="t.download_count IS NULL OR s.download_count > t.download_count"
-                                  " OR t.last_accessed IS NULL OR s.last_accessed > t.last_accessed")
+    newer = {c: f"(t.{c} IS NULL OR s.{c} > t.{c})" for c in ("download_count", "last_accessed")}
+    result = tables.merge("assets", stats, keys=("id",), columns=tuple(newer), insert=False,
+                          changed=" OR ".join(newer.values()),
+                          set_to={c: f"CASE WHEN {test} THEN s.{c} ELSE t.{c} END" for c, test in newer.items()})
     return int(result.get("num_target_rows_updated", 0))

@@ -115,10 +115,10 @@ def build_near_duplicates(clip_embeddings: dg.AssetsDefinition) -> dg.AssetsDefi
 def _near_duplicates(pipeline: PipelineHome, embedder: ClipEmbedder) -> dg.MaterializeResult:
     home = pipeline.open()
     spec = embedder.choose(home.vectors.location).spec
-    table = home.vectors.open(spec.model_id)
     found: dict[str, int] = {}
 
     def pair_up() -> list[dict]:
+        table = home.vectors.open(spec.model_id)  # opened under the lock: the embeddings as they are now
         # pHash pre-filter (issue 14): hashed images are paired by a banded Hamming join in DuckDB and
         # only those candidates are compared by embedding; images without a pHash go through ANN search.
         candidates = phash_pairs(home.tables, PHASH_MAX_DISTANCE)
