@@ -160,9 +160,13 @@ def pending_blobs(tables: Tables) -> list[str]:
     tables.ensure("replica_log")
     con = connect(tables, ["assets", "asset_versions", "lifecycle_actions", "replica_log"])
     try:
-        return [r[0] for r in con.execute(f"""select p.sha256 from ({placement_sql()}) p
-                                              anti join replica_log r on r.sha256 = p.sha256
-                                              where p.in_hot order by 1""").fetchall()]
+        # The placement of just the hashes the log lacks (few, once replicated): every version
+        # that shares one still counts, so the answer is that of the full placement.
+        scope = "where v.sha256 in (select sha256 from unlogged)"
+        return [r[0] for r in con.execute(f"""
+            with unlogged as (select distinct v.sha256 from asset_versions v
+                              anti join replica_log r on r.sha256 = v.sha256)
+            select p.sha256 from ({placement_sql(scope)}) p where p.in_hot order by 1""").fetchall()]
     finally:
         con.close()
 
