@@ -23,6 +23,7 @@ SUNSET = asset_id_for("research", "images/sunset")
 FOREST = asset_id_for("research", "images/forest")
 ICON = asset_id_for("research", "images/icon")
 CHIME = asset_id_for("research", "audio/chime")
+PORTRAIT = asset_id_for("research", "images/portrait")
 ACT_NOW = {"preview_new_policies": False, "allow_mass_delete": True, "allow_short_grace_period": True}
 
 
@@ -178,3 +179,25 @@ def test_an_older_collection_stats_run_replacing_last_does_not_leave_stale_count
         rc, out, err = finish(proc)
         assert rc == 0, err
     assert Catalog(settings=settings).sql("select assets from collection_stats").to_pylist() == [{"assets": 2}]
+
+
+def test_an_undo_of_a_recall_while_a_user_restores_its_assets_finishes(ingested: Catalog, settings,
+                                                                        tmp_path: Path) -> None:
+    """A recall took the forest and the portrait. The undo is held just before it undeletes its
+    first asset, and a user undeletes both meanwhile. Before the fix the undo had read 'deleted'
+    before the hold and its undelete then failed ('… is active, not deleted'), stopping the undo
+    halfway; now each asset is checked under the lifecycle lock, and one already restored is
+    left as it is."""
+    taken = ingested.recall(model="sd_xl_base_1.0", reason="licence revoked", by="legal")
+    assert sorted(taken.asset_ids) == sorted([FOREST, PORTRAIT])
+    barrier = tmp_path / "barrier"
+    undo = python(_catalog(settings) + f"print('restored', sorted(c.undo_recall({taken.recall_id!r})))\n",
+                  barrier_env(barrier, "undo-recall-asset"))
+    wait_for(lambda: arrivals(barrier, "undo-recall-asset") == 1, what="the undo to reach its first asset",
+             alive=(undo,))
+    for asset in (FOREST, PORTRAIT):
+        ingested.undelete(asset)
+    (barrier / "undo-recall-asset.go").touch()
+    rc, out, err = finish(undo)
+    assert rc == 0 and "restored []" in out, err[-2000:]
+    assert {Catalog(settings=settings).asset(a)["status"] for a in (FOREST, PORTRAIT)} == {"active"}

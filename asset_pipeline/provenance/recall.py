@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from asset_pipeline.errors import RecallError
+from asset_pipeline.errors import LifecycleError, RecallError
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.lifecycle.actions import Lifecycle, action_id
 from asset_pipeline.provenance.lineage import produced_by
 from asset_pipeline.tables import Tables
@@ -76,7 +77,12 @@ def undo_recall(lifecycle: Lifecycle, recall_id: str, grace_period_days: float, 
         raise RecallError(f"recall {recall_id} was a dry run: it took nothing")
     restored = []
     for asset_id in rows[0]["asset_ids"] or []:
-        if lifecycle._asset(asset_id)["status"] == "deleted":
+        failpoint("undo-recall-asset")
+        try:  # the undelete checks the status under the lifecycle lock, not a read made before it
             lifecycle.undelete(asset_id, grace_period_days, by=by)
-            restored.append(asset_id)
+        except LifecycleError:
+            if lifecycle._asset(asset_id)["status"] != "deleted":
+                continue  # not deleted (any more): someone restored it; nothing of this undo's to do
+            raise
+        restored.append(asset_id)
     return restored
