@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
     from asset_pipeline.location import Location
 
 
+def _say_waiting(what: str, where: str, timeout_s: float) -> None:
+    """One line on stderr (a warning, so it shows without any logging set up) when a caller starts
+    to wait: a user's command that waits for a sweep must not look hung."""
+    logging.getLogger(__name__).warning("%s: waiting for another process that holds %s (up to %.0f s)",
+                                        what, where, timeout_s)
+
+
 @contextmanager
 def file_lock(path: Path, timeout_s: float = 600.0, what: str | None = None) -> Iterator[None]:
     path = Path(path)
@@ -35,11 +43,15 @@ def file_lock(path: Path, timeout_s: float = 600.0, what: str | None = None) -> 
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
+        waited = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waited:
+                    _say_waiting(what or path.name, str(path), timeout_s)
+                    waited = True
                 if time.monotonic() > deadline:
                     raise LockTimeout(f"{what or path.name}: another process has held {path} for over "
                                       f"{timeout_s:.0f}s") from None
@@ -71,6 +83,7 @@ def s3_lease(client: Any, bucket: str, key: str, ttl_s: float = 300.0, timeout_s
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout_s
     etag = ""
+    waited = False
     while True:
         body = json.dumps({"owner": owner, "expires": time.time() + ttl_s}).encode()
         try:
@@ -92,6 +105,9 @@ def s3_lease(client: Any, bucket: str, key: str, ttl_s: float = 300.0, timeout_s
         if time.monotonic() > deadline:
             raise LockTimeout(f"{what or key}: held by another process for over {timeout_s:.0f}s "
                               f"(s3://{bucket}/{key})")
+        if not waited:
+            _say_waiting(what or key, f"s3://{bucket}/{key}", timeout_s)
+            waited = True
         time.sleep(0.2)
     stop = threading.Event()
     current = {"etag": etag}

@@ -7,6 +7,8 @@ held one is released. The newer state must be what remains."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,3 +203,20 @@ def test_an_undo_of_a_recall_while_a_user_restores_its_assets_finishes(ingested:
     rc, out, err = finish(undo)
     assert rc == 0 and "restored []" in out, err[-2000:]
     assert {Catalog(settings=settings).asset(a)["status"] for a in (FOREST, PORTRAIT)} == {"active"}
+
+
+def test_a_delete_waits_for_a_sweep_and_says_so(ingested: Catalog, settings, tmp_path: Path) -> None:
+    """A user's delete while a sweep holds the lifecycle lock waits for it — and says so at once on
+    stderr, so the command does not look hung — then deletes."""
+    err_file = tmp_path / "stderr"
+    cli = str(Path(sys.executable).parent / "asset-pipeline")
+    with ingested.home.lock("lifecycle"), err_file.open("w") as err:  # as a sweep holds it
+        env = {**os.environ, "ASSET_PIPELINE_HOME": str(settings.home)}
+        deleter = subprocess.Popen([cli, "delete", CHIME], env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        wait_for(lambda: "lifecycle lock: waiting for another process" in err_file.read_text(),
+                 what="the delete to say it waits", alive=(deleter,))
+        assert ingested.asset(CHIME)["status"] == "active"  # nothing done while it waits
+    out, _ = deleter.communicate(timeout=120)
+    assert deleter.returncode == 0, err_file.read_text()
+    assert Catalog(settings=settings).asset(CHIME)["status"] == "deleted"
+    assert len(err_file.read_text().strip().splitlines()) == 1, err_file.read_text()  # one line, nothing else
