@@ -328,8 +328,6 @@ def _still_known(item: InboxItem, known: Known, known_by_rel: dict[str, set[str]
 
 def _committed_at(tables: Tables, rels: list[str]) -> dict[str, datetime]:
     """When each of these inbox paths was last committed as a version."""
-    if not rels:
-        return {}
     got = tables.read_keyed("asset_versions", "source_path", rels, columns=["source_path", "recorded_at"]).to_pylist()
     out: dict[str, datetime] = {}
     for r in got:
@@ -339,8 +337,6 @@ def _committed_at(tables: Tables, rels: list[str]) -> dict[str, datetime]:
 
 def _assets_named(tables: Tables, ids: set[str]) -> dict[str, tuple[str, str]]:
     """id → (name, project) of those of `ids` that exist."""
-    if not ids:
-        return {}
     got = tables.read_keyed("assets", "id", ids, columns=["id", "name", "project"])
     return dict(zip(got["id"].to_pylist(), zip(got["name"].to_pylist(), got["project"].to_pylist())))
 
@@ -483,21 +479,16 @@ def verify_blobs(new_rows: list[dict], accepted: list[Examined], store: ObjectSt
 
 def _version_keys(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int, str, str]]:
     """(asset_id, version, sha256, run_id) of every version of these assets."""
-    ids = sorted(set(asset_ids))
-    if not ids:
-        return set()
-    got = tables.read_keyed("asset_versions", "asset_id", ids, columns=["asset_id", "version", "sha256", "run_id"])
+    got = tables.read_keyed("asset_versions", "asset_id", asset_ids,
+                            columns=["asset_id", "version", "sha256", "run_id"])
     return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist(), got["sha256"].to_pylist(),
                    got["run_id"].to_pylist()))
 
 
 def _pruned_versions(tables: Tables, asset_ids: Iterable[str]) -> set[tuple[str, int]]:
     """(asset_id, version) of these assets' versions that a keep-last-N policy pruned."""
-    ids = sorted(set(asset_ids))
-    if not ids:
-        return set()
-    got = tables.read_keyed("lifecycle_actions", "asset_id", ids, where="action = 'prune_version' and not dry_run",
-                            columns=["asset_id", "version"])
+    got = tables.read_keyed("lifecycle_actions", "asset_id", asset_ids,
+                            where="action = 'prune_version' and not dry_run", columns=["asset_id", "version"])
     return set(zip(got["asset_id"].to_pylist(), got["version"].to_pylist()))
 
 

@@ -222,9 +222,8 @@ def test_a_commit_that_keeps_losing_fails_instead_of_passing_for_unchanged(tmp_p
     home = tmp_path / "home"
     write_inbox(tmp_path / "a", 1)
     write_inbox(tmp_path / "b", 2)  # other content for the shared assets: both want their version 1
-    code = LOSING_CODE
     env = barrier_env(tmp_path / "barrier", "merge-asset_versions", parties=2)
-    procs = {n: python(code.format(home=str(home), inbox=str(tmp_path / n)), env) for n in ("a", "b")}
+    procs = {n: python(LOSING_CODE.format(home=str(home), inbox=str(tmp_path / n)), env) for n in ("a", "b")}
     results = {n: finish(p) for n, p in procs.items()}
     failed = [n for n, (rc, _, _) in results.items() if rc != 0]
     assert len(failed) == 1, results
