@@ -85,6 +85,10 @@ class Rejection:
     item: InboxItem
     reason: str
     field: str | None
+    # False: decided by the tables, not by the input alone (a sidecar naming an asset that does
+    # not exist yet): a kept inbox's hash cache must not remember it.
+    by_content: bool = True
+    remembered: bool = False  # the hash cache's word (a kept inbox's unchanged reject): not read again
 
 
 @dataclass

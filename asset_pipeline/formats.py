@@ -42,6 +42,15 @@ class ValidationLimits:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # per image; all frames of an animation together
     allow_trailing_bytes: bool = False  # bytes after an image's end (a ZIP appended to a PNG) refused by default
 
+    @property
+    def checks(self) -> str:
+        """What decides a rejection besides the input: this release and these limits. The hash
+        cache remembers a kept inbox's rejects under it, so a changed limit or an upgrade that
+        may admit them has them examined again."""
+        from asset_pipeline import __version__
+
+        return f"{__version__};{self!r}"
+
 
 def open_source(src: Source) -> BinaryIO:
     return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")

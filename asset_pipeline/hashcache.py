@@ -9,6 +9,14 @@ kernel moves it on every write and nothing can move it back, so restoring mtime 
 `rsync -t`, `os.utime`) after changing the content does not fool it. `--verify` re-hashes
 everything and rewrites the entries.
 
+Rejects are remembered too (a table of their own, keyed by inbox path): a kept inbox shows its
+bad files to every scan, and re-reading and re-validating each of them per scan made the scan's
+cost grow with what was refused before. An entry holds only while the file's and sidecar's
+stamps and the `checks` that refused it (the package's version and the validation limits) are
+unchanged, since a changed setting or a newer release may admit the file. Only rejections that
+the input's own bytes decided are remembered, never one that depends on the tables (a sidecar
+naming an asset that may exist by the next scan).
+
 One SQLite file per host under ``<home>/cache/`` (device and inode numbers mean nothing on another
 machine); SQLite's own locking lets concurrent ingests share it. Entries are written only for
 inputs whose commit succeeded, so the cache never claims more than the tables hold. Only the
@@ -29,6 +37,10 @@ _SCHEMA = """create table if not exists inputs (
     dev integer not null, ino integer not null, size integer not null, mtime_ns integer not null,
     ctime_ns integer not null, sha256 text not null, sidecar text not null, asset_id text not null,
     primary key (dev, ino)) without rowid"""
+_REJECTS_SCHEMA = """create table if not exists rejects (
+    rel text not null primary key, dev integer not null, ino integer not null, size integer not null,
+    mtime_ns integer not null, ctime_ns integer not null, sidecar text not null, checks text not null,
+    reason text not null, field text) without rowid"""
 _LOOKUP_SLICE = 500  # inodes per query, far under SQLite's limit of parameters
 
 
@@ -40,6 +52,14 @@ class Known:
     sha256: str
     sidecar: str
     asset_id: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A reject the cache remembers: why the input was refused, and the field at fault."""
+
+    reason: str
+    field: str | None
 
 
 def cache_file(home: Path) -> Path:
@@ -56,6 +76,7 @@ class HashCache:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")  # a lost entry only costs a re-hash
         self._db.execute(_SCHEMA)
+        self._db.execute(_REJECTS_SCHEMA)
 
     def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, Known]:
         """{key: Known} for the (key, stamp) pairs whose stamp the cache holds exactly: one query
@@ -88,6 +109,34 @@ class HashCache:
         if rows:
             self._db.execute("begin")
             self._db.executemany("insert or replace into inputs values (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("commit")
+        return len(rows)
+
+    def refused(self, inputs: Iterable[tuple[str, FileStamp, FileStamp | None]], checks: str) -> dict[str, Refused]:
+        """{inbox path: Refused} for the (path, stamp, sidecar stamp) inputs the cache remembers
+        refusing under these `checks`, with both stamps exactly as they were then."""
+        wanted = {rel: (st, side.key if side else "") for rel, st, side in inputs}
+        rels = sorted(wanted)
+        found: dict[str, Refused] = {}
+        for start in range(0, len(rels), _LOOKUP_SLICE):
+            part = rels[start:start + _LOOKUP_SLICE]
+            query = ("select rel, dev, ino, size, mtime_ns, ctime_ns, sidecar, reason, field from rejects "
+                     f"where checks = ? and rel in ({', '.join('?' * len(part))})")
+            for rel, *stamp, side, reason, field in self._db.execute(query, [checks, *part]):
+                st, want_side = wanted[rel]
+                if tuple(stamp) == (st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns) and side == want_side:
+                    found[rel] = Refused(reason, field)
+        return found
+
+    def remember_refused(self, entries: Iterable[tuple[str, FileStamp, FileStamp | None, Refused]],
+                         checks: str) -> int:
+        """Record (path, stamp, sidecar stamp, Refused) of rejects whose rows are committed, in one
+        transaction; a path's older entry is replaced."""
+        rows = [(rel, st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns, side.key if side else "", checks,
+                 refused.reason, refused.field) for rel, st, side, refused in entries]
+        if rows:
+            self._db.execute("begin")
+            self._db.executemany("insert or replace into rejects values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("commit")
         return len(rows)
 

@@ -56,7 +56,7 @@ from asset_pipeline.examine import (
 )
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.formats import ValidationLimits
-from asset_pipeline.hashcache import HashCache, Known
+from asset_pipeline.hashcache import HashCache, Known, Refused
 from asset_pipeline.inbox import InboxItem, move_to_quarantine
 from asset_pipeline.location import Location
 from asset_pipeline.provenance.record import version_columns
@@ -208,7 +208,8 @@ def store_items(
     consumes); other stores are written by `workers` threads here, overlapped with examination.
     Inputs whose sidecar names an existing asset are checked against the `assets` rows of just
     those ids before they are stored, so no ingest reads the whole table. With `cache`, inputs
-    whose stamp it knows are not read when their content already is a version of their asset.
+    whose stamp it knows are not read when their content already is a version of their asset,
+    nor rejects it remembers refusing under the same `limits.checks`.
     With `consume`, sidecars that a crashed consuming run left behind are set aside as leftovers.
     `before_lookup` runs before sidecars' asset ids are looked up: the caller's previous batch,
     still committing, may be creating those assets."""
@@ -218,7 +219,6 @@ def store_items(
         committed_at = _committed_at(tables, [i.rel[: -len(SIDECAR_SUFFIX)] for i in orphans])
         batch.leftovers = [i for i in orphans if _leftover(i, committed_at)]
         items = [i for i in items if i not in batch.leftovers] if batch.leftovers else items
-    order = sorted(items, key=lambda i: -i.size)
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
     known_by_rel: dict[str, set[str]] = {}
@@ -232,22 +232,30 @@ def store_items(
             known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
     cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
         if cache is not None else {}
+    done = [0, 0]
     if cached:  # unchanged since committed (file and sidecar), still a version, blob there: nothing to examine
         unchanged = [i for i in items if i.rel in cached and _still_known(i, cached[i.rel], known_by_rel, store)]
-        if unchanged:
-            batch.known, batch.known_bytes = len(unchanged), sum(i.size for i in unchanged)
-            gone = {i.rel for i in unchanged}
-            items = [i for i in items if i.rel not in gone]
-            order = [i for i in order if i.rel not in gone]
-            if progress:
-                progress(len(unchanged), batch.known_bytes)
+        batch.known, batch.known_bytes = len(unchanged), sum(i.size for i in unchanged)
+        done[:] = [batch.known, batch.known_bytes]
+        gone = {i.rel for i in unchanged}
+        items = [i for i in items if i.rel not in gone]
+    if cache is not None:  # a kept inbox's unchanged rejects: refused again without reading them
+        refused = cache.refused(((i.rel, i.stamp, i.sidecar_stamp) for i in items if _stamped(i)), limits.checks)
+        for i in items:
+            if i.rel in refused:
+                batch.rejected.append(Rejection(i, refused[i.rel].reason, refused[i.rel].field, remembered=True))
+                done[0] += 1
+                done[1] += i.size
+        items = [i for i in items if i.rel not in refused]
+    if progress and done[0]:
+        progress(*done)
+    order = sorted(items, key=lambda i: -i.size)
     worker_store = store if store.process_safe else None
 
     def task(chunk: list[InboxItem]) -> tuple:
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
         return (chunk, known, worker_store, limits, {i.rel: cached[i.rel].sha256 for i in chunk if i.rel in cached},
                 give_inode)
-    done = [batch.known, batch.known_bytes]
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
 
@@ -301,7 +309,7 @@ def store_items(
             try:
                 ex.asset_id, ex.name, ex.project = resolve_identity(ex.sidecar, ex.item.rel, known)
             except InputRejected as exc:
-                batch.rejected.append(Rejection(ex.item, exc.reason, exc.field))
+                batch.rejected.append(Rejection(ex.item, exc.reason, exc.field, by_content=False))
                 tick(ex.item)
             else:
                 put(ex)
@@ -315,6 +323,11 @@ def store_items(
         a.item.mtime_ns / 1e9, UTC), a.item.rel))
     batch.rejected.sort(key=lambda r: r.item.rel)
     return batch
+
+
+def _stamped(item: InboxItem) -> bool:
+    """The listing stamped the input and its sidecar (a local inbox): the hash cache can vouch."""
+    return item.stamp is not None and (item.sidecar is None or item.sidecar_stamp is not None)
 
 
 def _still_known(item: InboxItem, known: Known, known_by_rel: dict[str, set[str]], store: ObjectStore) -> bool:
@@ -603,7 +616,7 @@ def commit_batch(batch: StoredBatch, store: ObjectStore, tables: Tables, quarant
         bytes_in=batch.bytes_in + batch.known_bytes,
         bytes_stored=batch.bytes_written,
         bytes_copied=sum(a.size for a in batch.accepted if a.placed == "copied"),
-        hashed=sum(1 for a in batch.accepted if a.hashed) + len(batch.rejected),
+        hashed=sum(1 for a in batch.accepted if a.hashed) + sum(1 for r in batch.rejected if not r.remembered),
         consumed=consumed,
         batches=1,
         preview=[{"asset_id": r["asset_id"], "version": r["version"], "type": r["type"], "format": r["format"],
@@ -659,7 +672,7 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
                 (future, committed), in_flight = in_flight, None
                 summary.add(future.result())
                 if cache is not None:
-                    remember_committed(cache, committed)
+                    remember_committed(cache, committed, limits.checks)
                 release_freed_memory()
 
         chunks = batched(items, batch_files, batch_bytes)
@@ -680,10 +693,15 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
     return summary
 
 
-def remember_committed(cache: HashCache, batch: StoredBatch) -> None:
-    """Only once the batch is committed: an entry vouches for its input."""
+def remember_committed(cache: HashCache, batch: StoredBatch, checks: str) -> None:
+    """Only once the batch is committed: an entry vouches for its input, or for its reject's row.
+    A reject is remembered under its listed stamps (the file was examined after its listing, so
+    any change since moved its ctime past them) and the `checks` that refused it."""
     cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in batch.accepted
                    if a.intact and a.stat_before is not None and a.item.stamp is not None)
+    cache.remember_refused(((r.item.rel, r.item.stamp, r.item.sidecar_stamp, Refused(r.reason, r.field))
+                            for r in batch.rejected if r.by_content and not r.remembered and _stamped(r.item)),
+                           checks)
 
 
 def release_freed_memory() -> None:

@@ -16,6 +16,7 @@ from asset_pipeline import Catalog, Settings, integrity
 from asset_pipeline.failpoints import arrivals
 from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.hashcache import HashCache, Known
+from asset_pipeline.identity import asset_id_for
 from asset_pipeline.inbox import LISTING_SLICE, iter_local
 from asset_pipeline.samples import make_samples, render_image
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
@@ -141,7 +142,7 @@ def test_a_reject_swapped_for_a_link_while_it_is_copied_to_quarantine_stays(
 def test_a_kept_inbox_is_never_touched_and_rescans_read_nothing(tmp_path: Path) -> None:
     """Keep mode: no file moved, linked or rewritten (inode, mtime and ctime as they were); rejects
     are recorded but stay; a re-scan reads no input the hash cache knows and commits nothing;
-    verify re-hashes every input."""
+    verify re-hashes every input (rejects included)."""
     home = tmp_path / "home"
     counts = make_samples(home / "inbox")
     before = _files(home / "inbox")
@@ -158,11 +159,52 @@ def test_a_kept_inbox_is_never_touched_and_rescans_read_nothing(tmp_path: Path) 
     rescan = Catalog(settings=settings).ingest()
     accepted = rescan.inputs - rescan.rejected
     assert (rescan.new_versions, rescan.unchanged) == (0, accepted)
-    assert rescan.hashed == rescan.rejected  # only rejects are looked at again; known inputs are not read
+    assert (rescan.hashed, rescan.rejected) == (0, first.rejected)  # not even the rejects are read again
+    assert sorted(e["source"] for e in rescan.errors) == sorted(e["source"] for e in first.errors)
     assert {t: DeltaTable(cat.tables.uri(t)).version() for t in tables} == versions  # no commit at all
     verified = Catalog(settings=settings).ingest(verify=True)
     assert verified.hashed == verified.inputs and verified.new_versions == 0
     assert _files(home / "inbox") == before
+
+
+def test_a_kept_reject_is_read_again_only_when_it_or_the_checks_change(tmp_path: Path) -> None:
+    """A watch folder's rejects are not re-read every scan, yet one is examined again as soon as
+    anything that decided it may have changed: its sidecar rewritten in place to the same size with
+    its mtime put back (ctime moved), the validation limits, or — never remembered — the tables
+    (a sidecar naming an asset that did not exist yet)."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "big.png", render_image(1, (64, 64)), project="p1")
+    (inbox / "bad-seed.png").write_bytes(render_image(2, (16, 16)))
+    bad = '{"model": "m", "prompt": "p", "seed": "x", "created_by": "u", "project": "p1"}'
+    fixed = '{"model": "m", "prompt": "p", "seed": 7, "created_by": "u", "project": "p1"}'
+    fixed += " " * (len(bad) - len(fixed))
+    (inbox / ("bad-seed.png" + SIDECAR_SUFFIX)).write_text(bad)
+    named = asset_id_for("p1", "later")
+    _drop(inbox, "names-later.png", render_image(3, (16, 16)), project="p1", asset_id=named)
+    strict = Settings.from_env(home=home, inbox_mode="keep", durable=False, max_image_pixels=1000)
+
+    def scan(settings: Settings = strict) -> tuple[int, int, list[str]]:
+        s = Catalog(settings=settings).ingest()
+        return s.new_versions, s.hashed, sorted(e["source"] for e in s.errors)
+
+    everything = ["bad-seed.png", "big.png", "names-later.png"]
+    assert scan() == (0, 3, everything)
+    assert scan() == (0, 1, everything)  # only the reject the tables decided is read again
+    _drop(tmp_path / "other", "later.png", render_image(4, (16, 16)), project="p1")
+    Catalog(settings=Settings.from_env(home=home, inbox=str(tmp_path / "other"), durable=False)).ingest()
+    assert scan() == (1, 1, ["bad-seed.png", "big.png"])  # its asset exists now: accepted
+    sidecar = inbox / ("bad-seed.png" + SIDECAR_SUFFIX)
+    st = sidecar.stat()
+    time.sleep(0.01)
+    with open(sidecar, "r+") as f:  # in place, same size, then the old mtime put back
+        f.write(fixed)
+    os.utime(sidecar, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (sidecar.stat().st_size, sidecar.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert scan() == (1, 1, ["big.png"])
+    assert scan() == (0, 0, ["big.png"])
+    assert scan(Settings.from_env(home=home, inbox_mode="keep", durable=False)) == (1, 1, [])  # default limit
+    errors = Catalog(settings=strict).sql("select source_path from ingest_errors order by 1").column(0).to_pylist()
+    assert errors == everything  # each recorded once, however often it was refused
 
 
 def _npy(seed: int) -> bytes:
@@ -409,7 +451,7 @@ def test_cli_keeps_the_inbox_when_told_and_verify_rehashes(tmp_path: Path, monke
     inputs = int(re.search(r"from (\d+) inputs", first).group(1))
     assert f"{counts['rejected']} rejected (left in the inbox)" in first
     assert main(["ingest"]) == 0
-    assert f"inbox kept: read {counts['rejected']} of {inputs} inputs" in capsys.readouterr().out
+    assert f"inbox kept: read 0 of {inputs} inputs" in capsys.readouterr().out  # rejects too, from the cache
     assert main(["ingest", "--verify"]) == 0
     assert f"inbox kept: read {inputs} of {inputs} inputs" in capsys.readouterr().out
     monkeypatch.setenv("ASSET_PIPELINE_INBOX_MODE", "consume")
