@@ -219,6 +219,15 @@ def store_items(
         committed_at = _committed_at(tables, [i.rel[: -len(SIDECAR_SUFFIX)] for i in orphans])
         batch.leftovers = [i for i in orphans if _leftover(i, committed_at)]
         items = [i for i in items if i not in batch.leftovers] if batch.leftovers else items
+    done = [0, 0]
+    if cache is not None:  # a kept inbox's unchanged rejects: refused again without reading them
+        refused = cache.refused(((i.rel, i.stamp, i.sidecar_stamp) for i in items if _stamped(i)), limits.checks)
+        for i in items:
+            if i.rel in refused:
+                batch.rejected.append(Rejection(i, refused[i.rel].reason, refused[i.rel].field, remembered=True))
+                done[0] += 1
+                done[1] += i.size
+        items = [i for i in items if i.rel not in refused]
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
     known_by_rel: dict[str, set[str]] = {}
@@ -232,21 +241,13 @@ def store_items(
             known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
     cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
         if cache is not None else {}
-    done = [0, 0]
     if cached:  # unchanged since committed (file and sidecar), still a version, blob there: nothing to examine
         unchanged = [i for i in items if i.rel in cached and _still_known(i, cached[i.rel], known_by_rel, store)]
         batch.known, batch.known_bytes = len(unchanged), sum(i.size for i in unchanged)
-        done[:] = [batch.known, batch.known_bytes]
+        done[0] += batch.known
+        done[1] += batch.known_bytes
         gone = {i.rel for i in unchanged}
         items = [i for i in items if i.rel not in gone]
-    if cache is not None:  # a kept inbox's unchanged rejects: refused again without reading them
-        refused = cache.refused(((i.rel, i.stamp, i.sidecar_stamp) for i in items if _stamped(i)), limits.checks)
-        for i in items:
-            if i.rel in refused:
-                batch.rejected.append(Rejection(i, refused[i.rel].reason, refused[i.rel].field, remembered=True))
-                done[0] += 1
-                done[1] += i.size
-        items = [i for i in items if i.rel not in refused]
     if progress and done[0]:
         progress(*done)
     order = sorted(items, key=lambda i: -i.size)
@@ -256,6 +257,7 @@ def store_items(
         known = frozenset().union(*(known_by_rel.get(i.rel, ()) for i in chunk))
         return (chunk, known, worker_store, limits, {i.rel: cached[i.rel].sha256 for i in chunk if i.rel in cached},
                 give_inode)
+
     claimed: set[str] = set()  # hashes a writer thread of this batch already stores
     withdrawn: set[str] = set()  # hashes whose writer found its file changed mid-copy
 
@@ -576,9 +578,11 @@ def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root
             "run_id": run_id, "recorded_at": now,
         })
     if quarantine_root is None and rows:  # a kept inbox shows its rejects to every scan: record them once
-        have = set(tables.read_keyed("ingest_errors", "error_id", [r["error_id"] for r in rows],
-                                     columns=["error_id"])["error_id"].to_pylist())
-        new = [r for r in rows if r["error_id"] not in have]
+        # (one the hash cache remembers has its row: the entry was written after that row's commit)
+        unsure = [row["error_id"] for r, row in zip(rejected, rows) if not r.remembered]
+        have = set(tables.read_keyed("ingest_errors", "error_id", unsure, columns=["error_id"])["error_id"]
+                   .to_pylist()) if unsure else set()
+        new = [row for r, row in zip(rejected, rows) if not r.remembered and row["error_id"] not in have]
         if new:
             tables.merge("ingest_errors", new, keys=("error_id",), update=False)
         return rows
