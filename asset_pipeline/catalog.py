@@ -76,7 +76,9 @@ class Catalog:
     # --- services ----------------------------------------------------------------------------
     @cached_property
     def collections(self) -> Collections:
-        return Collections(self.tables)
+        from asset_pipeline.locks import USER_LOCK_TIMEOUT_S
+
+        return Collections(self.tables, exclusive=lambda: self.home.lock("collections", timeout_s=USER_LOCK_TIMEOUT_S))
 
     @cached_property
     def searcher(self):

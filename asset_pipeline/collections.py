@@ -5,6 +5,10 @@ unshare, delete the collection). The owner is admin. Every check happens before 
 written, so a denied call changes nothing. Names and user ids are data: they are only ever
 passed as query parameters or Arrow values, never spliced into SQL.
 
+A write checks and writes under the home's collections lock (`exclusive`), so no other write
+lands between its check and its own: an `unshare` waits for an `add` already allowed, and an
+`add` cannot put a membership row into a collection that a `delete` has just removed.
+
 These permissions protect collections, not the catalog: `Catalog.get` without a collection,
 `Catalog.sql` and the files under the home are open to whoever can call or read them, and user
 ids are not authenticated (README, "What permissions protect, and what they do not").
@@ -13,10 +17,13 @@ ids are not authenticated (README, "What permissions protect, and what they do n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from asset_pipeline.errors import AssetNotFound, AssetUnavailable, CollectionNotFound, InvalidRequest, PermissionDenied
+from asset_pipeline.failpoints import failpoint
 from asset_pipeline.sql import connect
 from asset_pipeline.tables import Tables
 
@@ -30,8 +37,9 @@ def _user(value: Any, field: str = "user") -> str:
 
 
 class Collections:
-    def __init__(self, tables: Tables):
+    def __init__(self, tables: Tables, exclusive: Callable[[], AbstractContextManager] = nullcontext):
         self.tables = tables
+        self.exclusive = exclusive  # the home's collections lock: one write's check and write at a time
 
     # --- reads -------------------------------------------------------------------------------
     def get(self, collection_id: str) -> dict:
@@ -100,6 +108,14 @@ class Collections:
         return seen | set(own)
 
     # --- writes ------------------------------------------------------------------------------
+    @contextmanager
+    def _allowed(self, collection_id: str, user: str, needed: str, action: str) -> Iterator[dict]:
+        """The collection, once `require` passed, with the lock held until the write is done."""
+        with self.exclusive():
+            collection = self.require(collection_id, user, needed, action)
+            failpoint("collection-allowed")  # tests hold a writer here, between its check and its write
+            yield collection
+
     def create(self, name: str, owner: str, description: str = "") -> str:
         _user(owner, "owner")
         if not isinstance(name, str) or not name.strip():
@@ -110,49 +126,49 @@ class Collections:
         return collection_id
 
     def add(self, collection_id: str, asset_id: str, user: str) -> bool:
-        self.require(collection_id, user, "edit", "add assets to")
-        rows = self.tables.read("assets", where="id = ?", params=[asset_id], columns=["status"]).to_pylist()
-        if not rows:
-            raise AssetNotFound(f"no asset with id {asset_id!r}")
-        if rows[0]["status"] == "deleted":
-            raise AssetUnavailable(f"asset {asset_id} is deleted and cannot be added to a collection")
-        result = self.tables.merge("collection_assets", [{"collection_id": collection_id, "asset_id": asset_id,
-                                                          "added_by": user, "added_at": datetime.now(UTC)}],
-                                   keys=("collection_id", "asset_id"), update=False)
+        with self._allowed(collection_id, user, "edit", "add assets to"):
+            rows = self.tables.read("assets", where="id = ?", params=[asset_id], columns=["status"]).to_pylist()
+            if not rows:
+                raise AssetNotFound(f"no asset with id {asset_id!r}")
+            if rows[0]["status"] == "deleted":
+                raise AssetUnavailable(f"asset {asset_id} is deleted and cannot be added to a collection")
+            result = self.tables.merge("collection_assets", [{"collection_id": collection_id, "asset_id": asset_id,
+                                                              "added_by": user, "added_at": datetime.now(UTC)}],
+                                       keys=("collection_id", "asset_id"), update=False)
         return int(result.get("num_target_rows_inserted", 0)) > 0
 
     def remove(self, collection_id: str, asset_id: str, user: str) -> bool:
-        self.require(collection_id, user, "edit", "remove assets from")
-        if not self.contains(collection_id, asset_id):
-            return False
-        return self.tables.delete_matching("collection_assets", [{"collection_id": collection_id,
-                                                                   "asset_id": asset_id}],
-                                           ("collection_id", "asset_id")) > 0
+        with self._allowed(collection_id, user, "edit", "remove assets from"):
+            if not self.contains(collection_id, asset_id):
+                return False
+            return self.tables.delete_matching("collection_assets", [{"collection_id": collection_id,
+                                                                       "asset_id": asset_id}],
+                                               ("collection_id", "asset_id")) > 0
 
     def share(self, collection_id: str, user_id: str, permission: str, by: str) -> None:
         if permission not in LEVELS:
             raise InvalidRequest(f"permission must be one of {', '.join(LEVELS)}, got {permission!r}")
         _user(user_id, "user_id")
-        collection = self.require(collection_id, by, "admin", "share")
-        if user_id == collection["owner"]:
-            raise InvalidRequest(f"{user_id!r} owns collection {collection_id}: the owner is always admin")
-        self.tables.merge("collection_shares", [{"collection_id": collection_id, "user_id": user_id,
-                                                 "permission": permission, "granted_by": by,
-                                                 "granted_at": datetime.now(UTC)}],
-                          keys=("collection_id", "user_id"))
+        with self._allowed(collection_id, by, "admin", "share") as collection:
+            if user_id == collection["owner"]:
+                raise InvalidRequest(f"{user_id!r} owns collection {collection_id}: the owner is always admin")
+            self.tables.merge("collection_shares", [{"collection_id": collection_id, "user_id": user_id,
+                                                     "permission": permission, "granted_by": by,
+                                                     "granted_at": datetime.now(UTC)}],
+                              keys=("collection_id", "user_id"))
 
     def unshare(self, collection_id: str, user_id: str, by: str) -> bool:
-        self.require(collection_id, by, "admin", "unshare")
-        return self.tables.delete_matching("collection_shares", [{"collection_id": collection_id,
-                                                                   "user_id": user_id}],
-                                           ("collection_id", "user_id")) > 0
+        with self._allowed(collection_id, by, "admin", "unshare"):
+            return self.tables.delete_matching("collection_shares", [{"collection_id": collection_id,
+                                                                       "user_id": user_id}],
+                                               ("collection_id", "user_id")) > 0
 
     def delete(self, collection_id: str, user: str) -> None:
-        self.require(collection_id, user, "admin", "delete")
-        key = [{"collection_id": collection_id}]
-        self.tables.delete_matching("collection_assets", key, ("collection_id",))
-        self.tables.delete_matching("collection_shares", key, ("collection_id",))
-        self.tables.delete_matching("collections", [{"id": collection_id}], ("id",))
+        with self._allowed(collection_id, user, "admin", "delete"):
+            key = [{"collection_id": collection_id}]
+            self.tables.delete_matching("collection_assets", key, ("collection_id",))
+            self.tables.delete_matching("collection_shares", key, ("collection_id",))
+            self.tables.delete_matching("collections", [{"id": collection_id}], ("id",))
 
     def stats(self) -> list[dict]:
         con = connect(self.tables, ["collections", "collection_assets", "collection_shares", "assets"])

@@ -28,6 +28,11 @@ from asset_pipeline.errors import LockTimeout, UnsafeStore
 if TYPE_CHECKING:
     from asset_pipeline.location import Location
 
+# How long a user's call (an archive, restore, delete or undelete; a collection's write) waits for
+# a home lock held by a sweep, a recall or another user before it gives up with LockTimeout,
+# instead of Home.lock's hour for scheduled runs (a sweep over a million assets takes seconds).
+USER_LOCK_TIMEOUT_S = 300.0
+
 
 def _say_waiting(what: str, where: str, timeout_s: float) -> None:
     """One line on stderr (a warning, so it shows without any logging set up) when a caller starts

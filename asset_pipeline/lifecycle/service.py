@@ -9,11 +9,7 @@ from datetime import timedelta
 from asset_pipeline.home import Home
 from asset_pipeline.lifecycle.actions import Lifecycle
 from asset_pipeline.lifecycle.policies import RetentionConfig, load_config
-
-# How long a user's archive, restore, delete or undelete waits for a sweep or a recall that holds
-# the home's lifecycle lock (a sweep over a million assets takes seconds) before it gives up with
-# LockTimeout, instead of Home.lock's hour for scheduled runs.
-USER_LOCK_TIMEOUT_S = 300.0
+from asset_pipeline.locks import USER_LOCK_TIMEOUT_S
 
 
 class LifecycleService:
