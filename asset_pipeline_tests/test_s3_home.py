@@ -157,6 +157,45 @@ def test_two_ingests_into_an_s3_home_released_together(s3_home: Settings, s3_env
     assert integrity.duplicate_ids(cat.tables).passed and integrity.missing_blobs(cat.tables, cat.home.store).passed
 
 
+def test_a_usage_log_replaced_on_s3_after_it_was_read_stays_to_be_read(s3_home: Settings, s3_client, bucket,
+                                                                        tmp_path: Path) -> None:
+    """An intake read app.jsonl and committed its rows; the application then writes a new
+    app.jsonl (another object under the same key) before the intake retires the file. The delete
+    is conditional on the ETag read, so the new object stays in the inbox and the next intake
+    counts its rows (before, the copy-then-delete removed it unread)."""
+    from asset_pipeline.failpoints import arrivals
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    from .test_concurrency import wait_for
+
+    make_samples(tmp_path / "inbox")
+    cat = Catalog(settings=s3_home)
+    cat.ingest()
+    log = s3_home.usage_inbox / "app.jsonl"
+
+    def views(user: str, n: int) -> str:
+        return "".join(json.dumps({"asset_id": SUNSET, "action": "view", "user_id": f"{user}{i}",
+                                   "at": "2026-11-20T10:00:00Z"}) + "\n" for i in range(n))
+
+    log.write_text(views("mon", 3))
+    barrier = tmp_path / "barrier"
+    intake = python("from asset_pipeline import Catalog, Settings\n"
+                    "from asset_pipeline.usage.intake import ingest_usage_files\n"
+                    f"c = Catalog(settings=Settings.from_env(home={s3_home.home.uri!r}))\n"
+                    "print(ingest_usage_files(c.tables, c.home.settings.usage_inbox).events)\n",
+                    barrier_env(barrier, "usage-before-done"))
+    wait_for(lambda: arrivals(barrier, "usage-before-done") == 1, what="the intake to commit its rows",
+             alive=(intake,))
+    log.write_text(views("tue", 4))
+    (barrier / "usage-before-done.go").touch()
+    rc, out, err = finish(intake)
+    assert rc == 0 and out.strip() == "3", err
+    assert "team/home/usage_inbox/app.jsonl" in _keys(s3_client, bucket, "team/home/usage_inbox/")
+    assert ingest_usage_files(cat.tables, s3_home.usage_inbox).events == 4
+    assert cat.sql("select count(*) n from usage_events").to_pylist() == [{"n": 7}]
+    assert [k for k in _keys(s3_client, bucket, "team/home/usage_inbox/") if "/.done/" not in k] == []
+
+
 # --- an endpoint that ignores conditional writes ---------------------------------------------------
 
 class _HeaderDroppingProxy(http.server.BaseHTTPRequestHandler):

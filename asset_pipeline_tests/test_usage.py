@@ -241,6 +241,49 @@ def test_two_intakes_of_the_same_files_at_once_add_each_event_once(ingested: Cat
         [{"n": 50, "d": 50}]
 
 
+def _views(user: str, n: int, day: str = "2026-11-20") -> list[dict]:
+    return [{"asset_id": SUNSET, "action": "view", "user_id": f"{user}{i}", "at": f"{day}T10:00:00Z"}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("change", ["rotated", "appended"])
+def test_a_log_that_changes_after_it_was_read_is_not_retired_unread(ingested: Catalog, settings, tmp_path: Path,
+                                                                     change: str) -> None:
+    """An intake has read app.jsonl and committed its rows; before it moves the file to `.done`,
+    the application rotates a new app.jsonl in under the same name (a new file) or appends lines
+    to it. Before the fix the intake moved whatever had that name: the new rows went to `.done`
+    unread and were never counted. Now only the file it read moves; the new one stays in the inbox
+    and the next intake counts exactly the rows not yet counted."""
+    from asset_pipeline.failpoints import arrivals
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    from .test_concurrency import barrier_env, finish, python, wait_for
+
+    inbox = settings.home.path / "usage_inbox"
+    _log(inbox, "app.jsonl", _views("mon", 3))
+    barrier = tmp_path / "barrier"
+    code = ("from asset_pipeline import Catalog, Settings\n"
+            "from asset_pipeline.usage.intake import ingest_usage_files\n"
+            f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}, durable=False))\n"
+            "print(ingest_usage_files(c.tables, c.home.settings.usage_inbox).events)\n")
+    intake = python(code, barrier_env(barrier, "usage-before-done"))
+    wait_for(lambda: arrivals(barrier, "usage-before-done") == 1, what="the intake to commit its rows",
+             alive=(intake,))
+    if change == "rotated":  # the old file renamed away by the application, a new one in its place
+        os.rename(inbox / "app.jsonl", tmp_path / "app.jsonl.1")
+        _log(inbox, "app.jsonl", _views("tue", 4, "2026-11-21"))
+    else:
+        with open(inbox / "app.jsonl", "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in _views("late", 2)))
+    (barrier / "usage-before-done.go").touch()
+    rc, out, err = finish(intake)
+    assert rc == 0 and out.strip() == "3", err
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == (4 if change == "rotated" else 2)
+    assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 7 if change == "rotated" else 5}]
+    assert not list(inbox.glob("*.jsonl"))  # all retired now
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).files == []
+
+
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
     """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
     the installed dbt-core: it must be the version of the dbt executable they actually run."""

@@ -5,6 +5,12 @@ that does not exist, gets a `usage_errors` row with the file, line and field. A 
 moves to ``usage_inbox/.done/<name>.<content hash>`` only after its rows are committed, so a crash
 re-reads it and a rotated file of the same name never overwrites an earlier one.
 
+Only the very file that was read moves: a log rotated under the same name, or lines appended,
+between the read and the move stay in the inbox for the next run (locally the file is first
+renamed to a claim name in the inbox and checked to be the inode, size and mtime read; on S3 the
+copy and the delete are conditional on the ETag read). Whatever crashes, every file is either in
+the inbox, still to be read, or in `.done` with its rows committed.
+
 Event ids come from the row's content (and how many identical rows precede it in the same file),
 never from the file name or line: a re-read, a re-delivered file or a log re-exported with more
 lines adds nothing twice, and a new file that reuses a rotated name loses nothing. Rows are merged
@@ -15,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,6 +33,7 @@ from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
 
 SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+_CLAIM = re.compile(r"\.claimed-[0-9a-f]{12}$")  # the mark a claim adds to a file's stem
 
 
 @dataclass
@@ -78,11 +88,18 @@ def _content_ids(records: list[tuple[int, dict | None, str]], file_sha: str) -> 
 
 
 def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
-    files = [f.name for f in pending_files(inbox)]
+    listed = [f.name for f in pending_files(inbox)]
+    read: dict[str, tuple[bytes, str]] = {}
+    for name in listed:
+        try:
+            read[name] = read_identified(inbox / name)
+        except FileNotFoundError:
+            continue  # moved by an intake running beside this one
+    files = list(read)
     summary = IntakeSummary(files=files)
     if not files:
         return summary
-    data = {name: (inbox / name).read_bytes() for name in files}
+    data = {name: read[name][0] for name in files}
     by_file = {name: _records(name, data[name]) for name in files}
     # Only the ids these rows name are looked up (not every id of the catalog).
     named = sorted({d["asset_id"] for records in by_file.values() for _, d, _ in records
@@ -117,8 +134,68 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     done = inbox / ".done"
     for name in files:
         stem, dot, suffix = name.rpartition(".")
-        try:  # same content twice is the same name: nothing to keep apart
-            (inbox / name).move_to(done / f"{stem}.{hashes[name][:16]}{dot}{suffix}")
-        except FileNotFoundError:
-            pass  # a concurrent intake moved it already
+        # same content twice is the same name: nothing to keep apart
+        retire(inbox / name, done / f"{_CLAIM.sub('', stem)}.{hashes[name][:16]}{dot}{suffix}", read[name][1])
     return summary
+
+
+def read_identified(file: Location) -> tuple[bytes, str]:
+    """The file's bytes and which file they came from: the (device, inode, size, mtime) of the
+    descriptor read, locally; the ETag of the object read, on S3."""
+    if not file.is_s3:
+        with open(file.path, "rb") as f:
+            return f.read(), _identity(os.fstat(f.fileno()))
+    from botocore.exceptions import ClientError
+
+    try:
+        got = file.s3.boto3.get_object(Bucket=file.bucket, Key=file.key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise FileNotFoundError(file.uri) from exc
+        raise
+    return got["Body"].read(), got["ETag"]
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def retire(file: Location, dest: Location, read_as: str) -> bool:
+    """Move a processed file to `dest` only if it still is the file read (`read_as`, from
+    `read_identified`); False when it is gone (another intake moved it) or is another file now
+    (rotated in under the same name, or appended to), which then stays in the inbox to be read."""
+    if file.is_s3:
+        return _retire_object(file, dest, read_as)
+    claimed = file.path.with_name(f"{_CLAIM.sub('', file.path.stem)}.claimed-{uuid.uuid4().hex[:12]}"
+                                  f"{file.path.suffix}")
+    try:  # the claim is still a pending file: a crash from here on leaves it to be read again
+        os.rename(file.path, claimed)
+    except FileNotFoundError:
+        return False
+    failpoint("usage-claimed")
+    try:
+        if _identity(os.stat(claimed)) != read_as:
+            return False
+    except FileNotFoundError:  # another intake read the claim and retired it meanwhile
+        return False
+    dest.path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(claimed, dest.path)
+    return True
+
+
+def _retire_object(file: Location, dest: Location, etag: str) -> bool:
+    """Copy, then delete, each only if the object still has the ETag read. (An S3 emulator that
+    ignores the copy's condition may copy newer bytes under the old hash; the delete's condition
+    still keeps the newer object in the inbox.)"""
+    from botocore.exceptions import ClientError
+
+    client = file.s3.boto3
+    try:
+        client.copy_object(Bucket=dest.bucket, Key=dest.key, CopySource={"Bucket": file.bucket, "Key": file.key},
+                           CopySourceIfMatch=etag)
+        client.delete_object(Bucket=file.bucket, Key=file.key, IfMatch=etag)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "NoSuchKey", "404", "412"):
+            return False
+        raise
+    return True
