@@ -284,6 +284,30 @@ def test_a_log_that_changes_after_it_was_read_is_not_retired_unread(ingested: Ca
     assert ingest_usage_files(ingested.tables, settings.usage_inbox).files == []
 
 
+def test_an_intake_whose_listed_file_another_intake_retired_finishes(ingested: Catalog, settings,
+                                                                     tmp_path: Path) -> None:
+    """Intake 1 listed app.jsonl and is held; intake 2 counts and retires it. Intake 1 then finds
+    the file gone: it reads nothing and succeeds (it failed with FileNotFoundError before)."""
+    from asset_pipeline.failpoints import arrivals
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    from .test_concurrency import barrier_env, finish, python, wait_for
+
+    _log(settings.home.path / "usage_inbox", "app.jsonl", _views("mon", 3))
+    barrier = tmp_path / "barrier"
+    intake = python("from asset_pipeline import Catalog, Settings\n"
+                    "from asset_pipeline.usage.intake import ingest_usage_files\n"
+                    f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}, durable=False))\n"
+                    "s = ingest_usage_files(c.tables, c.home.settings.usage_inbox)\n"
+                    "print(s.files, s.events)\n", barrier_env(barrier, "usage-listed"))
+    wait_for(lambda: arrivals(barrier, "usage-listed") == 1, what="the intake to list the inbox", alive=(intake,))
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 3
+    (barrier / "usage-listed.go").touch()
+    rc, out, err = finish(intake)
+    assert rc == 0 and out.strip() == "[] 0", err[-2000:]
+    assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 3}]
+
+
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
     """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
     the installed dbt-core: it must be the version of the dbt executable they actually run."""

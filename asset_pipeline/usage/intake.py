@@ -89,6 +89,7 @@ def _content_ids(records: list[tuple[int, dict | None, str]], file_sha: str) -> 
 
 def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     listed = [f.name for f in pending_files(inbox)]
+    failpoint("usage-listed")
     read: dict[str, tuple[bytes, str]] = {}
     for name in listed:
         try:
