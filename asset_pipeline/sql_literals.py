@@ -17,8 +17,16 @@ from datetime import UTC, date, datetime
 
 
 def string_literal(text: str) -> str:
-    """`text` as a SQL string literal."""
+    """`text` as a SQL string literal. A NUL cannot be written in one (DuckDB's parser ends the
+    query text there): ValueError, so a caller binds such a value or refuses it by name."""
+    if "\x00" in text:
+        raise ValueError(f"no SQL literal for a string with a NUL character: {text!r}")
     return "'" + text.replace("'", "''") + "'"
+
+
+def writable(values: Iterable[object]) -> bool:
+    """Every value can be written as a literal (no string holds a NUL)."""
+    return not any(isinstance(v, str) and "\x00" in v for v in values)
 
 
 def literal(value: object) -> str:

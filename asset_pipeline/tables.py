@@ -21,7 +21,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from asset_pipeline.errors import CommitConflict
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.location import Location
-from asset_pipeline.sql_literals import literal_list, string_literal
+from asset_pipeline.sql_literals import literal_list, string_literal, writable
 
 TS = pa.timestamp("us", tz="UTC")
 T = TypeVar("T")
@@ -272,11 +272,12 @@ class Tables:
         Up to `LITERAL_LIST_MAX` values are written into the query as literals, more are bound as
         one list: DuckDB imports pandas (0.2-0.3 s, ~40 MiB) before it binds any parameter, and a
         run that reads a few hundred paths or ids should not pay that; a literal costs DuckDB a few
-        microseconds a value more to parse than binding, which decides for long lists."""
+        microseconds a value more to parse than binding, which decides for long lists. (A value
+        with a NUL, which no literal can hold, has the list bound too.)"""
         keys = sorted(set(values))
         if not keys:
             return empty(pa.schema([SCHEMAS[name].field(c) for c in columns]) if columns else SCHEMAS[name])
-        if len(keys) <= LITERAL_LIST_MAX:
+        if len(keys) <= LITERAL_LIST_MAX and writable(keys):
             clause, bound = f"{column} in ({literal_list(keys)})", []
         else:
             clause, bound = f"{column} in (select unnest(?))", [keys]

@@ -8,6 +8,7 @@ import pytest
 
 from asset_pipeline import Catalog, CollectionNotFound
 from asset_pipeline.embeddings.search import SearchError
+from asset_pipeline.errors import AssetNotFound
 from asset_pipeline.identity import asset_id_for
 from asset_pipeline.usage.events import InvalidEvent
 
@@ -22,6 +23,7 @@ SUNSET = asset_id_for("research", "images/sunset")
     ({"status": ["gone"]}, "filter 'status' has ['gone']"),
     ({"tags": [None]}, "filter 'tags' must be a name"),
     ({"asset_id": []}, "filter 'asset_id' must be a name or a non-empty list"),
+    ({"project": ["research", "nul\x00inside"]}, "filter 'project' has a name with a NUL character"),
     (["project"], "filters must be a dict"),
 ])
 def test_search_filters_of_the_wrong_type_say_so(ingested: Catalog, filters, words: str) -> None:
@@ -102,15 +104,25 @@ def test_a_keyed_read_finds_exactly_its_keys(tmp_path, monkeypatch, written: str
     if written == "as a bound list":
         monkeypatch.setattr(tables_module, "LITERAL_LIST_MAX", 0)
     tables = Tables(tmp_path / "tables")
-    ids = [*HOSTILE_TEXT, "plain", "other"]
+    ids = [*HOSTILE_TEXT, "plain", "other", "nul\x00inside"]
     rows = {f.name: pa.nulls(len(ids), f.type) for f in SCHEMAS["assets"]}
     tables.append("assets", pa.table({**rows, "id": ids, "name": [f"n{i}" for i in range(len(ids))]}))
     wanted = [*HOSTILE_TEXT, "plain", "absent"]
     got = tables.read_keyed("assets", "id", wanted, columns=["id", "name"])
     assert sorted(got["id"].to_pylist()) == sorted([*HOSTILE_TEXT, "plain"])
+    # A NUL can be in no literal: such a list is bound whatever its length (a parse error before).
+    with_nul = tables.read_keyed("assets", "id", ["nul\x00inside", "plain", "nul"], columns=["id"])
+    assert sorted(with_nul["id"].to_pylist()) == ["nul\x00inside", "plain"]
     also = tables.read_keyed("assets", "id", wanted, where="name = ?", params=["n1"], columns=["id"])
     assert also["id"].to_pylist() == [ids[1]]
     assert tables.read_keyed("assets", "id", [], columns=["id"]).num_rows == 0
+
+
+def test_an_asset_id_with_a_nul_is_not_found_like_any_other(ingested: Catalog) -> None:
+    """An id is looked up by a keyed read; one holding a NUL (from a URL or a notebook) is simply
+    not there — not a DuckDB parse error."""
+    with pytest.raises(AssetNotFound, match="a_\\\\x00"):
+        ingested.get("a_\x00")
 
 
 def test_a_home_and_a_scratch_folder_whose_paths_hold_a_quote(tmp_path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from asset_pipeline.embeddings.model import LoadedModel
 from asset_pipeline.errors import SearchError
 from asset_pipeline.formats import ASSET_TYPES
-from asset_pipeline.sql_literals import literal, literal_list
+from asset_pipeline.sql_literals import literal, literal_list, writable
 
 FILTER_KEYS = {"project", "type", "tags", "status", "created_after", "created_before", "asset_id"}
 STATUSES = ("active", "archived", "deleted")
@@ -32,6 +32,8 @@ def _values(key: str, value: Any) -> list[str]:
     if not isinstance(values, (list, tuple, set, frozenset)) or not values or \
             not all(isinstance(v, str) and v for v in values):
         raise SearchError(f"filter {key!r} must be a name or a non-empty list of names, got {value!r}")
+    if not writable(values):
+        raise SearchError(f"filter {key!r} has a name with a NUL character: {value!r}")
     allowed = _ALLOWED.get(key)
     if allowed and set(values) - set(allowed):
         raise SearchError(f"filter {key!r} has {sorted(set(values) - set(allowed))}, not one of {', '.join(allowed)}")
