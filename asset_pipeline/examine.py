@@ -85,10 +85,35 @@ class Rejection:
     item: InboxItem
     reason: str
     field: str | None
-    # False: decided by the tables, not by the input alone (a sidecar naming an asset that does
-    # not exist yet): a kept inbox's hash cache must not remember it.
+    # False: not decided by the input's bytes alone — by the tables (a sidecar naming an asset
+    # that does not exist yet) or by a failure outside the file (memory, an I/O error): a kept
+    # inbox's hash cache must not remember it.
     by_content: bool = True
     remembered: bool = False  # the hash cache's word (a kept inbox's unchanged reject): not read again
+    # The file and sidecar as they were read (fstat of the descriptors; None: not read). The
+    # cache remembers a reject only when these are the listed stamps: a folder swapped between
+    # the listing and the read changes no ctime of the files under it.
+    read_stamp: FileStamp | None = None
+    read_sidecar_stamp: FileStamp | None = None
+
+
+@dataclass
+class _Read:
+    """What `examine` has read so far, for the Rejection it may have to make."""
+
+    stamp: FileStamp | None = None
+    sidecar_stamp: FileStamp | None = None
+
+
+def decided_by_content(exc: InputRejected) -> bool:
+    """No cause in the reject's chain lies outside the file: a decoder that met memory running
+    out or an I/O error of the disk (an OSError carrying an errno) may accept the file next time."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, MemoryError) or (isinstance(cause, OSError) and cause.errno is not None):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 @dataclass
@@ -259,16 +284,18 @@ def examine(item: InboxItem, known_versions: frozenset[str] = frozenset(),
     `store_examined`). `limits` bound what format validation decodes and accepts. `cached_sha`:
     the hash cache's entry for the input's listed stamp."""
     failpoint("examine-item")
+    read = _Read()
     try:
         if item.refused:
             raise InputRejected(item.refused, "key")
         fd = open_in_inbox(item.root, item.rel)  # a link is refused here, before anything is read
         try:
-            return _examine_open(item, fd, known_versions, store, limits, cached_sha, give_inode)
+            return _examine_open(item, fd, known_versions, store, limits, cached_sha, give_inode, read)
         finally:
             os.close(fd)
     except InputRejected as exc:
-        return Rejection(item, exc.reason, exc.field)
+        return Rejection(item, exc.reason, exc.field, by_content=decided_by_content(exc), read_stamp=read.stamp,
+                         read_sidecar_stamp=read.sidecar_stamp)
     except FileNotFoundError:
         return NotReady(item)
 
@@ -296,13 +323,16 @@ def _known_unread(item: InboxItem, sidecar_raw: bytes | None, source: Path, cach
 
 
 def _examine_open(item: InboxItem, fd: int, known_versions: frozenset[str], store: ObjectStore | None,
-                  limits: ValidationLimits, cached_sha: str | None = None, give_inode: bool = False) -> Examined:
+                  limits: ValidationLimits, cached_sha: str | None = None, give_inode: bool = False,
+                  read: _Read | None = None) -> Examined:
+    read = read if read is not None else _Read()
+    st = os.fstat(fd)
+    before = read.stamp = FileStamp.of(st)
     if item.orphan_sidecar:
         media = item.rel[: -len(SIDECAR_SUFFIX)]
         raise InputRejected(f"sidecar has no media file next to it (expected {media!r})", "sidecar")
     sidecar_raw, sidecar_stamp = read_sidecar_stamped(item) if item.sidecar is not None else (None, None)
-    st = os.fstat(fd)
-    before = FileStamp.of(st)
+    read.sidecar_stamp = sidecar_stamp
     # Trusted only while the blob is there: a re-run also puts back a blob that went missing.
     if cached_sha is not None and before == item.stamp and (store is None or store.exists(cached_sha)):
         quick = _known_unread(item, sidecar_raw, fd_path(fd), cached_sha, before, known_versions)

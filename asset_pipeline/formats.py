@@ -14,6 +14,7 @@ decoded). A small file the ingest already holds in memory is inspected from thos
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import math
@@ -45,20 +46,28 @@ class ValidationLimits:
 
     @property
     def checks(self) -> str:
-        """What decides a rejection besides the input: these limits, this release and the
-        decoders' (Pillow, PyAV). The hash cache remembers a kept inbox's rejects under it, so a
-        changed limit or an upgrade that may admit them has them examined again."""
-        return f"{_releases()}; {self!r}"
+        """What decides a rejection besides the input: these limits, the package's own code and
+        its decoders' releases. The hash cache remembers a kept inbox's rejects under it, so a
+        changed limit, a deployed fix or an upgrade that may admit them has them examined again."""
+        return f"{_validators()}; {self!r}"
+
+
+# The libraries whose verdicts on an input can refuse it (images, video and audio, arrays, model
+# files, XMP packets).
+DECODERS = ("pillow", "av", "numpy", "safetensors", "defusedxml")
 
 
 @functools.cache
-def _releases() -> str:
-    """The versions that validation depends on (2.4 ms to read from the installed metadata)."""
+def _validators() -> str:
+    """A digest of this package's source (a fix deployed without a version bump counts too) and
+    the decoders' versions, from the installed metadata: ~4 ms, once a process."""
     from importlib.metadata import version
 
-    from asset_pipeline import __version__
-
-    return f"asset-pipeline {__version__}, Pillow {version('pillow')}, PyAV {version('av')}"
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for module in sorted(root.rglob("*.py")):
+        digest.update(module.relative_to(root).as_posix().encode() + b"\x00" + module.read_bytes())
+    return f"asset-pipeline {digest.hexdigest()[:16]}, " + ", ".join(f"{d} {version(d)}" for d in DECODERS)
 
 
 def open_source(src: Source) -> BinaryIO:

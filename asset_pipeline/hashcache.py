@@ -36,7 +36,7 @@ _REJECTS_SCHEMA = """create table if not exists rejects (
     rel text not null primary key, dev integer not null, ino integer not null, size integer not null,
     mtime_ns integer not null, ctime_ns integer not null, sidecar text not null, checks text not null,
     reason text not null, field text) without rowid"""
-_LOOKUP_SLICE = 500  # inodes per query, far under SQLite's limit of parameters
+_LOOKUP_SLICE = 500  # inodes or paths per query, far under SQLite's limit of parameters
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,15 @@ class HashCache:
             self._db.executemany("insert or replace into rejects values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("commit")
         return len(rows)
+
+    def forget_refused(self, rels: Iterable[str]) -> int:
+        """Drop the remembered rejects of these inbox paths (accepted since)."""
+        paths = sorted(set(rels))
+        gone = 0
+        for start in range(0, len(paths), _LOOKUP_SLICE):
+            part = paths[start:start + _LOOKUP_SLICE]
+            gone += self._db.execute(f"delete from rejects where rel in ({', '.join('?' * len(part))})", part).rowcount
+        return gone
 
     def close(self) -> None:
         self._db.close()

@@ -699,13 +699,23 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
 
 def remember_committed(cache: HashCache, batch: StoredBatch, checks: str) -> None:
     """Only once the batch is committed: an entry vouches for its input, or for its reject's row.
-    A reject is remembered under its listed stamps (the file was examined after its listing, so
-    any change since moved its ctime past them) and the `checks` that refused it."""
-    cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in batch.accepted
-                   if a.intact and a.stat_before is not None and a.item.stamp is not None)
+    An accepted path's remembered reject goes (it must not outlive the acceptance, e.g. when the
+    limits that refused it come back). A reject is remembered under the `checks` that refused it,
+    and only when the file and sidecar it read are the ones listed (see `_rememberable`)."""
+    committed = [a for a in batch.accepted if a.intact and a.stat_before is not None and a.item.stamp is not None]
+    cache.remember((a.stat_before, a.sha256, a.sidecar_stamp, a.asset_id) for a in committed)
+    cache.forget_refused(a.item.rel for a in committed)
     cache.remember_refused(((r.item.rel, r.item.stamp, r.item.sidecar_stamp, Refused(r.reason, r.field))
-                            for r in batch.rejected if r.by_content and not r.remembered and _stamped(r.item)),
-                           checks)
+                            for r in batch.rejected if _rememberable(r)), checks)
+
+
+def _rememberable(r: Rejection) -> bool:
+    """The input's own bytes refused it (not the tables, not a failure outside the file), and
+    what was read is what was listed: then the listed stamps stand for the refused content, and
+    any later change to file or sidecar moves a ctime past them."""
+    item = r.item
+    return (r.by_content and not r.remembered and _stamped(item) and r.read_stamp == item.stamp
+            and r.read_sidecar_stamp == item.sidecar_stamp)
 
 
 def release_freed_memory() -> None:

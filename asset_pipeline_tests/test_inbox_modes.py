@@ -1,5 +1,6 @@
 """What happens to the inbox: consumed (the default) or kept; the hash cache; batches."""
 
+import errno
 import hashlib
 import json
 import os
@@ -205,6 +206,87 @@ def test_a_kept_reject_is_read_again_only_when_it_or_the_checks_change(tmp_path:
     assert scan(Settings.from_env(home=home, inbox_mode="keep", durable=False)) == (1, 1, [])  # default limit
     errors = Catalog(settings=strict).sql("select source_path from ingest_errors order by 1").column(0).to_pylist()
     assert errors == everything  # each recorded once, however often it was refused
+
+
+def test_a_reject_read_through_a_swapped_folder_does_not_hide_the_listed_file(tmp_path: Path, monkeypatch) -> None:
+    """The listing stamps a/x.png (a good file); before it is examined, folder `a` is swapped for
+    another one holding a bad x.png (renaming a folder moves no ctime of the files under it). The
+    bad file is read and refused. Before the fix the reject was remembered under the good file's
+    listed stamps: once the folder was swapped back, the good file was refused unread for good.
+    Now a reject is remembered only when the file and sidecar read are the ones listed."""
+    import asset_pipeline.home as home_mod
+
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "a/x.png", render_image(1, (16, 16)))
+    _drop(inbox, ".other/x.png", b"not an image at all")
+    real = home_mod.iter_local
+
+    def listed_then_swapped(root, only=None):
+        items = list(real(root, only))
+        os.rename(inbox / "a", inbox / ".a-real")
+        os.rename(inbox / ".other", inbox / "a")
+        return iter(items)
+
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    monkeypatch.setattr(home_mod, "iter_local", listed_then_swapped)
+    assert Catalog(settings=settings).ingest().rejected == 1
+    monkeypatch.setattr(home_mod, "iter_local", real)
+    os.rename(inbox / "a", inbox / ".other")
+    os.rename(inbox / ".a-real", inbox / "a")
+    rescan = Catalog(settings=settings).ingest()
+    assert (rescan.new_versions, rescan.rejected, rescan.errors) == (1, 0, [])
+
+
+def test_a_remembered_reject_does_not_outlive_a_later_acceptance(tmp_path: Path) -> None:
+    """big.png is refused under a strict pixel limit, then accepted under the default one, then the
+    strict limit is back (or a decoder downgraded again after an upgrade that admitted it). Its
+    content is a version of its asset now, so a scan counts it unchanged, as a scan without the
+    cache does; before the fix the old reject entry still refused it."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "big.png", render_image(1, (64, 64)))
+    strict = Settings.from_env(home=home, inbox_mode="keep", durable=False, max_image_pixels=1000)
+    relaxed = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    assert Catalog(settings=strict).ingest().rejected == 1
+    assert Catalog(settings=relaxed).ingest().new_versions == 1
+    rescan = Catalog(settings=strict).ingest()
+    assert (rescan.rejected, rescan.unchanged) == (0, 1), rescan.errors
+    truth = Catalog(settings=strict).ingest(verify=True)
+    assert (truth.rejected, truth.unchanged) == (0, 1)
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), OSError(errno.EIO, "Input/output error")],
+                         ids=["MemoryError", "EIO"])
+def test_a_reject_caused_outside_the_file_is_not_remembered(tmp_path: Path, monkeypatch, failure) -> None:
+    """A decoder that fails for a reason outside the file (memory running out, an I/O error of the
+    disk or share) turns into a reject, as any decoder error does. That reject must not be
+    remembered: the next scan reads the file again and accepts it (before the fix it was refused
+    unread for good). The failure is injected into Pillow's open for the first validation."""
+    import PIL.Image
+
+    import asset_pipeline.images as images
+
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "x.png", render_image(1, (16, 16)))
+    real_open, real_check = PIL.Image.open, images.check_image
+    calls = []
+
+    def failing_open(*args, **kwargs):
+        raise failure
+
+    def first_check_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            PIL.Image.open = failing_open
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            PIL.Image.open = real_open
+
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    monkeypatch.setattr(images, "check_image", first_check_fails)
+    assert Catalog(settings=settings).ingest().rejected == 1
+    rescan = Catalog(settings=settings).ingest()
+    assert (rescan.new_versions, rescan.rejected) == (1, 0), rescan.errors
 
 
 def _npy(seed: int) -> bytes:
