@@ -284,6 +284,68 @@ def test_a_log_that_changes_after_it_was_read_is_not_retired_unread(ingested: Ca
     assert ingest_usage_files(ingested.tables, settings.usage_inbox).files == []
 
 
+def test_lines_appended_while_the_log_is_read_are_not_retired_unread(ingested: Catalog, settings,
+                                                                    monkeypatch) -> None:
+    """Lines appended at the moment the intake takes the file's stamp. Before the fix the stamp
+    was taken after the read, so it described lines never read: the file looked unchanged and
+    went to `.done` with them. Now the stamp is taken before the read and the size is what was
+    read: appended lines are either read or keep the file in the inbox."""
+    import asset_pipeline.usage.intake as intake
+
+    inbox = settings.home.path / "usage_inbox"
+    _log(inbox, "app.jsonl", _views("mon", 3))
+    real_fstat, appended = os.fstat, []
+
+    def fstat_after_an_append(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/app.jsonl") and not appended:
+            appended.append(1)
+            with open(inbox / "app.jsonl", "a") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in _views("late", 2)))
+        return real_fstat(fd)
+
+    monkeypatch.setattr(intake.os, "fstat", fstat_after_an_append)
+    intake.ingest_usage_files(ingested.tables, settings.usage_inbox)
+    monkeypatch.setattr(intake.os, "fstat", real_fstat)
+    assert appended
+    intake.ingest_usage_files(ingested.tables, settings.usage_inbox)
+    assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 5}]
+    assert not list(inbox.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("point", ["usage-claimed", "usage-checked"])
+def test_lines_appended_around_the_claim_stay_to_be_read(ingested: Catalog, settings, tmp_path: Path,
+                                                          point: str) -> None:
+    """The intake is held right after it claimed the log (renamed it inside the inbox), or after
+    it checked the claim, and lines are appended to the claim then. Either way they stay in the
+    inbox and the next intake counts them; their rows name the log as the application wrote it,
+    never the claim."""
+    from asset_pipeline.failpoints import arrivals
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    from .test_concurrency import barrier_env, finish, python, wait_for
+
+    inbox = settings.home.path / "usage_inbox"
+    _log(inbox, "app.jsonl", _views("mon", 3))
+    barrier = tmp_path / "barrier"
+    intake = python("from asset_pipeline import Catalog, Settings\n"
+                    "from asset_pipeline.usage.intake import ingest_usage_files\n"
+                    f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}, durable=False))\n"
+                    "print(ingest_usage_files(c.tables, c.home.settings.usage_inbox).events)\n",
+                    barrier_env(barrier, point))
+    wait_for(lambda: arrivals(barrier, point) == 1, what="the intake to claim the log", alive=(intake,))
+    [claim] = inbox.glob("app.claim-*.jsonl")
+    with open(claim, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in _views("late", 2)))
+    (barrier / f"{point}.go").touch()
+    rc, out, err = finish(intake)
+    assert rc == 0 and out.strip() == "3", err
+    assert len(list(inbox.glob("app.claim-*.jsonl"))) == 1  # still to be read
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 2
+    assert not list(inbox.glob("*.jsonl"))
+    sources = ingested.sql("select distinct source from usage_events").column(0).to_pylist()
+    assert sources == ["app.jsonl"]
+
+
 def test_an_intake_whose_listed_file_another_intake_retired_finishes(ingested: Catalog, settings,
                                                                      tmp_path: Path) -> None:
     """Intake 1 listed app.jsonl and is held; intake 2 counts and retires it. Intake 1 then finds

@@ -33,7 +33,9 @@ from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
 
 SUFFIXES = (".jsonl", ".ndjson", ".parquet")
-_CLAIM = re.compile(r"\.claimed-[0-9a-f]{12}$")  # the mark a claim adds to a file's stem
+# The mark a claim adds to a file's stem: shorter than the `.<hash16>` of a `.done` name, so a name
+# that fits there fits as a claim.
+_CLAIM = re.compile(r"\.claim-[0-9a-f]{8}$")
 
 
 @dataclass
@@ -115,13 +117,14 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
                 if doc is None:
                     raise InvalidEvent("row is not a JSON object" if line else raw, "row")
                 event = make_event(doc.get("asset_id"), doc.get("action"), doc.get("user_id"), doc.get("context"),
-                                   doc.get("at"), doc.get("version"), doc.get("collection_id"), source=name)
+                                   doc.get("at"), doc.get("version"), doc.get("collection_id"),
+                                   source=log_name(name))
                 if event["asset_id"] not in known:
                     summary.unknown_assets += 1
                     raise InvalidEvent(f"asset_id {event['asset_id']!r} does not exist", "asset_id")
             except InvalidEvent as exc:
                 summary.bad_rows += 1
-                summary.errors.append({"error_id": row_id, "source": name, "line": line, "field": exc.field,
+                summary.errors.append({"error_id": row_id, "source": log_name(name), "line": line, "field": exc.field,
                                        "reason": exc.reason, "raw": raw, "recorded_at": now})
                 continue
             event["event_id"] = row_id
@@ -134,18 +137,26 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     failpoint("usage-before-done")
     done = inbox / ".done"
     for name in files:
-        stem, dot, suffix = name.rpartition(".")
+        stem, dot, suffix = log_name(name).rpartition(".")
         # same content twice is the same name: nothing to keep apart
-        retire(inbox / name, done / f"{_CLAIM.sub('', stem)}.{hashes[name][:16]}{dot}{suffix}", read[name][1])
+        retire(inbox / name, done / f"{stem}.{hashes[name][:16]}{dot}{suffix}", read[name][1])
     return summary
+
+
+def log_name(name: str) -> str:
+    """The name the application gave the file (a claim left in the inbox keeps its mark)."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{_CLAIM.sub('', stem)}{dot}{suffix}" if dot else name
 
 
 def read_identified(file: Location) -> tuple[bytes, str]:
     """The file's bytes and which file they came from: the (device, inode, size, mtime) of the
     descriptor read, locally; the ETag of the object read, on S3."""
-    if not file.is_s3:
+    if not file.is_s3:  # the stamp before the read, and the size read: lines appended meanwhile show
         with open(file.path, "rb") as f:
-            return f.read(), _identity(os.fstat(f.fileno()))
+            st = os.fstat(f.fileno())
+            data = f.read()
+        return data, f"{st.st_dev}:{st.st_ino}:{len(data)}:{st.st_mtime_ns}"
     from botocore.exceptions import ClientError
 
     try:
@@ -157,31 +168,44 @@ def read_identified(file: Location) -> tuple[bytes, str]:
     return got["Body"].read(), got["ETag"]
 
 
-def _identity(st: os.stat_result) -> str:
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-
-
 def retire(file: Location, dest: Location, read_as: str) -> bool:
     """Move a processed file to `dest` only if it still is the file read (`read_as`, from
     `read_identified`); False when it is gone (another intake moved it) or is another file now
-    (rotated in under the same name, or appended to), which then stays in the inbox to be read."""
+    (rotated in under the same name, or appended to), which then stays in the inbox to be read —
+    under a claim name (`<stem>.claim-<hex><suffix>`; its rows still name the log as written).
+
+    Logs must be complete when they land (written elsewhere and renamed in, or rotated): a writer
+    that still appends through an open descriptor follows the file wherever it is renamed. Lines
+    appended just before the move are caught by a second check after it."""
     if file.is_s3:
         return _retire_object(file, dest, read_as)
-    claimed = file.path.with_name(f"{_CLAIM.sub('', file.path.stem)}.claimed-{uuid.uuid4().hex[:12]}"
-                                  f"{file.path.suffix}")
+    stem, dot, suffix = log_name(file.name).rpartition(".")
+    claimed = file.path.with_name(f"{stem}.claim-{uuid.uuid4().hex[:8]}{dot}{suffix}")
     try:  # the claim is still a pending file: a crash from here on leaves it to be read again
         os.rename(file.path, claimed)
     except FileNotFoundError:
         return False
     failpoint("usage-claimed")
-    try:
-        if _identity(os.stat(claimed)) != read_as:
-            return False
-    except FileNotFoundError:  # another intake read the claim and retired it meanwhile
+    if not _still(claimed, read_as):
         return False
+    failpoint("usage-checked")
     dest.path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(claimed, dest.path)
-    return True
+    if _still(dest.path, read_as):
+        return True
+    try:  # appended between the check and the move: back to the inbox, to be read again
+        os.rename(dest.path, claimed)
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def _still(path: os.PathLike[str], read_as: str) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:  # another intake read the claim and retired it meanwhile
+        return False
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}" == read_as
 
 
 def _retire_object(file: Location, dest: Location, etag: str) -> bool:
