@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from asset_pipeline.collections import Collections
+from asset_pipeline.collections import Collections, collections_of
 from asset_pipeline.content import AssetContent, Content
 from asset_pipeline.errors import PermissionDenied
 from asset_pipeline.home import Home, require_home
@@ -76,9 +76,7 @@ class Catalog:
     # --- services ----------------------------------------------------------------------------
     @cached_property
     def collections(self) -> Collections:
-        from asset_pipeline.locks import USER_LOCK_TIMEOUT_S
-
-        return Collections(self.tables, exclusive=lambda: self.home.lock("collections", timeout_s=USER_LOCK_TIMEOUT_S))
+        return collections_of(self.home)
 
     @cached_property
     def searcher(self):

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asset_pipeline.errors import AssetNotFound, AssetUnavailable, CollectionNotFound, InvalidRequest, PermissionDenied
 from asset_pipeline.failpoints import failpoint
+from asset_pipeline.locks import USER_LOCK_TIMEOUT_S
 from asset_pipeline.sql import connect
 from asset_pipeline.tables import Tables
+
+if TYPE_CHECKING:
+    from asset_pipeline.home import Home
 
 LEVELS = {"view": 1, "edit": 2, "admin": 3}
 
@@ -36,8 +40,14 @@ def _user(value: Any, field: str = "user") -> str:
     return value
 
 
+def collections_of(home: Home) -> Collections:
+    """A home's collections, whose writes take its `collections` lock (waiting as a user's call
+    does: up to USER_LOCK_TIMEOUT_S)."""
+    return Collections(home.tables, exclusive=lambda: home.lock("collections", timeout_s=USER_LOCK_TIMEOUT_S))
+
+
 class Collections:
-    def __init__(self, tables: Tables, exclusive: Callable[[], AbstractContextManager] = nullcontext):
+    def __init__(self, tables: Tables, exclusive: Callable[[], AbstractContextManager]):
         self.tables = tables
         self.exclusive = exclusive  # the home's collections lock: one write's check and write at a time
 

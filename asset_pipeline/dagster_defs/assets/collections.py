@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from asset_pipeline.collections import Collections
+from asset_pipeline.collections import collections_of
 from asset_pipeline.dagster_defs.metadata import markdown_table, schema_metadata, table_metadata
 from asset_pipeline.dagster_defs.resources import PipelineHome
 
@@ -15,7 +15,7 @@ GROUP = "collections"
 def collection_stats(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> dg.MaterializeResult:
     """One row per collection: assets (live and all), bytes of live assets, number of shares."""
     home = pipeline.open()
-    rows = home.recompute("collection_stats", Collections(home.tables).stats)
+    rows = home.recompute("collection_stats", collections_of(home).stats)
     return dg.MaterializeResult(metadata={
         "collections": len(rows), "bytes": sum(r["bytes"] for r in rows),
         "largest": markdown_table([{k: r[k] for k in ("name", "owner", "live_assets", "bytes", "shares")}
