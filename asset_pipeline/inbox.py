@@ -16,6 +16,7 @@ stand-in name and quarantined with a reason.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -47,6 +48,9 @@ class InboxItem:
     s3_sidecar_key: str | None = None
     stamp: FileStamp | None = None  # as listed (local inboxes; lstat): the hash cache's key
     sidecar_stamp: FileStamp | None = None  # the sidecar's, as listed
+    # The inbox path as the filesystem spells it, when that is not UTF-8: `rel` then shows it with
+    # the bad bytes escaped (``bad\xff.png``), and the input is refused by name.
+    on_disk: str | None = None
 
     @property
     def root(self) -> Path:
@@ -134,6 +138,21 @@ def _entry_stamp(path: str) -> FileStamp | None:
     return FileStamp.of(st) if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
 
 
+def shown(rel: str) -> str:
+    """An inbox path as text: a name that is not UTF-8 (os.scandir hands its bad bytes over as
+    surrogates, which no table, SQL statement or log line can hold) with those bytes escaped."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _not_utf8(item: InboxItem) -> InboxItem:
+    """The input under a name that is not UTF-8, refused by that name: it is recorded and
+    quarantined under `shown(rel)`, and moved by the name it has on disk."""
+    rel = shown(item.rel)
+    return dataclasses.replace(item, rel=rel, on_disk=item.rel, refused=(
+        f"the name {rel} (its bad bytes shown as \\xNN) is not valid UTF-8, so it cannot be recorded or searched "
+        "as it is; rename the file"))
+
+
 def _item(root: Path, rel: str, stamp: FileStamp,
           listed: dict[str, os.stat_result] | None = None) -> InboxItem | None:
     """The input at `rel` (media or sidecar) paired with its partner, looked up by name: in
@@ -151,10 +170,12 @@ def _item(root: Path, rel: str, stamp: FileStamp,
     if rel.endswith(SIDECAR_SUFFIX):
         if partner(rel[: -len(SIDECAR_SUFFIX)]) is not None:
             return None  # the media file's own entry carries the pair
-        return InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp=stamp)
-    side = partner(rel + SIDECAR_SUFFIX)
-    return InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size, stamp.mtime_ns,
-                     False, stamp=stamp, sidecar_stamp=side)
+        item = InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp=stamp)
+    else:
+        side = partner(rel + SIDECAR_SUFFIX)
+        item = InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size,
+                         stamp.mtime_ns, False, stamp=stamp, sidecar_stamp=side)
+    return item if shown(rel) == rel else _not_utf8(item)
 
 
 def iter_local(root: Path, only: list[str] | None = None, slice_size: int = LISTING_SLICE) -> Iterator[InboxItem]:
@@ -371,7 +392,7 @@ def open_item_folder(item: InboxItem) -> int | None:
     `open_folder_in_inbox`); None when a folder on the way was swapped for a link or is gone —
     nothing is removed or moved through a link, the input stays for the next run."""
     try:
-        return open_folder_in_inbox(item.root, item.rel)
+        return open_folder_in_inbox(item.root, item.on_disk or item.rel)
     except (InputRejected, FileNotFoundError, NotADirectoryError):
         return None
 
@@ -460,11 +481,11 @@ def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
     folder = open_item_folder(item)
     if folder is None:
         return target
-    name = PurePosixPath(item.rel).name
+    name = PurePosixPath(item.on_disk or item.rel).name
     try:
         _move_out(folder, name, target)
         if item.sidecar:
-            _move_out(folder, name + SIDECAR_SUFFIX, target.parent / item.sidecar.name)
+            _move_out(folder, name + SIDECAR_SUFFIX, target.parent / (target.name + SIDECAR_SUFFIX))
     finally:
         os.close(folder)
     return target

@@ -37,7 +37,8 @@ class SensorPlan:
     @staticmethod
     def run_key(batch: list[str], listing: dict[str, tuple[int, int]]) -> str:
         text = "\n".join(f"{rel}:{listing[rel][0]}:{listing[rel][1]}" for rel in sorted(batch))
-        return "inbox-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+        # (a name that is not UTF-8 is listed with its bad bytes as surrogates: hashed as those bytes)
+        return "inbox-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def folders_in(cursor: str | None) -> dict[str, int]:

@@ -270,3 +270,68 @@ def test_a_link_quarantined_into_an_s3_home_is_stored_as_its_target_path(s3_env,
                       for k in (o["Key"] for o in page.get("Contents", [])) if "/tables/" not in k)
     assert b"TOP-SECRET-BYTES" not in stored
     assert not (inbox / "stolen.png").is_symlink() and secret.exists()
+
+
+def _drop_bytes_name(inbox: Path, name: bytes, seed: int) -> bytes:
+    """An input (and its sidecar) under a name that is not UTF-8; its path as bytes."""
+    path = os.path.join(os.fsencode(inbox), name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(render_image(seed, (16, 16)))
+    with open(path + os.fsencode(SIDECAR_SUFFIX), "w") as f:
+        f.write(json.dumps({"model": "m", "prompt": "p", "seed": seed, "created_by": "u", "project": "p1"}))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["consume", "keep"])
+def test_a_name_that_is_not_utf8_is_refused_by_name_and_the_run_goes_on(tmp_path: Path, mode: str) -> None:
+    """File names are bytes on Linux; one that is not UTF-8 (a file copied from an old Latin-1
+    system) made every ingest crash with UnicodeEncodeError, so one such file stopped the whole
+    inbox. Now it is refused with a reason, under its name with the bad bytes escaped: consumed
+    inboxes quarantine it (sidecar too), kept ones record it once and leave it; the other inputs
+    are ingested."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "good.png", render_image(1, (16, 16)))
+    bad = _drop_bytes_name(inbox, b"caf\xe9.png", 2)
+    in_folder = _drop_bytes_name(inbox, b"d\xfe/ok.png", 3)
+    settings = Settings.from_env(home=home, inbox_mode=mode, durable=False)
+    for attempt in range(2):
+        summary = Catalog(settings=settings).ingest()
+        assert summary.new_versions == (1 if attempt == 0 else 0)
+        if mode == "keep" or attempt == 0:
+            refused = sorted((e["source"], e["field"]) for e in summary.errors)
+            assert refused == [("caf\\xe9.png", "key"), ("d\\xfe/ok.png", "key")], summary.errors
+            assert all("is not valid UTF-8" in e["reason"] for e in summary.errors)
+    rows = Catalog(settings=settings).sql("select source_path, quarantine_path from ingest_errors order by 1")
+    assert [r["source_path"] for r in rows.to_pylist()] == ["caf\\xe9.png", "d\\xfe/ok.png"]  # recorded once
+    if mode == "keep":
+        assert os.path.exists(bad) and os.path.exists(in_folder)
+        return
+    assert not os.path.exists(bad) and not os.path.exists(bad + os.fsencode(SIDECAR_SUFFIX))
+    assert not os.path.exists(in_folder)
+    quarantined = sorted(p.name for p in (home / "quarantine").rglob("*") if p.is_file())
+    assert quarantined == ["caf\\xe9.png", "caf\\xe9.png" + SIDECAR_SUFFIX, "ok.png", "ok.png" + SIDECAR_SUFFIX]
+
+
+def test_the_inbox_sensor_requests_a_name_that_is_not_utf8_and_its_run_refuses_it(settings) -> None:
+    """The sensor's tick crashed (hashing the run key) on such a name. Now the name travels in the
+    run request as listed, and the run refuses and quarantines it."""
+    import dagster as dg
+
+    from asset_pipeline.definitions import build_definitions
+
+    inbox = Path(settings.inbox)
+    bad = _drop_bytes_name(inbox, b"caf\xe9.png", 2)
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, cursor=None, definitions=defs,
+                                     resources={"pipeline": defs.resources["pipeline"]}) as ctx:
+            tick = sensor(ctx)
+        [request] = tick.run_requests
+        result = defs.resolve_job_def("ingest_job").execute_in_process(instance=instance,
+                                                                       run_config=request.run_config)
+        assert result.success
+    errors = Catalog(settings=settings).sql("select source_path, reason from ingest_errors").to_pylist()
+    assert [e["source_path"] for e in errors] == ["caf\\xe9.png"] and "not valid UTF-8" in errors[0]["reason"]
+    assert not os.path.exists(bad)
