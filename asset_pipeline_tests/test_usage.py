@@ -370,6 +370,30 @@ def test_an_intake_whose_listed_file_another_intake_retired_finishes(ingested: C
     assert ingested.sql("select count(*) n from usage_events").to_pylist() == [{"n": 3}]
 
 
+def test_a_log_whose_name_is_not_utf8_is_read_and_named_with_its_bytes_escaped(ingested: Catalog,
+                                                                             settings) -> None:
+    """Listing the usage inbox raised UnicodeDecodeError on such a name (pyarrow's listing), so one
+    log copied from an old Latin-1 system stopped every intake. Now it is read like any log; its
+    rows and its `.done` copy name it with the bad bytes escaped; the sensor's tick hashes it too."""
+    import dagster as dg
+
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    inbox = settings.home.path / "usage_inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    with open(os.path.join(os.fsencode(inbox), b"caf\xe9.jsonl"), "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in _views("mon", 3)))
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"pipeline": defs.resources["pipeline"]}) as ctx:
+        assert defs.resolve_sensor_def("usage_inbox_sensor")(ctx).run_key.startswith("usage-")
+    summary = ingest_usage_files(ingested.tables, settings.usage_inbox)
+    assert (summary.files, summary.events) == (["caf\\xe9.jsonl"], 3)
+    assert ingested.sql("select distinct source from usage_events").column(0).to_pylist() == ["caf\\xe9.jsonl"]
+    assert os.listdir(inbox) == [".done"]
+    assert [p.name.split(".")[0] for p in (inbox / ".done").iterdir()] == ["caf\\xe9"]
+
+
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
     """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
     the installed dbt-core: it must be the version of the dbt executable they actually run."""

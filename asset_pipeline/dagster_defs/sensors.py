@@ -66,6 +66,8 @@ def build_usage_inbox_sensor(job: "dg.JobDefinition | object", interval_s: int =
         stamp = "\n".join(f"{f.name}:{f.size}:{f.mtime_ns}" for f in files)
         import hashlib
 
-        return dg.RunRequest(run_key="usage-" + hashlib.sha256(stamp.encode()).hexdigest()[:32])
+        # (a name that is not UTF-8 is listed with its bad bytes as surrogates: hashed as those bytes)
+        digest = hashlib.sha256(stamp.encode("utf-8", "surrogateescape")).hexdigest()
+        return dg.RunRequest(run_key=f"usage-{digest[:32]}")
 
     return usage_inbox_sensor

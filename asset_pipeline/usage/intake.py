@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asset_pipeline.failpoints import failpoint
+from asset_pipeline.inbox import shown
 from asset_pipeline.location import FileEntry, Location
 from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
@@ -48,8 +49,19 @@ class IntakeSummary:
 
 
 def pending_files(inbox: Location) -> list[FileEntry]:
-    """Log files waiting in the usage inbox (hidden files and `.done/` left out)."""
-    return inbox.list(SUFFIXES)
+    """Log files waiting in the usage inbox (hidden files and `.done/` left out). Locally listed
+    with os.scandir: a name that is not UTF-8 comes as surrogates (pyarrow's listing raised on
+    it); its rows and its `.done` copy carry it shown with the bad bytes escaped (`log_name`)."""
+    if inbox.is_s3:
+        return inbox.list(SUFFIXES)
+    try:
+        with os.scandir(inbox.path) as entries:
+            found = [FileEntry(e.name, (st := e.stat(follow_symlinks=False)).st_size, st.st_mtime_ns)
+                     for e in entries if not e.name.startswith(".") and e.name.endswith(SUFFIXES)
+                     and e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(found, key=lambda e: e.name)
 
 
 def _records(name: str, data: bytes) -> list[tuple[int, dict | None, str]]:
@@ -99,7 +111,7 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
         except FileNotFoundError:
             continue  # moved by an intake running beside this one
     files = list(read)
-    summary = IntakeSummary(files=files)
+    summary = IntakeSummary(files=[shown(name) for name in files])
     if not files:
         return summary
     data = {name: read[name][0] for name in files}
@@ -144,9 +156,10 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
 
 
 def log_name(name: str) -> str:
-    """The name the application gave the file (a claim left in the inbox keeps its mark)."""
-    stem, dot, suffix = name.rpartition(".")
-    return f"{_CLAIM.sub('', stem)}{dot}{suffix}" if dot else name
+    """The name the application gave the file (a claim left in the inbox keeps its mark), as
+    text: bytes that are not UTF-8 shown escaped (`\\xNN`)."""
+    stem, dot, suffix = shown(name).rpartition(".")
+    return f"{_CLAIM.sub('', stem)}{dot}{suffix}" if dot else shown(name)
 
 
 def read_identified(file: Location) -> tuple[bytes, str]:
