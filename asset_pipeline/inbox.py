@@ -144,10 +144,30 @@ def shown(rel: str) -> str:
     return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs)
+
+
+def fit_name(name: str, room: int = NAME_MAX) -> str:
+    """`name` if it takes at most `room` bytes; else its stem cut short and marked with a digest
+    of the whole name (a shown name grows four times per escaped byte: it must still fit a
+    folder), its suffix kept."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= room:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or len(suffix) > 16:
+        stem, dot, suffix = name, "", ""
+    mark = "~" + hashlib.sha256(raw).hexdigest()[:16]
+    budget = room - len(mark.encode()) - len((dot + suffix).encode("utf-8", "surrogateescape"))
+    cut = stem.encode("utf-8", "surrogateescape")[:budget].decode("utf-8", "ignore")
+    return f"{cut}{mark}{dot}{suffix}"
+
+
 def _not_utf8(item: InboxItem) -> InboxItem:
     """The input under a name that is not UTF-8, refused by that name: it is recorded and
-    quarantined under `shown(rel)`, and moved by the name it has on disk."""
-    rel = shown(item.rel)
+    quarantined under `shown(rel)` (each part fitted to a file name, with room for the sidecar's
+    suffix), and moved by the name it has on disk."""
+    rel = "/".join(fit_name(part, NAME_MAX - len(SIDECAR_SUFFIX)) for part in shown(item.rel).split("/"))
     return dataclasses.replace(item, rel=rel, on_disk=item.rel, refused=(
         f"the name {rel} (its bad bytes shown as \\xNN) is not valid UTF-8, so it cannot be recorded or searched "
         "as it is; rename the file"))
@@ -186,7 +206,7 @@ def iter_local(root: Path, only: list[str] | None = None, slice_size: int = LIST
     re-scan costs one stat per file; a sidecar whose media file is missing is an orphan."""
     if only is not None:
         for rel in sorted(set(only)):
-            if key_problem(rel) is not None or _hidden(PurePosixPath(rel)):
+            if _not_below(rel) or _hidden(PurePosixPath(rel)):
                 continue
             stamp = _entry_stamp(str(root / rel))
             item = _item(root, rel, stamp) if stamp is not None else None
@@ -198,6 +218,13 @@ def iter_local(root: Path, only: list[str] | None = None, slice_size: int = LIST
             item = _item(root, prefix + name, FileStamp.of(st), found)
             if item is not None:
                 yield item
+
+
+def _not_below(rel: str) -> bool:
+    """A requested path that is not a plain path below the inbox (empty, '.' or '..' parts, a
+    NUL). A backslash is an ordinary character of a local name (S3 keys are checked apart, by
+    `key_problem`)."""
+    return "\x00" in rel or any(part in ("", ".", "..") for part in rel.split("/"))
 
 
 def scan_local(root: Path, only: list[str] | None = None) -> list[InboxItem]:

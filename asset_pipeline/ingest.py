@@ -222,12 +222,12 @@ def store_items(
     done = [0, 0]
     if cache is not None:  # a kept inbox's unchanged rejects: refused again without reading them
         refused = cache.refused(((i.rel, i.stamp, i.sidecar_stamp) for i in items if _stamped(i)), limits.checks)
-        for i in items:
-            if i.rel in refused:
-                batch.rejected.append(Rejection(i, refused[i.rel].reason, refused[i.rel].field, remembered=True))
-                done[0] += 1
-                done[1] += i.size
-        items = [i for i in items if i.rel not in refused]
+        again = [i for i in items if _stamped(i) and i.rel in refused]
+        for i in again:
+            batch.rejected.append(Rejection(i, refused[i.rel].reason, refused[i.rel].field, remembered=True))
+            done[0] += 1
+            done[1] += i.size
+        items = _without(items, again)
     # Content that already is a version of its asset needs no format check again (re-runs).
     rels = sorted({i.rel for i in items})
     known_by_rel: dict[str, set[str]] = {}
@@ -239,15 +239,15 @@ def store_items(
     for r in rows:
         if (r["asset_id"], r["version"]) not in pruned:
             known_by_rel.setdefault(r["source_path"], set()).add(f"{r['asset_id']}:{r['sha256']}")
-    cached = cache.lookup((i.rel, i.stamp) for i in items if i.stamp is not None and i.rel in known_by_rel) \
+    cached = cache.lookup((i.rel, i.stamp) for i in items if _stamped(i) and i.rel in known_by_rel) \
         if cache is not None else {}
     if cached:  # unchanged since committed (file and sidecar), still a version, blob there: nothing to examine
-        unchanged = [i for i in items if i.rel in cached and _still_known(i, cached[i.rel], known_by_rel, store)]
+        unchanged = [i for i in items if _stamped(i) and i.rel in cached
+                     and _still_known(i, cached[i.rel], known_by_rel, store)]
         batch.known, batch.known_bytes = len(unchanged), sum(i.size for i in unchanged)
         done[0] += batch.known
         done[1] += batch.known_bytes
-        gone = {i.rel for i in unchanged}
-        items = [i for i in items if i.rel not in gone]
+        items = _without(items, unchanged)
     if progress and done[0]:
         progress(*done)
     order = sorted(items, key=lambda i: -i.size)
@@ -328,8 +328,16 @@ def store_items(
 
 
 def _stamped(item: InboxItem) -> bool:
-    """The listing stamped the input and its sidecar (a local inbox): the hash cache can vouch."""
-    return item.stamp is not None and (item.sidecar is None or item.sidecar_stamp is not None)
+    """The listing stamped the input and its sidecar (a local inbox), and its name is its path
+    (not a name shown escaped, which another file's real name may equal): the hash cache can vouch."""
+    return item.stamp is not None and (item.sidecar is None or item.sidecar_stamp is not None) \
+        and item.on_disk is None
+
+
+def _without(items: list[InboxItem], taken: list[InboxItem]) -> list[InboxItem]:
+    """`items` less the very items in `taken` (by identity: two inputs may show the same path)."""
+    gone = {id(i) for i in taken}
+    return [i for i in items if id(i) not in gone] if gone else items
 
 
 def _still_known(item: InboxItem, known: Known, known_by_rel: dict[str, set[str]], store: ObjectStore) -> bool:
@@ -658,6 +666,7 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
     reading inputs it knows unless `verify`, and learns what was committed."""
     summary = IngestSummary(run_id)
     done = [0, 0]
+    checks = limits.checks if cache is not None else ""  # now: what this run's validators are
 
     def advance(files: int, nbytes: int) -> None:  # progress over the whole run, not per batch
         if progress:
@@ -676,7 +685,7 @@ def ingest_stream(items: Iterable[InboxItem], store: ObjectStore, tables: Tables
                 (future, committed), in_flight = in_flight, None
                 summary.add(future.result())
                 if cache is not None:
-                    remember_committed(cache, committed, limits.checks)
+                    remember_committed(cache, committed, checks)
                 release_freed_memory()
 
         chunks = batched(items, batch_files, batch_bytes)

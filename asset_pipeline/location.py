@@ -137,6 +137,15 @@ class Location:
         raw = os.fspath(text).strip()
         if not raw:
             raise LocationError(f"{what} is empty")
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # a name from the file system: its bad bytes as \xNN
+                shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                shown = raw.encode("utf-8", "backslashreplace").decode()
+            raise LocationError(f"{what} {shown!r} is not valid UTF-8 (its bad bytes shown escaped): the tables "
+                                "record paths as text; use a folder whose name is UTF-8") from None
         scheme, sep, rest = raw.partition("://")
         if not sep:
             if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", raw):

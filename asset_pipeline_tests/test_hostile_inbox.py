@@ -335,3 +335,52 @@ def test_the_inbox_sensor_requests_a_name_that_is_not_utf8_and_its_run_refuses_i
     errors = Catalog(settings=settings).sql("select source_path, reason from ingest_errors").to_pylist()
     assert [e["source_path"] for e in errors] == ["caf\\xe9.png"] and "not valid UTF-8" in errors[0]["reason"]
     assert not os.path.exists(bad)
+
+
+def test_a_name_whose_escaped_form_is_too_long_for_a_file_name_is_quarantined(tmp_path: Path) -> None:
+    """64 bytes of 0xE9 + '.png' is a 68-byte name on disk; shown escaped it has 260 characters,
+    more than a file name may have. Its quarantine rename failed with ENAMETOOLONG on every run
+    (the good input beside it never consumed). Now the shown name is cut short with a digest."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop(inbox, "good.png", render_image(1, (16, 16)))
+    bad = _drop_bytes_name(inbox, b"\xe9" * 64 + b".png", 2)
+    summary = Catalog(settings=Settings.from_env(home=home, durable=False)).ingest()
+    assert (summary.new_versions, summary.rejected) == (1, 1)
+    assert not os.path.exists(bad) and not (inbox / "good.png").exists()
+    [shown] = [e["source"] for e in summary.errors]
+    assert shown.startswith("\\xe9" * 20) and shown.endswith(".png") and len(shown.encode()) <= 255 - 10
+    assert len([p for p in (home / "quarantine").rglob("*") if p.is_file()]) == 2  # the file and its sidecar
+
+
+def test_a_kept_name_with_a_backslash_does_not_hide_a_latin1_name_that_shows_the_same(tmp_path: Path) -> None:
+    """`caf\\xe9.png` (a real name with a backslash) and `caf<0xE9>.png` (not UTF-8) show the same.
+    In a kept inbox the first is ingested and remembered; the second, dropped later, was taken
+    for it ("unchanged") and never refused nor recorded. The cache now vouches only for inputs
+    whose name is their path."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop_bytes_name(inbox, b"caf\\xe9.png", 1)
+    settings = Settings.from_env(home=home, inbox_mode="keep", durable=False)
+    assert Catalog(settings=settings).ingest().new_versions == 1
+    _drop_bytes_name(inbox, b"caf\xe9.png", 2)
+    rescan = Catalog(settings=settings).ingest()
+    assert (rescan.unchanged, rescan.rejected) == (1, 1), rescan.errors
+    rows = Catalog(settings=settings).sql("select source_path, field from ingest_errors").to_pylist()
+    assert rows == [{"source_path": "caf\\xe9.png", "field": "key"}]
+
+
+def test_a_sensor_request_for_a_local_name_with_a_backslash_ingests_it(tmp_path: Path) -> None:
+    """A backslash is an ordinary character of a local file name: a full scan ingested `a\\b.png`,
+    but a run for the paths a sensor requested dropped it silently (the S3 key check refused it)."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    _drop_bytes_name(inbox, b"a\\b.png", 1)
+    summary = Catalog(settings=Settings.from_env(home=home, durable=False)).ingest(only=["a\\b.png"])
+    assert (summary.new_versions, summary.rejected) == (1, 0)
+
+
+def test_a_home_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    """It crashed deep in deltalake with an unexplained UnicodeEncodeError."""
+    from asset_pipeline.location import LocationError
+
+    home = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"h\xf6me"))
+    with pytest.raises(LocationError, match=r"h\\\\xf6me' is not valid UTF-8"):
+        Settings.from_env(home=home, durable=False)
