@@ -289,6 +289,31 @@ def test_a_reject_caused_outside_the_file_is_not_remembered(tmp_path: Path, monk
     assert (rescan.new_versions, rescan.rejected) == (1, 0), rescan.errors
 
 
+def test_an_editor_lock_file_in_the_package_leaves_the_checks_alone(tmp_path: Path) -> None:
+    """The checks digest reads the package's modules; an editor's lock file beside one (Emacs's
+    `.#images.py`, a dangling link) made it raise, and with it every kept-inbox ingest, while
+    anyone edited an editable install. Run on a copy of the package, in a fresh interpreter."""
+    import shutil
+
+    import asset_pipeline
+
+    code = ("import asset_pipeline; from asset_pipeline.formats import ValidationLimits\n"
+            "assert asset_pipeline.__file__.startswith({root!r}); print(ValidationLimits().checks)\n")
+
+    def checks(root: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code.format(root=str(root))], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+
+    root = tmp_path / "copy"
+    shutil.copytree(Path(asset_pipeline.__file__).parent, root / "asset_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = checks(root)
+    os.symlink("someone@host.4242:1700000000", root / "asset_pipeline" / ".#images.py")
+    after = checks(root)
+    assert after.returncode == 0, after.stderr[-1000:]
+    assert after.stdout == before.stdout and after.stdout.startswith("asset-pipeline ")
+
+
 def _npy(seed: int) -> bytes:
     import io
 

@@ -394,6 +394,58 @@ def test_a_log_whose_name_is_not_utf8_is_read_and_named_with_its_bytes_escaped(i
     assert [p.name.split(".")[0] for p in (inbox / ".done").iterdir()] == ["caf\\xe9"]
 
 
+@pytest.mark.parametrize("name", [b"\xe9" * 64 + b".jsonl", b"a" * 240 + b".jsonl"], ids=["escaped", "utf-8"])
+def test_a_log_whose_claim_or_done_name_would_be_too_long_does_not_stop_the_intake(ingested: Catalog, settings,
+                                                                                   name: bytes) -> None:
+    """A log name that fits the disk but whose claim (`.claim-<hex>`) or `.done` (`.<hash>`) name
+    would not — a 240-byte name, or a Latin-1 one shown four times longer — made every intake
+    raise ENAMETOOLONG after its commit, and the logs after it were never retired. Now those names
+    are cut short with a digest."""
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    inbox = settings.home.path / "usage_inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    with open(os.path.join(os.fsencode(inbox), name), "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in _views("mon", 3)))
+    _log(inbox, "zz.jsonl", _views("tue", 2))
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 5
+    assert os.listdir(inbox) == [".done"]
+    assert all(len(p.name.encode()) <= 255 for p in (inbox / ".done").iterdir())
+
+
+def test_a_retire_that_stays_leaves_an_earlier_done_copy_in_place(ingested: Catalog, settings,
+                                                                 tmp_path: Path) -> None:
+    """The same log is delivered twice; the second intake is held after checking its claim and
+    lines are appended to it. Its move landed on the first delivery's `.done` copy (the same
+    name: the same bytes) and then took it back into the inbox: the first copy was gone. Now the
+    claim is linked into `.done` without replacing anything."""
+    from asset_pipeline.failpoints import arrivals
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    from .test_concurrency import barrier_env, finish, python, wait_for
+
+    inbox = settings.home.path / "usage_inbox"
+    _log(inbox, "app.jsonl", _views("mon", 3))
+    ingest_usage_files(ingested.tables, settings.usage_inbox)
+    [first] = (inbox / ".done").iterdir()
+    _log(inbox, "app.jsonl", _views("mon", 3))  # delivered again
+    barrier = tmp_path / "barrier"
+    intake = python("from asset_pipeline import Catalog, Settings\n"
+                    "from asset_pipeline.usage.intake import ingest_usage_files\n"
+                    f"c = Catalog(settings=Settings.from_env(home={str(settings.home)!r}, durable=False))\n"
+                    "ingest_usage_files(c.tables, c.home.settings.usage_inbox)\n",
+                    barrier_env(barrier, "usage-checked"))
+    wait_for(lambda: arrivals(barrier, "usage-checked") == 1, what="the intake to check its claim", alive=(intake,))
+    [claim] = inbox.glob("app.claim-*.jsonl")
+    with open(claim, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in _views("late", 2)))
+    (barrier / "usage-checked.go").touch()
+    assert finish(intake)[0] == 0
+    assert first.exists() and first.read_text() == "".join(json.dumps(r) + "\n" for r in _views("mon", 3))
+    assert ingest_usage_files(ingested.tables, settings.usage_inbox).events == 2
+    assert os.listdir(inbox) == [".done"]
+
+
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
     """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
     the installed dbt-core: it must be the version of the dbt executable they actually run."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import uuid
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.inbox import shown
+from asset_pipeline.inbox import NAME_MAX, fit_name, shown
 from asset_pipeline.location import FileEntry, Location
 from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
@@ -149,10 +150,22 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     failpoint("usage-before-done")
     done = inbox / ".done"
     for name in files:
-        stem, dot, suffix = log_name(name).rpartition(".")
         # same content twice is the same name: nothing to keep apart
-        retire(inbox / name, done / f"{stem}.{hashes[name][:16]}{dot}{suffix}", read[name][1])
+        try:
+            retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1])
+        except OSError as exc:  # its rows are committed; it stays to be read again (adding nothing)
+            logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", shown(name), exc)
     return summary
+
+
+def _marked(name: str, mark: str) -> str:
+    """`<stem>.<mark><suffix>`, the stem cut short (with a digest) where the whole would not fit a
+    file name."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    extra = len(f".{mark}{dot}{suffix}".encode())
+    return f"{fit_name(stem, NAME_MAX - extra)}.{mark}{dot}{suffix}"
 
 
 def log_name(name: str) -> str:
@@ -189,11 +202,10 @@ def retire(file: Location, dest: Location, read_as: str) -> bool:
 
     Logs must be complete when they land (written elsewhere and renamed in, or rotated): a writer
     that still appends through an open descriptor follows the file wherever it is renamed. Lines
-    appended just before the move are caught by a second check after it."""
+    appended just before the move are caught by a second check after the link into `.done`."""
     if file.is_s3:
         return _retire_object(file, dest, read_as)
-    stem, dot, suffix = log_name(file.name).rpartition(".")
-    claimed = file.path.with_name(f"{stem}.claim-{uuid.uuid4().hex[:8]}{dot}{suffix}")
+    claimed = file.path.with_name(_marked(log_name(file.name), f"claim-{uuid.uuid4().hex[:8]}"))
     try:  # the claim is still a pending file: a crash from here on leaves it to be read again
         os.rename(file.path, claimed)
     except FileNotFoundError:
@@ -203,14 +215,17 @@ def retire(file: Location, dest: Location, read_as: str) -> bool:
         return False
     failpoint("usage-checked")
     dest.path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(claimed, dest.path)
-    if _still(dest.path, read_as):
-        return True
-    try:  # appended between the check and the move: back to the inbox, to be read again
-        os.rename(dest.path, claimed)
-    except FileNotFoundError:
-        pass
-    return False
+    try:  # a link, not a rename over: an earlier copy of the same bytes in `.done` is never replaced
+        os.link(claimed, dest.path)
+        linked = True
+    except FileExistsError:
+        linked = False
+    if not _still(claimed, read_as):  # appended between the check and the link: it stays to be read
+        if linked:
+            os.unlink(dest.path)
+        return False
+    os.unlink(claimed)
+    return True
 
 
 def _still(path: os.PathLike[str], read_as: str) -> bool:
