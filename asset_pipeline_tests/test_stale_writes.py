@@ -222,24 +222,35 @@ def test_a_delete_waits_for_a_sweep_and_says_so(ingested: Catalog, settings, tmp
     assert len(err_file.read_text().strip().splitlines()) == 1, err_file.read_text()  # one line, nothing else
 
 
+def _owner_acts_while_an_add_is_held(settings, tmp_path: Path, asset: str, owner_call: str):
+    """A collection Alice owns and shares with Bob (edit); Bob's add of `asset` is held after its
+    permission check, then Alice's `owner_call` (code with ``{cid}``) starts and either finishes or
+    waits for the add's lock; then the add is released. Returns (collection id, the add's process,
+    the owner's process, whether the owner's call was still waiting when the add was released)."""
+    cat = Catalog(settings=settings)
+    cid = cat.create_collection("moodboard", owner="alice")
+    cat.share(cid, "bob", "edit", by="alice")
+    barrier = tmp_path / "barrier"
+    adder = python(_catalog(settings) + f"print(c.add_to_collection({cid!r}, {asset!r}, user='bob'))\n",
+                   barrier_env(barrier, "collection-allowed"))
+    wait_for(lambda: arrivals(barrier, "collection-allowed") == 1, what="the add to pass its check", alive=(adder,))
+    owner = python(_catalog(settings) + owner_call.format(cid=repr(cid)) + "\n",
+                   barrier_env(barrier, "lock-collections", 1))
+    lock = Path(settings.home.path) / "locks" / "collections.lock"
+    wait_for(lambda: _blocked_or_done(owner, barrier, lock), what="the owner's call to finish or wait for the add")
+    waited = owner.poll() is None
+    (barrier / "collection-allowed.go").touch()
+    return cid, adder, owner, waited
+
+
 def test_an_add_allowed_before_a_collection_is_deleted_leaves_no_orphan_membership(ingested: Catalog, settings,
                                                                                    tmp_path: Path) -> None:
     """Bob (an editor) adds the sunset and is held after his permission check; the owner deletes
     the collection meanwhile. Before the fix the delete removed the collection and its rows, then
     the add wrote a membership row into a collection that no longer exists (an orphan that
     `collection_assets` shows to SQL). Now the delete waits for the add, then removes it too."""
-    cat = Catalog(settings=settings)
-    cid = cat.create_collection("moodboard", owner="alice")
-    cat.share(cid, "bob", "edit", by="alice")
-    barrier = tmp_path / "barrier"
-    adder = python(_catalog(settings) + f"print(c.add_to_collection({cid!r}, {SUNSET!r}, user='bob'))\n",
-                   barrier_env(barrier, "collection-allowed"))
-    wait_for(lambda: arrivals(barrier, "collection-allowed") == 1, what="the add to pass its check", alive=(adder,))
-    deleter = python(_catalog(settings) + f"c.delete_collection({cid!r}, user='alice')\n",
-                     barrier_env(barrier, "lock-collections", 1))
-    lock = Path(settings.home.path) / "locks" / "collections.lock"
-    wait_for(lambda: _blocked_or_done(deleter, barrier, lock), what="the delete to finish or wait for the add")
-    (barrier / "collection-allowed.go").touch()
+    _, adder, deleter, _ = _owner_acts_while_an_add_is_held(settings, tmp_path, SUNSET,
+                                                             "c.delete_collection({cid}, user='alice')")
     rc, out, err = finish(adder)
     assert rc == 0 and out.strip() == "True", err
     rc, _, err = finish(deleter)
@@ -251,19 +262,8 @@ def test_an_add_allowed_before_a_collection_is_deleted_leaves_no_orphan_membersh
 def test_an_unshare_waits_for_an_add_its_user_was_allowed(ingested: Catalog, settings, tmp_path: Path) -> None:
     """Bob's add passed its check and is held; the owner unshares Bob. The unshare must not commit
     while the add it would have refused can still land after it: it waits for the add to finish."""
-    cat = Catalog(settings=settings)
-    cid = cat.create_collection("moodboard", owner="alice")
-    cat.share(cid, "bob", "edit", by="alice")
-    barrier = tmp_path / "barrier"
-    adder = python(_catalog(settings) + f"c.add_to_collection({cid!r}, {FOREST!r}, user='bob')\n",
-                   barrier_env(barrier, "collection-allowed"))
-    wait_for(lambda: arrivals(barrier, "collection-allowed") == 1, what="the add to pass its check", alive=(adder,))
-    unsharer = python(_catalog(settings) + f"c.unshare({cid!r}, 'bob', by='alice')\n",
-                      barrier_env(barrier, "lock-collections", 1))
-    lock = Path(settings.home.path) / "locks" / "collections.lock"
-    wait_for(lambda: _blocked_or_done(unsharer, barrier, lock), what="the unshare to finish or wait for the add")
-    waited = unsharer.poll() is None
-    (barrier / "collection-allowed.go").touch()
+    cid, adder, unsharer, waited = _owner_acts_while_an_add_is_held(settings, tmp_path, FOREST,
+                                                                    "c.unshare({cid}, 'bob', by='alice')")
     assert finish(adder)[0] == 0 and finish(unsharer)[0] == 0
     assert waited, "the unshare committed while an add it would refuse was still to land"
     cat = Catalog(settings=settings)
