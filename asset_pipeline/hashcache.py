@@ -12,10 +12,16 @@ everything and rewrites the entries.
 Rejects are remembered too (a table of their own, keyed by inbox path): a kept inbox shows its
 bad files to every scan, and re-reading and re-validating each of them per scan made the scan's
 cost grow with what was refused before. An entry holds only while the file's and sidecar's
-stamps and the `checks` that refused it (the validation limits, and the versions of this package
-and of its decoders) are unchanged, since a changed setting or an upgrade may admit the file.
-Only rejections that the input's own bytes decided are remembered, never one that depends on the
-tables (a sidecar naming an asset that may exist by the next scan).
+stamps and the `checks` that refused it (the validation limits, a digest of this package's code
+and its decoders' releases) are unchanged, since a changed setting or an upgrade may admit the
+file. Only rejections that the input's own bytes decided are remembered (see
+`ingest._rememberable`), never one that depends on the tables (a sidecar naming an asset that may
+exist by the next scan) or on a failure outside the file.
+
+One SQLite file per host under ``<home>/cache/`` (device and inode numbers mean nothing on another
+machine); SQLite's own locking lets concurrent ingests share it. Entries are written only for
+inputs whose commit succeeded, so the cache never claims more than the tables hold. Only the
+ingest's main process opens it (never a forked worker).
 """
 
 from __future__ import annotations
