@@ -446,6 +446,74 @@ def test_a_retire_that_stays_leaves_an_earlier_done_copy_in_place(ingested: Cata
     assert os.listdir(inbox) == [".done"]
 
 
+def test_a_log_written_by_another_user_is_retired() -> None:
+    """The application writes its logs as its own user (mode 0644) into a usage inbox the intake's
+    user may write to. A rename moves them (it needs the folder's write permission only); a hard
+    link of a file one neither owns nor may write is refused under fs.protected_hardlinks, so a
+    retire by link left every such log in the inbox, re-read on every run. The intake's retire
+    runs here in a child process as another user."""
+    import shutil
+    import tempfile
+
+    from asset_pipeline.location import Location
+    from asset_pipeline.usage.intake import read_identified, retire
+
+    app, intake = 54321, 54322
+    base = Path(tempfile.mkdtemp(prefix="usage-users-"))  # pytest's own folders are root's alone (0700)
+    os.chmod(base, 0o755)
+    inbox = base / "usage_inbox"
+    inbox.mkdir()
+    os.chown(inbox, intake, intake)
+    log = inbox / "app.jsonl"
+    log.write_text('{"a": 1}\n')
+    os.chown(log, app, app)
+    os.chmod(log, 0o644)
+    _, read_as = read_identified(Location(str(log)))
+    dest = Location(str(inbox / ".done" / "app.0123456789abcdef.jsonl"))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the intake's user
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(intake)
+            os.setuid(intake)
+            out = repr(retire(Location(str(log)), dest, read_as))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    try:
+        assert out == "True", out
+        assert dest.path.read_text() == '{"a": 1}\n' and os.listdir(inbox) == [".done"]
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_log_that_cannot_be_moved_is_reported_and_stays(ingested: Catalog, settings) -> None:
+    """A log whose rows are committed but that cannot be moved to `.done` (here a folder holds its
+    `.done` name) stays to be read again, adding nothing, and the intake says so in its summary
+    (and the Dagster run's metadata) instead of only in a log line."""
+    import hashlib
+
+    from asset_pipeline.usage.intake import ingest_usage_files
+
+    inbox = settings.home.path / "usage_inbox"
+    _log(inbox, "app.jsonl", _views("mon", 3))
+    digest = hashlib.sha256((inbox / "app.jsonl").read_bytes()).hexdigest()[:16]
+    (inbox / ".done" / f"app.{digest}.jsonl" / "in-the-way").mkdir(parents=True)
+    for events in (3, 0):
+        summary = ingest_usage_files(ingested.tables, settings.usage_inbox)
+        assert summary.events == events
+        [left] = summary.left
+        assert left.startswith("app.jsonl: ") and "Is a directory" in left, left
+    assert len(list(inbox.glob("app.claim-*.jsonl"))) == 1
+
+
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs() -> None:
     """The usage builds skip dagster-dbt's `dbt --version` subprocess and take the version from
     the installed dbt-core: it must be the version of the dbt executable they actually run."""

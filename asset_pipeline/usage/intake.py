@@ -47,6 +47,9 @@ class IntakeSummary:
     bad_rows: int = 0
     unknown_assets: int = 0
     errors: list[dict] = field(default_factory=list)
+    # Logs whose rows are committed but which stay in the usage inbox, to be read again (adding
+    # nothing twice): changed since they were read, or they could not be moved (the reason).
+    left: list[str] = field(default_factory=list)
 
 
 def pending_files(inbox: Location) -> list[FileEntry]:
@@ -152,9 +155,11 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     for name in files:
         # same content twice is the same name: nothing to keep apart
         try:
-            retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1])
+            if not retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1]):
+                summary.left.append(f"{log_name(name)}: changed since it was read (or moved by another intake)")
         except OSError as exc:  # its rows are committed; it stays to be read again (adding nothing)
-            logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", shown(name), exc)
+            summary.left.append(f"{log_name(name)}: {exc}")
+            logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", log_name(name), exc)
     return summary
 
 
@@ -202,7 +207,7 @@ def retire(file: Location, dest: Location, read_as: str) -> bool:
 
     Logs must be complete when they land (written elsewhere and renamed in, or rotated): a writer
     that still appends through an open descriptor follows the file wherever it is renamed. Lines
-    appended just before the move are caught by a second check after the link into `.done`."""
+    appended just before the move are caught by a second check after it."""
     if file.is_s3:
         return _retire_object(file, dest, read_as)
     claimed = file.path.with_name(_marked(log_name(file.name), f"claim-{uuid.uuid4().hex[:8]}"))
@@ -215,17 +220,18 @@ def retire(file: Location, dest: Location, read_as: str) -> bool:
         return False
     failpoint("usage-checked")
     dest.path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # a link, not a rename over: an earlier copy of the same bytes in `.done` is never replaced
-        os.link(claimed, dest.path)
-        linked = True
-    except FileExistsError:
-        linked = False
-    if not _still(claimed, read_as):  # appended between the check and the link: it stays to be read
-        if linked:
-            os.unlink(dest.path)
-        return False
-    os.unlink(claimed)
-    return True
+    if dest.path.is_file() and not dest.path.is_symlink():  # the same bytes are archived (the name is their hash)
+        if not _still(claimed, read_as):  # appended since the check: it stays to be read
+            return False
+        os.unlink(claimed)
+        return True
+    # A rename, not a hard link: it needs only the folder's write permission (a link of another
+    # user's log is refused under fs.protected_hardlinks) and works on file systems without links.
+    os.rename(claimed, dest.path)
+    if _still(dest.path, read_as):
+        return True
+    os.rename(dest.path, claimed)  # appended between the check and the move: back, to be read again
+    return False
 
 
 def _still(path: os.PathLike[str], read_as: str) -> bool:

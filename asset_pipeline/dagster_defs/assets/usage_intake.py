@@ -17,8 +17,11 @@ def usage_events(context: dg.AssetExecutionContext, pipeline: PipelineHome) -> d
     s = ingest_usage_files(home.tables, home.settings.usage_inbox)
     if s.bad_rows:
         context.log.warning(f"{s.bad_rows} usage rows rejected ({s.unknown_assets} unknown asset ids)")
+    for reason in s.left:
+        context.log.warning(f"usage log left in the inbox, to be read again: {reason}")
     return dg.MaterializeResult(metadata={
         "files": len(s.files), "events": s.events, "bad_rows": s.bad_rows, "unknown_assets": s.unknown_assets,
+        "left_in_inbox": "\n".join(s.left) or "none",
         "errors": markdown_table([{k: e[k] for k in ("source", "line", "field", "reason")} for e in s.errors[:20]]),
         **table_metadata(home.tables, "usage_events"),
     })
