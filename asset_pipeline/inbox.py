@@ -135,6 +135,10 @@ def _entry_stamp(path: str) -> FileStamp | None:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # a requested name too long to be a file, or a folder link that loops: no input
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+            return None
+        raise
     return FileStamp.of(st) if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
 
 

@@ -563,8 +563,9 @@ def error_id_for(item: InboxItem, field: str | None) -> str:
             side = f"{st.st_size}:{st.st_mtime_ns}"
         except FileNotFoundError:
             pass
-    key = f"{item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{side}\x00{field or ''}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    # (by the name on disk: two names that are not UTF-8 may show the same escaped text)
+    key = f"{item.on_disk or item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{side}\x00{field or ''}"
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def commit_rejections(rejected: list[Rejection], tables: Tables, quarantine_root: Location | None, run_id: str,

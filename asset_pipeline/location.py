@@ -123,6 +123,21 @@ class FileEntry:
     mtime_ns: int
 
 
+def _require_utf8(path: str, what: str) -> str:
+    """`path`, if it is valid UTF-8 (the tables record paths as text); a relative path or `~` is
+    checked again once made absolute (the working folder or $HOME may not be)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # a name from the file system: its bad bytes as \xNN
+            shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            shown = path.encode("utf-8", "backslashreplace").decode()
+        raise LocationError(f"{what} {shown!r} is not valid UTF-8 (its bad bytes shown escaped): the tables "
+                            "record paths as text; use a folder whose name is UTF-8") from None
+    return path
+
+
 @dataclass(frozen=True)
 class Location:
     """A folder, local (`uri` is an absolute path) or on S3 (`s3://bucket/prefix`)."""
@@ -137,23 +152,15 @@ class Location:
         raw = os.fspath(text).strip()
         if not raw:
             raise LocationError(f"{what} is empty")
-        try:
-            raw.encode("utf-8")
-        except UnicodeEncodeError:
-            try:  # a name from the file system: its bad bytes as \xNN
-                shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            except UnicodeEncodeError:
-                shown = raw.encode("utf-8", "backslashreplace").decode()
-            raise LocationError(f"{what} {shown!r} is not valid UTF-8 (its bad bytes shown escaped): the tables "
-                                "record paths as text; use a folder whose name is UTF-8") from None
+        _require_utf8(raw, what)
         scheme, sep, rest = raw.partition("://")
         if not sep:
             if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", raw):
                 raise LocationError(f"{what} {raw!r} looks like a URI without '//': use s3://bucket/prefix "
                                     "or a local folder")
-            return cls(str(Path(raw).expanduser().absolute()))
+            return cls(_require_utf8(str(Path(raw).expanduser().absolute()), what))
         if scheme == "file":
-            return cls(str(Path(rest).expanduser().absolute()))
+            return cls(_require_utf8(str(Path(rest).expanduser().absolute()), what))
         if scheme != "s3":
             hint = (" (Google Cloud Storage: use its S3-interoperable endpoint, "
                     "AWS_ENDPOINT_URL=https://storage.googleapis.com with HMAC keys, and s3://bucket/prefix)"

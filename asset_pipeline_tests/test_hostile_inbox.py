@@ -384,3 +384,48 @@ def test_a_home_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path: Path) ->
     home = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"h\xf6me"))
     with pytest.raises(LocationError, match=r"h\\\\xf6me' is not valid UTF-8"):
         Settings.from_env(home=home, durable=False)
+
+
+@pytest.mark.parametrize("rel", ["x" * 300 + ".png", "loop/a.png"], ids=["name-too-long", "link-loop"])
+def test_a_requested_path_that_cannot_be_looked_up_is_skipped(tmp_path: Path, rel: str) -> None:
+    """Paths requested by a run's config (a sensor's, or typed in the launchpad) that no file can
+    have — a part over 255 bytes, or a way through a folder link that loops — are no inputs; the
+    lookup's ENAMETOOLONG or ELOOP stopped the whole run before, the other paths unread."""
+    from asset_pipeline.inbox import iter_local
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "good.png").write_bytes(b"x")
+    os.symlink("loop", inbox / "loop")
+    assert [i.rel for i in iter_local(inbox, only=[rel, "good.png"])] == ["good.png"]
+
+
+def test_two_latin1_names_that_show_the_same_are_both_quarantined(tmp_path: Path) -> None:
+    """`\\xe9<E9>.png` and `<E9>\\xe9.png` (each with a literal backslash) both show as
+    `\\xe9\\xe9.png`. With the same size and mtime (copies, a tar extraction) they had one error id,
+    one row and one quarantine path: the second move replaced the first input and its sidecar.
+    The id now comes from the name on disk."""
+    home, inbox = tmp_path / "home", tmp_path / "home" / "inbox"
+    when = 1_700_000_000_000_000_000
+    paths = [_drop_bytes_name(inbox, name, 1) for name in (b"\\xe9\xe9.png", b"\xe9\\xe9.png")]
+    for path in paths:
+        for p in (path, path + os.fsencode(SIDECAR_SUFFIX)):
+            os.utime(p, ns=(when, when))
+    summary = Catalog(settings=Settings.from_env(home=home, durable=False)).ingest()
+    assert summary.rejected == 2 and not any(os.path.exists(p) for p in paths)
+    assert len([p for p in (home / "quarantine").rglob("*") if p.is_file()]) == 4  # both inputs, both sidecars
+    assert Catalog(settings=Settings.from_env(home=home, durable=False)).sql(
+        "select count(*) as n from ingest_errors").to_pylist() == [{"n": 2}]
+
+
+def test_a_relative_home_under_a_folder_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """The check read the text given, then made it absolute: a relative home (or `~/...` with such
+    a $HOME) under a folder that is not UTF-8 passed, and `init` died in pyarrow."""
+    from asset_pipeline.location import Location, LocationError
+
+    cwd = os.path.join(os.fsencode(tmp_path), b"w\xff")
+    os.mkdir(cwd)
+    monkeypatch.chdir(cwd)
+    with pytest.raises(LocationError, match="not valid UTF-8"):
+        Location.parse("home")
