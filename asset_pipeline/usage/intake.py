@@ -155,8 +155,8 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     for name in files:
         # same content twice is the same name: nothing to keep apart
         try:
-            if not retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1]):
-                summary.left.append(f"{log_name(name)}: changed since it was read (or moved by another intake)")
+            if retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1]) is False:
+                summary.left.append(f"{log_name(name)}: changed since it was read")
         except OSError as exc:  # its rows are committed; it stays to be read again (adding nothing)
             summary.left.append(f"{log_name(name)}: {exc}")
             logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", log_name(name), exc)
@@ -199,11 +199,12 @@ def read_identified(file: Location) -> tuple[bytes, str]:
     return got["Body"].read(), got["ETag"]
 
 
-def retire(file: Location, dest: Location, read_as: str) -> bool:
+def retire(file: Location, dest: Location, read_as: str) -> bool | None:
     """Move a processed file to `dest` only if it still is the file read (`read_as`, from
-    `read_identified`); False when it is gone (another intake moved it) or is another file now
-    (rotated in under the same name, or appended to), which then stays in the inbox to be read —
-    under a claim name (`<stem>.claim-<hex><suffix>`; its rows still name the log as written).
+    `read_identified`): True once moved; None when it is gone (another intake moved it); False
+    when it is another file now (rotated in under the same name, or appended to), which then
+    stays in the inbox to be read — under a claim name (`<stem>.claim-<hex><suffix>`; its rows
+    still name the log as written).
 
     Logs must be complete when they land (written elsewhere and renamed in, or rotated): a writer
     that still appends through an open descriptor follows the file wherever it is renamed. Lines
@@ -214,15 +215,15 @@ def retire(file: Location, dest: Location, read_as: str) -> bool:
     try:  # the claim is still a pending file: a crash from here on leaves it to be read again
         os.rename(file.path, claimed)
     except FileNotFoundError:
-        return False
+        return None
     failpoint("usage-claimed")
     if not _still(claimed, read_as):
-        return False
+        return None if not os.path.lexists(claimed) else False
     failpoint("usage-checked")
     dest.path.parent.mkdir(parents=True, exist_ok=True)
     if dest.path.is_file() and not dest.path.is_symlink():  # the same bytes are archived (the name is their hash)
         if not _still(claimed, read_as):  # appended since the check: it stays to be read
-            return False
+            return None if not os.path.lexists(claimed) else False
         os.unlink(claimed)
         return True
     # A rename, not a hard link: it needs only the folder's write permission (a link of another
@@ -242,7 +243,7 @@ def _still(path: os.PathLike[str], read_as: str) -> bool:
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}" == read_as
 
 
-def _retire_object(file: Location, dest: Location, etag: str) -> bool:
+def _retire_object(file: Location, dest: Location, etag: str) -> bool | None:
     """Copy, then delete, each only if the object still has the ETag read. (An S3 emulator that
     ignores the copy's condition may copy newer bytes under the old hash; the delete's condition
     still keeps the newer object in the inbox.)"""
@@ -254,7 +255,10 @@ def _retire_object(file: Location, dest: Location, etag: str) -> bool:
                            CopySourceIfMatch=etag)
         client.delete_object(Bucket=file.bucket, Key=file.key, IfMatch=etag)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "NoSuchKey", "404", "412"):
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
+            return None
+        if code in ("PreconditionFailed", "412"):
             return False
         raise
     return True
