@@ -32,6 +32,7 @@ from asset_pipeline.errors import InputRejected
 from asset_pipeline.failpoints import failpoint
 from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.location import Location
+from asset_pipeline.names import NAME_MAX, fit_name, shown
 from asset_pipeline.sidecar import SIDECAR_SUFFIX
 
 
@@ -51,6 +52,11 @@ class InboxItem:
     # The inbox path as the filesystem spells it, when that is not UTF-8: `rel` then shows it with
     # the bad bytes escaped (``bad\xff.png``), and the input is refused by name.
     on_disk: str | None = None
+
+    @property
+    def disk_rel(self) -> str:
+        """The inbox path as the file system spells it (what opens, moves and identifies the file)."""
+        return self.on_disk or self.rel
 
     @property
     def root(self) -> Path:
@@ -140,31 +146,6 @@ def _entry_stamp(path: str) -> FileStamp | None:
             return None
         raise
     return FileStamp.of(st) if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) else None
-
-
-def shown(rel: str) -> str:
-    """An inbox path as text: a name that is not UTF-8 (os.scandir hands its bad bytes over as
-    surrogates, which no table, SQL statement or log line can hold) with those bytes escaped."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-NAME_MAX = 255  # bytes in one file name (ext4, XFS, Btrfs)
-
-
-def fit_name(name: str, room: int = NAME_MAX) -> str:
-    """`name` if it takes at most `room` bytes; else its stem cut short and marked with a digest
-    of the whole name (a shown name grows four times per escaped byte: it must still fit a
-    folder), its suffix kept."""
-    raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) <= room:
-        return name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or len(suffix) > 16:
-        stem, dot, suffix = name, "", ""
-    mark = "~" + hashlib.sha256(raw).hexdigest()[:16]
-    budget = room - len(mark.encode()) - len((dot + suffix).encode("utf-8", "surrogateescape"))
-    cut = stem.encode("utf-8", "surrogateescape")[:budget].decode("utf-8", "ignore")
-    return f"{cut}{mark}{dot}{suffix}"
 
 
 def _not_utf8(item: InboxItem) -> InboxItem:
@@ -423,7 +404,7 @@ def open_item_folder(item: InboxItem) -> int | None:
     `open_folder_in_inbox`); None when a folder on the way was swapped for a link or is gone —
     nothing is removed or moved through a link, the input stays for the next run."""
     try:
-        return open_folder_in_inbox(item.root, item.on_disk or item.rel)
+        return open_folder_in_inbox(item.root, item.disk_rel)
     except (InputRejected, FileNotFoundError, NotADirectoryError):
         return None
 
@@ -512,7 +493,7 @@ def move_to_quarantine(item: InboxItem, dest_dir: Location) -> Location:
     folder = open_item_folder(item)
     if folder is None:
         return target
-    name = PurePosixPath(item.on_disk or item.rel).name
+    name = PurePosixPath(item.disk_rel).name
     try:
         _move_out(folder, name, target)
         if item.sidecar:

@@ -564,7 +564,7 @@ def error_id_for(item: InboxItem, field: str | None) -> str:
         except FileNotFoundError:
             pass
     # (by the name on disk: two names that are not UTF-8 may show the same escaped text)
-    key = f"{item.on_disk or item.rel}\x00{item.size}\x00{item.mtime_ns}\x00{side}\x00{field or ''}"
+    key = f"{item.disk_rel}\x00{item.size}\x00{item.mtime_ns}\x00{side}\x00{field or ''}"
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from asset_pipeline.errors import LocationError
+from asset_pipeline.names import shown
 from asset_pipeline.sql_literals import string_literal
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -129,12 +130,8 @@ def _require_utf8(path: str, what: str) -> str:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        try:  # a name from the file system: its bad bytes as \xNN
-            shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            shown = path.encode("utf-8", "backslashreplace").decode()
-        raise LocationError(f"{what} {shown!r} is not valid UTF-8 (its bad bytes shown escaped): the tables "
-                            "record paths as text; use a folder whose name is UTF-8") from None
+        raise LocationError(f"{what} {shown(path)!r} is not valid UTF-8 (its bad bytes shown escaped): the "
+                            "tables record paths as text; use a folder whose name is UTF-8") from None
     return path
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asset_pipeline.failpoints import failpoint
-from asset_pipeline.inbox import NAME_MAX, fit_name, shown
 from asset_pipeline.location import FileEntry, Location
+from asset_pipeline.names import NAME_MAX, fit_name, shown
 from asset_pipeline.tables import Tables
 from asset_pipeline.usage.events import InvalidEvent, make_event
 
@@ -187,7 +187,7 @@ def read_identified(file: Location) -> tuple[bytes, str]:
         with open(file.path, "rb") as f:
             st = os.fstat(f.fileno())
             data = f.read()
-        return data, f"{st.st_dev}:{st.st_ino}:{len(data)}:{st.st_mtime_ns}"
+        return data, _identity(st, len(data))
     from botocore.exceptions import ClientError
 
     try:
@@ -240,7 +240,12 @@ def _still(path: os.PathLike[str], read_as: str) -> bool:
         st = os.stat(path)
     except FileNotFoundError:  # another intake read the claim and retired it meanwhile
         return False
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}" == read_as
+    return _identity(st, st.st_size) == read_as
+
+
+def _identity(st: os.stat_result, size: int) -> str:
+    """Which local file a log's bytes are: device, inode, size (the bytes read) and mtime."""
+    return f"{st.st_dev}:{st.st_ino}:{size}:{st.st_mtime_ns}"
 
 
 def _retire_object(file: Location, dest: Location, etag: str) -> bool | None:
