@@ -77,10 +77,11 @@ def run_job(settings: Settings, job_name: str, run_config: dict | None = None, p
     """Execute a job of the project's Definitions in this process, on a real Dagster instance
     (`tags` selects partitions: dagster/partition or a dagster/asset_partition_range_*)."""
     from asset_pipeline.dagster_defs.build import build_definitions
+    from asset_pipeline.heap import frozen_heap
 
     defs = build_definitions(settings, progress=progress, jobs=[job_name])  # imports only what the job runs
     config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})}
-    with dagster_instance(settings) as instance:
+    with dagster_instance(settings) as instance, frozen_heap():  # Dagster's objects are not garbage
         return defs.resolve_job_def(job_name).execute_in_process(run_config=config, instance=instance,
                                                                   raise_on_error=False, tags=tags)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ class FileStamp:
         except FileNotFoundError:
             return None
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The stamp as one string (how the hash cache records a sidecar's)."""
+        """The stamp as one string (how the hash cache records a sidecar's; a re-scan compares
+        each sidecar's more than once)."""
         return f"{self.dev}:{self.ino}:{self.size}:{self.mtime_ns}:{self.ctime_ns}"
 
     def same_content(self, other: FileStamp | None) -> bool:

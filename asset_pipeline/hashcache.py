@@ -92,14 +92,15 @@ class HashCache:
             inodes.setdefault(dev, []).append(ino)
         found: dict[str, Known] = {}
         for dev, numbers in inodes.items():
+            numbers.sort()  # slices of neighbouring keys: each query reads fewer pages of the index
             for start in range(0, len(numbers), _LOOKUP_SLICE):
                 part = numbers[start:start + _LOOKUP_SLICE]
                 query = ("select ino, size, mtime_ns, ctime_ns, sha256, sidecar, asset_id from inputs "
                          f"where dev = ? and ino in ({', '.join('?' * len(part))})")
-                for row in self._db.execute(query, [dev, *part]):
-                    for key, st in by_file[(dev, row[0])]:
-                        if tuple(row[1:4]) == (st.size, st.mtime_ns, st.ctime_ns):
-                            found[key] = Known(*row[4:])
+                for ino, size, mtime_ns, ctime_ns, sha256, sidecar, asset_id in self._db.execute(query, [dev, *part]):
+                    for key, st in by_file[(dev, ino)]:
+                        if st.size == size and st.mtime_ns == mtime_ns and st.ctime_ns == ctime_ns:
+                            found[key] = Known(sha256, sidecar, asset_id)
         return found
 
     def remember(self, entries: Iterable[tuple[FileStamp, str, FileStamp | None, str]]) -> int:
@@ -115,18 +116,30 @@ class HashCache:
 
     def refused(self, inputs: Iterable[tuple[str, FileStamp, FileStamp | None]], checks: str) -> dict[str, Refused]:
         """{inbox path: Refused} for the (path, stamp, sidecar stamp) inputs the cache remembers
-        refusing under these `checks`, with both stamps exactly as they were then."""
-        wanted = {rel: (st, side.key if side else "") for rel, st, side in inputs}
-        rels = sorted(wanted)
+        refusing under these `checks`, with both stamps exactly as they were then. When the cache
+        remembers fewer rejects than are asked about, it reads them all in one query."""
+        wanted = {rel: (st, side) for rel, st, side in inputs}
         found: dict[str, Refused] = {}
-        for start in range(0, len(rels), _LOOKUP_SLICE):
-            part = rels[start:start + _LOOKUP_SLICE]
-            query = ("select rel, dev, ino, size, mtime_ns, ctime_ns, sidecar, reason, field from rejects "
-                     f"where checks = ? and rel in ({', '.join('?' * len(part))})")
-            for rel, *stamp, side, reason, field in self._db.execute(query, [checks, *part]):
-                st, want_side = wanted[rel]
-                if tuple(stamp) == (st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns) and side == want_side:
-                    found[rel] = Refused(reason, field)
+        if not wanted:
+            return found
+        columns = "rel, dev, ino, size, mtime_ns, ctime_ns, sidecar, reason, field"
+        remembered = self._db.execute("select count(*) from rejects where checks = ?", [checks]).fetchone()[0]
+        if remembered <= len(wanted):  # fewer remembered than asked (the usual case): read them all
+            rows = self._db.execute(f"select {columns} from rejects where checks = ?", [checks]).fetchall()
+        else:
+            rels = sorted(wanted)
+            rows = []
+            for start in range(0, len(rels), _LOOKUP_SLICE):
+                part = rels[start:start + _LOOKUP_SLICE]
+                rows += self._db.execute(f"select {columns} from rejects where checks = ? and rel in "
+                                         f"({', '.join('?' * len(part))})", [checks, *part]).fetchall()
+        for rel, *stamp, side, reason, field in rows:
+            if rel not in wanted:
+                continue
+            st, want_side = wanted[rel]
+            if tuple(stamp) == (st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns) \
+                    and side == (want_side.key if want_side else ""):
+                found[rel] = Refused(reason, field)
         return found
 
     def remember_refused(self, entries: Iterable[tuple[str, FileStamp, FileStamp | None, Refused]],

@@ -161,6 +161,7 @@ class Home:
 
         from asset_pipeline.consume import consume_local, consume_with
         from asset_pipeline.hashcache import HashCache, cache_file
+        from asset_pipeline.heap import frozen_heap
 
         s = self.settings
         run_id = run_id or new_run_id()
@@ -174,8 +175,9 @@ class Home:
                 self.remove_from_s3_inbox(r.item)
         # The hash cache is a local file per host: for a kept local inbox of a local home.
         keep_cache = not s.consumes_inbox and not s.inbox_is_s3 and not self.root.is_s3
-        try:
-            with closing(HashCache(cache_file(self.root.path))) if keep_cache else nullcontext() as cache:
+        try:  # (the process's own objects are not garbage: see asset_pipeline.heap)
+            with closing(HashCache(cache_file(self.root.path))) if keep_cache else nullcontext() as cache, \
+                    frozen_heap():
                 summary = ingest_stream(
                     items, self.store, self.tables, self.root / "quarantine" if s.consumes_inbox else None, run_id,
                     workers=s.workers, progress=progress, limits=s.validation_limits(), consume=consume,

@@ -158,12 +158,24 @@ def _not_utf8(item: InboxItem) -> InboxItem:
         "as it is; rename the file"))
 
 
+def _child(folder: Path, name: str) -> Path:
+    """`folder / name` for a name without a '/', made the way pathlib makes a folder's entries
+    (`Path.iterdir`): the name is not parsed again. A re-scan builds two paths an input, and at
+    20,000 inputs this saves 0.04 s of its 0.06 s. (pyproject pins Python 3.11; where the method
+    is missing, the public way.)"""
+    make = getattr(folder, "_make_child_relpath", None)
+    return make(name) if make is not None else folder / name
+
+
 def _item(root: Path, rel: str, stamp: FileStamp,
-          listed: dict[str, os.stat_result] | None = None) -> InboxItem | None:
+          listed: dict[str, os.stat_result] | None = None, folder: Path | None = None) -> InboxItem | None:
     """The input at `rel` (media or sidecar) paired with its partner, looked up by name: in
     `listed` (the {name: lstat} slice of `rel`'s folder that the listing holds) when it is
-    there, else with its own lstat."""
+    there, else with its own lstat. `folder`: `rel`'s folder under `root`, when the caller has it."""
     base = str(root)
+
+    def path(of: str) -> Path:
+        return _child(folder, of.rpartition("/")[2]) if folder is not None else root / of
 
     def partner(partner_rel: str) -> FileStamp | None:
         if listed is not None:
@@ -175,10 +187,10 @@ def _item(root: Path, rel: str, stamp: FileStamp,
     if rel.endswith(SIDECAR_SUFFIX):
         if partner(rel[: -len(SIDECAR_SUFFIX)]) is not None:
             return None  # the media file's own entry carries the pair
-        item = InboxItem(rel, root / rel, None, stamp.size, stamp.mtime_ns, True, stamp=stamp)
+        item = InboxItem(rel, path(rel), None, stamp.size, stamp.mtime_ns, True, stamp=stamp)
     else:
         side = partner(rel + SIDECAR_SUFFIX)
-        item = InboxItem(rel, root / rel, root / (rel + SIDECAR_SUFFIX) if side else None, stamp.size,
+        item = InboxItem(rel, path(rel), path(rel + SIDECAR_SUFFIX) if side else None, stamp.size,
                          stamp.mtime_ns, False, stamp=stamp, sidecar_stamp=side)
     return item if shown(rel) == rel else _not_utf8(item)
 
@@ -199,8 +211,11 @@ def iter_local(root: Path, only: list[str] | None = None, slice_size: int = LIST
                 yield item
         return
     for prefix, found in _walk_slices(root, slice_size):
+        folder = root / prefix if prefix else root
         for name, st in found.items():
-            item = _item(root, prefix + name, FileStamp.of(st), found)
+            if name.endswith(SIDECAR_SUFFIX) and name[: -len(SIDECAR_SUFFIX)] in found:
+                continue  # the media file's own entry carries the pair (no stamps made for nothing)
+            item = _item(root, prefix + name, FileStamp.of(st), found, folder)
             if item is not None:
                 yield item
 

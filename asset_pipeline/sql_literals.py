@@ -1,10 +1,11 @@
 """Values written into SQL text, for DuckDB and LanceDB's filters alike.
 
 Two reasons to write a value into the text instead of binding it as a parameter: LanceDB filters
-take no parameters at all, and DuckDB 1.5 imports pandas before it binds any parameter (0.3 s
-that a run with nothing to do would otherwise spend on it: duckdb/duckdb#18658). Long lists stay
-bound parameters: DuckDB parses a literal a few microseconds a value slower than it binds one
-(`Tables.read_keyed` draws the line).
+take no parameters at all, and DuckDB 1.5 imports pandas before it binds any parameter, or
+registers any Arrow table (0.2-0.3 s and ~40 MiB that a run would otherwise spend on it:
+duckdb/duckdb#18658). A long list of strings is written as one literal that the query splits
+(`split_list`): DuckDB parses a literal a few microseconds a value slower than it binds one, but
+one long literal costs it next to nothing.
 Quoting is SQL's own (a quote doubled), so no value can end its literal early.
 """
 
@@ -57,3 +58,21 @@ def literal(value: object) -> str:
 def literal_list(values: Iterable[object]) -> str:
     """Scalars as a comma-separated list, for ``IN (...)``."""
     return ", ".join(literal(v) for v in values)
+
+
+# Control characters that no path, id or hash this project writes is expected to hold; a list of
+# strings is joined by the first one that none of its values holds.
+_SEPARATORS = "\x1f\x1e\x1d\x1c\x01\x02\x03\x04"
+
+
+def split_list(values: list[str]) -> str | None:
+    """Strings as one SQL expression for a list (``string_split('a<sep>b', chr(<sep>))``), for
+    ``IN (select unnest(...))`` over thousands of values; None when every separator occurs in
+    some value, or a value holds a NUL (the caller binds the list then)."""
+    whole = "".join(values)
+    if "\x00" in whole:
+        return None
+    for sep in _SEPARATORS:
+        if sep not in whole:
+            return f"string_split({string_literal(sep.join(values))}, chr({ord(sep)}))"
+    return None

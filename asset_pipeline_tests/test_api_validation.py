@@ -92,30 +92,60 @@ def test_values_written_into_sql_text_read_back_exactly(tmp_path) -> None:
     assert sorted(picked["asset_id"].to_pylist()) == sorted(HOSTILE_TEXT[:3])
 
 
-@pytest.mark.parametrize("written", ["as literals", "as a bound list"])
+@pytest.mark.parametrize("written", ["as literals", "as one split literal", "as a bound list"])
 def test_a_keyed_read_finds_exactly_its_keys(tmp_path, monkeypatch, written: str) -> None:
-    """Short key lists are written into the query (no pandas for DuckDB to load), long ones
-    bound: either way every key reads back as itself, and none but the keys match."""
+    """Short key lists are written into the query (no pandas for DuckDB to load), long lists of
+    strings as one literal the query splits (by a character none of them holds: here a key holds
+    the first one), and only what no separator can split is bound: either way every key reads
+    back as itself, and none but the keys match."""
     import pyarrow as pa
 
+    from asset_pipeline import sql_literals
     from asset_pipeline import tables as tables_module
     from asset_pipeline.tables import SCHEMAS, Tables
 
-    if written == "as a bound list":
+    if written != "as literals":
         monkeypatch.setattr(tables_module, "LITERAL_LIST_MAX", 0)
+    if written == "as a bound list":  # every separator occurs in a key
+        monkeypatch.setattr(sql_literals, "_SEPARATORS", "\x1f")
     tables = Tables(tmp_path / "tables")
-    ids = [*HOSTILE_TEXT, "plain", "other", "nul\x00inside"]
+    ids = [*HOSTILE_TEXT, "plain", "other", "nul\x00inside", "unit\x1fseparator", "unit"]
     rows = {f.name: pa.nulls(len(ids), f.type) for f in SCHEMAS["assets"]}
     tables.append("assets", pa.table({**rows, "id": ids, "name": [f"n{i}" for i in range(len(ids))]}))
-    wanted = [*HOSTILE_TEXT, "plain", "absent"]
+    wanted = [*HOSTILE_TEXT, "plain", "absent", "unit\x1fseparator"]
     got = tables.read_keyed("assets", "id", wanted, columns=["id", "name"])
-    assert sorted(got["id"].to_pylist()) == sorted([*HOSTILE_TEXT, "plain"])
+    assert sorted(got["id"].to_pylist()) == sorted([*HOSTILE_TEXT, "plain", "unit\x1fseparator"])
     # A NUL can be in no literal: such a list is bound whatever its length (a parse error before).
     with_nul = tables.read_keyed("assets", "id", ["nul\x00inside", "plain", "nul"], columns=["id"])
     assert sorted(with_nul["id"].to_pylist()) == ["nul\x00inside", "plain"]
     also = tables.read_keyed("assets", "id", wanted, where="name = ?", params=["n1"], columns=["id"])
     assert also["id"].to_pylist() == [ids[1]]
     assert tables.read_keyed("assets", "id", [], columns=["id"]).num_rows == 0
+
+
+def test_a_long_keyed_read_loads_no_pandas(tmp_path) -> None:
+    """A re-scan reads the version rows of every listed path (thousands); binding that list made
+    DuckDB import pandas (0.2-0.3 s, ~40 MiB a run). Read in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from asset_pipeline.tables import LITERAL_LIST_MAX, SCHEMAS, Tables
+
+    ids = [f"a_{i:06d}" for i in range(LITERAL_LIST_MAX * 2)]
+    rows = {f.name: pa.nulls(len(ids), f.type) for f in SCHEMAS["assets"]}
+    Tables(tmp_path / "tables").append("assets", pa.table({**rows, "id": ids}))
+    script = f"""
+import sys
+from asset_pipeline.tables import Tables
+ids = {ids[::2]!r}
+got = Tables({str(tmp_path / "tables")!r}).read_keyed("assets", "id", ids + ["absent"], columns=["id"])
+assert sorted(got["id"].to_pylist()) == ids, got.num_rows
+print("pandas" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_an_asset_id_with_a_nul_is_not_found_like_any_other(ingested: Catalog) -> None:

@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 from asset_pipeline import Catalog, Settings, integrity
 from asset_pipeline.failpoints import arrivals
 from asset_pipeline.filestamp import FileStamp
-from asset_pipeline.hashcache import HashCache, Known
+from asset_pipeline.hashcache import HashCache, Known, Refused
 from asset_pipeline.identity import asset_id_for
 from asset_pipeline.inbox import LISTING_SLICE, iter_local
 from asset_pipeline.samples import make_samples, render_image
@@ -408,6 +408,27 @@ def test_the_hash_cache_answers_many_files_and_every_path_of_a_hard_link(tmp_pat
     assert set(found) == {key for key, _ in asked} - {"changed", "new"}
     assert found["hard link"] == found["1/0"] == Known("0" * 64, "", "a1")
     assert found["2/1199"] == Known(f"{1199:064x}", "", "a2")
+
+
+@pytest.mark.parametrize("asked", [2, 1_200])
+def test_remembered_rejects_are_found_by_path_stamps_and_checks(tmp_path: Path, asked: int) -> None:
+    """Whether the cache remembers more rejects than it is asked about (one query per slice of
+    paths) or fewer (all of them read at once): a reject is found under its path, file and
+    sidecar stamps and checks exactly, and nowhere else."""
+    side = FileStamp(1, 9_999, 3, 4, 5)
+    with HashCache(tmp_path / "hashes.sqlite") as cache:
+        remembered = [(f"r{i}", FileStamp(1, i, 10, 5, 6), side if i % 2 else None, Refused(f"bad {i}", "content"))
+                      for i in range(600)]
+        cache.remember_refused(remembered, "checks-1")
+        cache.remember_refused([("other", FileStamp(1, 700, 10, 5, 6), None, Refused("old", None))], "checks-0")
+        wanted = [(rel, st, sd) for rel, st, sd, _ in remembered[:asked]]
+        wanted += [("r1", FileStamp(1, 1, 10, 5, 6), None),  # the sidecar went: no longer the reject
+                   ("r2", FileStamp(1, 2, 10, 5, 7), None),  # ctime moved
+                   ("other", FileStamp(1, 700, 10, 5, 6), None),  # refused under other checks
+                   ("new", FileStamp(1, 800, 10, 5, 6), None)]
+        found = cache.refused(wanted, "checks-1")
+    expect = {rel: r for rel, _, _, r in remembered[:asked] if rel not in ("r1", "r2")}
+    assert found == expect and len(found) == min(asked, 600) - (asked > 2) - 1
 
 
 def test_batches_give_the_same_result_as_one_commit(tmp_path: Path) -> None:

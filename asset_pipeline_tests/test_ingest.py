@@ -239,3 +239,27 @@ def test_sidecars_naming_assets_are_checked_before_anything_is_stored(ingested: 
     assert (errors["v/unknown.png"], errors["v/wrong.png"]) == ("asset_id", "project")
     for data in (unknown, wrong):
         assert not ingested.home.store.exists(hashlib.sha256(data).hexdigest())
+
+
+def test_an_ingest_leaves_the_garbage_collector_as_it_found_it(catalog: Catalog, sample_counts: dict) -> None:
+    """An ingest keeps the process's older objects out of the collector's full passes while it
+    runs (gc.freeze) and gives them back after, also when it fails, so a notebook's garbage is
+    collected again; inside a block already frozen (the CLI's run) it leaves the freeze to that
+    block."""
+    import gc
+
+    from asset_pipeline.heap import frozen_heap
+
+    seen = []
+    catalog.ingest(progress=lambda *_: seen.append(gc.get_freeze_count()))
+    assert seen and all(seen) and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        assert gc.get_freeze_count()
+        raise RuntimeError("a step failed")
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        outer = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == outer
+    assert gc.get_freeze_count() == 0
