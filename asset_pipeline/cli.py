@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -636,5 +637,18 @@ def main(argv: list[str] | None = None) -> int:
     return status[0]
 
 
+def entry() -> NoReturn:
+    """The `asset-pipeline` command: `main`, then the process ends without the collector's last
+    pass over all it holds. At exit CPython collects every object still alive, and after a run
+    that is mostly Dagster's (modules, definitions, the instance): a quarter of a second of an
+    empty ingest's 1.5 s. Frozen objects are left to the end of the process, as they would be by
+    any exit: files and connections are closed by the code that opened them, and `atexit`
+    handlers still run. (Tests call `main` in their own process, which lives on.)"""
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

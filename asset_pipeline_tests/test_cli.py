@@ -245,3 +245,19 @@ def test_verbose_shows_dagster_and_dbt_output(ingested, settings, monkeypatch, c
     assert code == 0 and out[-1].startswith("usage: ") and "dbt tests 20/20 passed" in out[-1]
     assert any("PASS not_null_daily_usage_day" in line for line in out)  # dbt's own progress
     assert any(" - dagster - INFO - usage_job - " in line and "Running dbt command" in line for line in err)
+
+
+def test_the_command_ends_with_its_own_exit_status_and_all_its_output(tmp_path: Path) -> None:
+    """The installed `asset-pipeline` skips the collector's last pass as it exits: what the
+    command printed still arrives whole, and its status is the command's own."""
+    command = str(Path(sys.executable).parent / "asset-pipeline")
+    env = {**os.environ, "ASSET_PIPELINE_HOME": str(tmp_path / "home"), "DAGSTER_HOME": ""}
+    make_samples(tmp_path / "inbox")
+    subprocess.run([command, "init"], env=env, check=True, capture_output=True, timeout=120)
+    done = subprocess.run([command, "ingest", str(tmp_path / "inbox")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ingested 14 versions (13 new assets)") and "; run " in done.stdout.splitlines()[-1]
+    missing = subprocess.run([command, "ingest", str(tmp_path / "nowhere")], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode != 0 and "nowhere" in missing.stderr and not missing.stdout
