@@ -642,10 +642,11 @@ def entry() -> NoReturn:
     pass over all it holds. At exit CPython collects every object still alive, and after a run
     that is mostly Dagster's (modules, definitions, the instance): a quarter of a second of an
     empty ingest's 1.5 s. Frozen objects are left to the end of the process, as they would be by
-    any exit: files and connections are closed by the code that opened them, and `atexit`
-    handlers still run. (Tests call `main` in their own process, which lives on.)"""
+    any exit: files and connections are closed by the code that opened them, `atexit`
+    handlers still run, and the interpreter still flushes stdout and stderr itself (or finds
+    none: a launcher may start the command with no stdout). Tests call `main` in their own
+    process, which lives on."""
     code = main()
-    sys.stdout.flush()
     gc.freeze()
     sys.exit(code)
 

@@ -78,6 +78,7 @@ class HashCache:
         self._db.execute("pragma synchronous=normal")  # a lost entry only costs a re-hash
         self._db.execute(_SCHEMA)
         self._db.execute(_REJECTS_SCHEMA)
+        self._db.execute("create index if not exists rejects_by_checks on rejects (checks)")
 
     def lookup(self, stamps: Iterable[tuple[str, FileStamp]]) -> dict[str, Known]:
         """{key: Known} for the (key, stamp) pairs whose stamp the cache holds exactly: one query
@@ -116,17 +117,22 @@ class HashCache:
 
     def refused(self, inputs: Iterable[tuple[str, FileStamp, FileStamp | None]], checks: str) -> dict[str, Refused]:
         """{inbox path: Refused} for the (path, stamp, sidecar stamp) inputs the cache remembers
-        refusing under these `checks`, with both stamps exactly as they were then. When the cache
-        remembers fewer rejects than are asked about, it reads them all in one query."""
+        refusing under these `checks`, with both stamps exactly as they were then. A batch that
+        outnumbers the rejects remembered under `checks` reads those in one query (by the index
+        on `checks`, never more rows than asked about); otherwise one query per slice of paths.
+        (Rows of paths that left the inbox stay: neither way reads them all.)"""
         wanted = {rel: (st, side) for rel, st, side in inputs}
         found: dict[str, Refused] = {}
         if not wanted:
             return found
         columns = "rel, dev, ino, size, mtime_ns, ctime_ns, sidecar, reason, field"
-        remembered = self._db.execute("select count(*) from rejects where checks = ?", [checks]).fetchone()[0]
-        if remembered <= len(wanted):  # fewer remembered than asked (the usual case): read them all
-            rows = self._db.execute(f"select {columns} from rejects where checks = ?", [checks]).fetchall()
-        else:
+        rows: list[tuple] | None = None
+        if len(wanted) > _LOOKUP_SLICE:  # a batch: when it outnumbers what is remembered, read that at once
+            rows = self._db.execute(f"select {columns} from rejects where checks = ? limit ?",
+                                    [checks, len(wanted) + 1]).fetchall()
+            if len(rows) > len(wanted):
+                rows = None
+        if rows is None:  # by path (the primary key): costs what is asked, however many are remembered
             rels = sorted(wanted)
             rows = []
             for start in range(0, len(rels), _LOOKUP_SLICE):

@@ -261,3 +261,14 @@ def test_the_command_ends_with_its_own_exit_status_and_all_its_output(tmp_path: 
     missing = subprocess.run([command, "ingest", str(tmp_path / "nowhere")], env=env, capture_output=True,
                              text=True, timeout=300)
     assert missing.returncode != 0 and "nowhere" in missing.stderr and not missing.stdout
+
+
+def test_the_command_succeeds_when_started_without_a_stdout(tmp_path: Path) -> None:
+    """Cron and daemon launchers may start a command with its stdout closed (`cmd >&-`): Python
+    then has no sys.stdout, and a command that did its work must still exit 0."""
+    command = str(Path(sys.executable).parent / "asset-pipeline")
+    env = {**os.environ, "ASSET_PIPELINE_HOME": str(tmp_path / "home"), "DAGSTER_HOME": ""}
+    done = subprocess.run([command, "init"], env=env, stderr=subprocess.PIPE, text=True, timeout=300,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0, done.stderr
+    assert not done.stderr and (tmp_path / "home" / "dagster").is_dir()

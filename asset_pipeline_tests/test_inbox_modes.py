@@ -431,6 +431,30 @@ def test_remembered_rejects_are_found_by_path_stamps_and_checks(tmp_path: Path, 
     assert found == expect and len(found) == min(asked, 600) - (asked > 2) - 1
 
 
+def test_asking_about_a_few_paths_does_not_read_every_remembered_reject(tmp_path: Path) -> None:
+    """A sensor's single path, or a small batch, against a cache that remembers many rejects
+    (rows of files gone from the inbox are never dropped): the lookup costs what is asked about.
+    Counted in SQLite's steps, not in seconds."""
+    with HashCache(tmp_path / "hashes.sqlite") as cache:
+        cache.remember_refused([(f"old/{i:07d}.png", FileStamp(1, i, 10, 5, 6), None, Refused("bad", "content"))
+                                for i in range(200_000)], "checks-1")
+        steps = [0]
+
+        def tick() -> int:
+            steps[0] += 1
+            return 0
+
+        cache._db.set_progress_handler(tick, 100)
+        one = cache.refused([("old/0000007.png", FileStamp(1, 7, 10, 5, 6), None)], "checks-1")
+        few = steps[0]
+        batch = cache.refused([(f"old/{i:07d}.png", FileStamp(1, i, 10, 5, 6), None) for i in range(0, 2_000)],
+                              "checks-1")
+        cache._db.set_progress_handler(None, 0)
+    assert one == {"old/0000007.png": Refused("bad", "content")} and len(batch) == 2_000
+    assert few < 100, f"{few * 100} SQLite steps to answer one path"
+    assert steps[0] < 2_000, f"{steps[0] * 100} SQLite steps to answer 2,001 paths"
+
+
 def test_batches_give_the_same_result_as_one_commit(tmp_path: Path) -> None:
     """An inbox streams through in batches of `ingest_batch_files`, each committed on its own."""
     results = {}
