@@ -323,9 +323,7 @@ def _known_unread(item: InboxItem, sidecar_raw: bytes | None, source: Path, cach
 
 
 def _examine_open(item: InboxItem, fd: int, known_versions: frozenset[str], store: ObjectStore | None,
-                  limits: ValidationLimits, cached_sha: str | None = None, give_inode: bool = False,
-                  read: _Read | None = None) -> Examined:
-    read = read if read is not None else _Read()
+                  limits: ValidationLimits, cached_sha: str | None, give_inode: bool, read: _Read) -> Examined:
     st = os.fstat(fd)
     before = read.stamp = FileStamp.of(st)
     if item.orphan_sidecar:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,13 @@ _REJECTS_SCHEMA = """create table if not exists rejects (
     mtime_ns integer not null, ctime_ns integer not null, sidecar text not null, checks text not null,
     reason text not null, field text) without rowid"""
 _LOOKUP_SLICE = 500  # inodes or paths per query, far under SQLite's limit of parameters
+
+
+def _slices(values: list) -> Iterator[tuple[list, str]]:
+    """`values` in slices of `_LOOKUP_SLICE`, each with its ``?, ?, …`` placeholders."""
+    for start in range(0, len(values), _LOOKUP_SLICE):
+        part = values[start:start + _LOOKUP_SLICE]
+        yield part, ", ".join("?" * len(part))
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,9 @@ class HashCache:
         found: dict[str, Known] = {}
         for dev, numbers in inodes.items():
             numbers.sort()  # slices of neighbouring keys: each query reads fewer pages of the index
-            for start in range(0, len(numbers), _LOOKUP_SLICE):
-                part = numbers[start:start + _LOOKUP_SLICE]
+            for part, marks in _slices(numbers):
                 query = ("select ino, size, mtime_ns, ctime_ns, sha256, sidecar, asset_id from inputs "
-                         f"where dev = ? and ino in ({', '.join('?' * len(part))})")
+                         f"where dev = ? and ino in ({marks})")
                 for ino, size, mtime_ns, ctime_ns, sha256, sidecar, asset_id in self._db.execute(query, [dev, *part]):
                     for key, st in by_file[(dev, ino)]:
                         if st.size == size and st.mtime_ns == mtime_ns and st.ctime_ns == ctime_ns:
@@ -133,12 +139,10 @@ class HashCache:
             if len(rows) > len(wanted):
                 rows = None
         if rows is None:  # by path (the primary key): costs what is asked, however many are remembered
-            rels = sorted(wanted)
             rows = []
-            for start in range(0, len(rels), _LOOKUP_SLICE):
-                part = rels[start:start + _LOOKUP_SLICE]
-                rows += self._db.execute(f"select {columns} from rejects where checks = ? and rel in "
-                                         f"({', '.join('?' * len(part))})", [checks, *part]).fetchall()
+            for part, marks in _slices(sorted(wanted)):
+                rows += self._db.execute(f"select {columns} from rejects where checks = ? and rel in ({marks})",
+                                         [checks, *part]).fetchall()
         for rel, *stamp, side, reason, field in rows:
             if rel not in wanted:
                 continue
@@ -164,9 +168,8 @@ class HashCache:
         """Drop the remembered rejects of these inbox paths (accepted since)."""
         paths = sorted(set(rels))
         gone = 0
-        for start in range(0, len(paths), _LOOKUP_SLICE):
-            part = paths[start:start + _LOOKUP_SLICE]
-            gone += self._db.execute(f"delete from rejects where rel in ({', '.join('?' * len(part))})", part).rowcount
+        for part, marks in _slices(paths):
+            gone += self._db.execute(f"delete from rejects where rel in ({marks})", part).rowcount
         return gone
 
     def close(self) -> None:

@@ -128,19 +128,20 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     hashes = {}
     for name, records in by_file.items():
         hashes[name] = hashlib.sha256(data[name]).hexdigest()
+        source = log_name(name)
         for (line, doc, raw), row_id in zip(records, _content_ids(records, hashes[name])):
             try:
                 if doc is None:
                     raise InvalidEvent("row is not a JSON object" if line else raw, "row")
                 event = make_event(doc.get("asset_id"), doc.get("action"), doc.get("user_id"), doc.get("context"),
                                    doc.get("at"), doc.get("version"), doc.get("collection_id"),
-                                   source=log_name(name))
+                                   source=source)
                 if event["asset_id"] not in known:
                     summary.unknown_assets += 1
                     raise InvalidEvent(f"asset_id {event['asset_id']!r} does not exist", "asset_id")
             except InvalidEvent as exc:
                 summary.bad_rows += 1
-                summary.errors.append({"error_id": row_id, "source": log_name(name), "line": line, "field": exc.field,
+                summary.errors.append({"error_id": row_id, "source": source, "line": line, "field": exc.field,
                                        "reason": exc.reason, "raw": raw, "recorded_at": now})
                 continue
             event["event_id"] = row_id
@@ -153,13 +154,14 @@ def ingest_usage_files(tables: Tables, inbox: Location) -> IntakeSummary:
     failpoint("usage-before-done")
     done = inbox / ".done"
     for name in files:
+        source = log_name(name)
         # same content twice is the same name: nothing to keep apart
         try:
-            if retire(inbox / name, done / _marked(log_name(name), hashes[name][:16]), read[name][1]) is False:
-                summary.left.append(f"{log_name(name)}: changed since it was read")
+            if retire(inbox / name, done / _marked(source, hashes[name][:16]), read[name][1]) is False:
+                summary.left.append(f"{source}: changed since it was read")
         except OSError as exc:  # its rows are committed; it stays to be read again (adding nothing)
-            summary.left.append(f"{log_name(name)}: {exc}")
-            logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", log_name(name), exc)
+            summary.left.append(f"{source}: {exc}")
+            logging.getLogger(__name__).warning("usage log %s stays in the inbox: %s", source, exc)
     return summary
 
 
@@ -218,12 +220,12 @@ def retire(file: Location, dest: Location, read_as: str) -> bool | None:
         return None
     failpoint("usage-claimed")
     if not _still(claimed, read_as):
-        return None if not os.path.lexists(claimed) else False
+        return _changed_or_gone(claimed)
     failpoint("usage-checked")
     dest.path.parent.mkdir(parents=True, exist_ok=True)
     if dest.path.is_file() and not dest.path.is_symlink():  # the same bytes are archived (the name is their hash)
         if not _still(claimed, read_as):  # appended since the check: it stays to be read
-            return None if not os.path.lexists(claimed) else False
+            return _changed_or_gone(claimed)
         os.unlink(claimed)
         return True
     # A rename, not a hard link: it needs only the folder's write permission (a link of another
@@ -233,6 +235,12 @@ def retire(file: Location, dest: Location, read_as: str) -> bool | None:
         return True
     os.rename(dest.path, claimed)  # appended between the check and the move: back, to be read again
     return False
+
+
+def _changed_or_gone(claimed: os.PathLike[str]) -> bool | None:
+    """`retire`'s answer for a claim that is no longer the file read: False while it is there
+    (another file now, left to be read), None once it is gone (another intake retired it)."""
+    return False if os.path.lexists(claimed) else None
 
 
 def _still(path: os.PathLike[str], read_as: str) -> bool:
