@@ -1,7 +1,8 @@
 """Ingest: inbox inputs → blobs in the object store → rows in the Delta tables.
 
 Order of effects, chosen so that a crash anywhere converges on re-run:
-1. each input is validated, hashed, and its blob written under its hash (temp file, then a hard link into place);
+1. each input is validated, hashed, and its blob written under its hash (a temp file linked into place,
+   or a consumed input's own inode linked under its key);
 2. the store is flushed, so no row can point at a blob that is not durable;
 3. new versions are committed (one Delta merge keyed on (asset, version), re-planned when a
    concurrent run took a number), then asset rows (one merge);

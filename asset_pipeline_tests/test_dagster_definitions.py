@@ -20,6 +20,7 @@ from asset_pipeline.errors import ConfigError
 from asset_pipeline.identity import asset_id_for
 from asset_pipeline.samples import make_samples
 from asset_pipeline.settings import Settings
+from asset_pipeline.store import LocalObjectStore
 
 from .conftest import REPO, materialization_metadata
 
@@ -145,9 +146,8 @@ def test_blob_check_is_blocking_and_runs_alone(ingested: Catalog, settings: Sett
     spec = defs.resolve_asset_graph().get_check_spec(key)
     assert spec.blocking
     home = settings.home.path
-    blob = next((home / "objects").rglob("*"), None)
-    while blob is not None and blob.is_dir():
-        blob = next(blob.iterdir())
+    store = LocalObjectStore(home)
+    blob = store.path(next(store.iter_hashes()))
     blob.chmod(0o644)
     blob.unlink()  # a version without its blob
     with dg.instance_for_test() as instance:

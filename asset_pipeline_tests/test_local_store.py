@@ -1,4 +1,5 @@
 import hashlib
+import io
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def test_put_places_blob_under_its_hash_and_dedups(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "home")
     src, sha = _file(tmp_path, b"hello world" * 1000)
     assert store.put_file(src, sha) is True
-    assert (tmp_path / "home" / "objects" / sha[:2] / sha[2:4] / sha).read_bytes() == src.read_bytes()
+    assert (tmp_path / "home" / "objects" / sha[:2] / sha).read_bytes() == src.read_bytes()
     assert store.put_file(src, sha) is False  # second put writes nothing
     assert store.exists(sha) and store.size(sha) == 11000
     assert store.read_bytes(sha) == src.read_bytes()
@@ -27,8 +28,6 @@ def test_put_places_blob_under_its_hash_and_dedups(tmp_path: Path) -> None:
 
 
 def test_put_stream_hashes_while_writing(tmp_path: Path) -> None:
-    import io
-
     store = LocalObjectStore(tmp_path)
     data = b"x" * (3 * 1024 * 1024 + 17)
     sha, size, written = store.put_stream(io.BytesIO(data))
@@ -40,8 +39,46 @@ def test_put_stream_hashes_while_writing(tmp_path: Path) -> None:
 def test_key_layout_rejects_non_hashes() -> None:
     sha = "ab" * 32
     assert key_for(sha) == f"objects/ab/ab/{sha}"
+    assert key_for(sha, levels=1) == f"objects/ab/{sha}"
     with pytest.raises(ValueError, match="not a sha256"):
         key_for("../../etc/passwd")
+
+
+def test_a_new_store_makes_one_folder_level_and_records_it(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "home")
+    objects = tmp_path / "home" / "objects"
+    shas = [store.put_stream(io.BytesIO(str(i).encode()))[0] for i in range(600)]
+    folders = {p for p in objects.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert len(folders) <= 256 and all((objects / s[:2] / s).is_file() for s in shas)
+    assert not any(p.is_dir() for f in folders for p in f.iterdir())  # no second level
+    assert (objects / ".fanout").read_text() == "1\n"
+    again = LocalObjectStore(tmp_path / "home")
+    assert again.levels == 1 and all(again.exists(s) for s in shas)
+    assert list(again.iter_hashes()) == sorted(shas)
+
+
+def test_a_store_made_with_two_folder_levels_keeps_them(tmp_path: Path) -> None:
+    """A store written before `.fanout` existed: its blobs stay where they are and are found."""
+    old = b"stored by an older version"
+    old_sha = hashlib.sha256(old).hexdigest()
+    blob = tmp_path / "objects" / old_sha[:2] / old_sha[2:4] / old_sha
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(old)
+    store = LocalObjectStore(tmp_path)
+    assert store.levels == 2 and store.exists(old_sha) and store.read_bytes(old_sha) == old
+    new_sha = store.put_stream(io.BytesIO(b"stored now"))[0]
+    assert (tmp_path / "objects" / new_sha[:2] / new_sha[2:4] / new_sha).read_bytes() == b"stored now"
+    assert list(store.iter_hashes()) == sorted([old_sha, new_sha])
+    assert (tmp_path / "objects" / ".fanout").read_text() == "2\n"
+
+
+def test_a_recorded_fanout_wins_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    (tmp_path / "objects").mkdir()
+    (tmp_path / "objects" / ".fanout").write_text("2\n")
+    assert LocalObjectStore(tmp_path).levels == 2  # an empty store that recorded two levels
+    (tmp_path / "objects" / ".fanout").write_text("3\n")
+    with pytest.raises(ValueError, match=r"objects/\.fanout: the store's fan-out must be 1 or 2, found '3'"):
+        LocalObjectStore(tmp_path)
 
 
 def test_missing_blob_raises_file_not_found(tmp_path: Path) -> None:
@@ -118,3 +155,39 @@ def test_an_input_removed_after_it_was_hashed_is_not_adopted_or_copied(tmp_path:
     finally:
         os.close(fd)
     assert not store.exists(sha) and os.listdir(store.tmp_dir) == []
+
+
+def test_a_consumed_input_is_linked_under_its_key_only_while_unwritten(tmp_path: Path) -> None:
+    """Consume mode's hard link: the input's own inode, read-only, under its key — and nothing
+    published when the input was written after it was hashed."""
+    import os
+    import stat
+
+    from asset_pipeline.filestamp import FileStamp
+    from asset_pipeline.store.local import InputChanged
+
+    store = LocalObjectStore(tmp_path / "home")
+    store._can_clone = False  # a reflink filesystem clones instead; this is about the hard link
+    src, sha = _file(tmp_path, b"hashed bytes" * 100)
+    stamp = FileStamp.of(os.stat(src))
+    with open(src, "ab") as f:
+        f.write(b"more")  # the generator writes on after the hash
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with pytest.raises(InputChanged, match="changed after it was hashed"):
+            store.adopt(fd, sha, stamp, give_inode=True)
+    finally:
+        os.close(fd)
+    assert not store.exists(sha)
+
+    src, sha = _file(tmp_path, b"final bytes" * 100)
+    twin, _ = _file(tmp_path, b"final bytes" * 100, "twin.bin")
+    for path, expected in ((src, (True, "linked")), (twin, (False, "present"))):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert store.adopt(fd, sha, FileStamp.of(os.fstat(fd)), give_inode=True) == expected
+        finally:
+            os.close(fd)
+    blob = os.stat(store.path(sha))
+    assert blob.st_ino == os.stat(src).st_ino and stat.S_IMODE(blob.st_mode) == 0o444
+    assert store.read_bytes(sha) == b"final bytes" * 100 and os.listdir(store.tmp_dir) == []

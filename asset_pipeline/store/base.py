@@ -16,10 +16,14 @@ def is_sha256(value: str) -> bool:
     return bool(_SHA256.match(value))
 
 
-def key_for(sha256: str) -> str:
-    """``objects/ab/cd/<sha256>``: two fan-out levels keep directories small at 10^8 blobs."""
+def key_for(sha256: str, levels: int = 2) -> str:
+    """``objects/ab/cd/<sha256>`` (two fan-out levels: S3, where more prefixes mean more request
+    throughput, and local stores made before `.fanout` existed) or ``objects/ab/<sha256>`` (one
+    level: a local store's layout, see `LocalObjectStore`)."""
     if not is_sha256(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    if levels == 1:
+        return f"objects/{sha256[:2]}/{sha256}"
     return f"objects/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 

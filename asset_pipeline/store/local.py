@@ -4,8 +4,12 @@ key, and of two writers racing on the same content exactly one reports the write
 An input already on the store's filesystem is published without copying a byte (`adopt`): a
 reflink clone where the filesystem has them (XFS, Btrfs: the blob is its own file, copy-on-write),
 else — when the caller gives the inode away (the inbox is consumed) — a hard link of the input
-itself. Either way the input's stamp is checked after the link, so bytes that changed after they
-were hashed never appear under the old hash.
+itself, straight under its key. Either way the input's stamp is checked before the key names the
+bytes (after the clone; after the chmod, before the link), so bytes that changed after they were
+hashed never appear under the old hash.
+
+Blobs sit one folder level below ``objects/`` in a new store, two in one made before the level
+was recorded (`asset_pipeline.store.fanout`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from asset_pipeline.failpoints import failpoint
 from asset_pipeline.filestamp import FileStamp
 from asset_pipeline.hashing import CHUNK
 from asset_pipeline.store.base import ObjectStore, is_sha256, key_for
+from asset_pipeline.store.fanout import fanout_levels
 
 _COPY_CHUNK = 64 * 1024 * 1024
 _STALE_TMP_S = 24 * 3600
@@ -68,15 +73,16 @@ def _copy(src: Path, dst_fd: int) -> None:
             shutil.copyfileobj(fin, fout, CHUNK)
 
 
-def _link_under_key(src: str | Path, final: Path) -> None:
-    """Hard-link `src` as the blob `final`, making its fan-out folder only when the link finds it
-    missing (a young store): a grown store's blobs pay one system call, not a mkdir and a stat too.
-    Raises FileExistsError when the key exists, FileNotFoundError when `src` does not."""
+def _link_under_key(src: str | Path, final: Path, src_dir_fd: int | None = None) -> None:
+    """Hard-link `src` (relative to `src_dir_fd` when given) as the blob `final`, making its
+    fan-out folder only when the link finds it missing: a store's blobs pay one system call,
+    not a mkdir and a stat too. Raises FileExistsError when the key exists, FileNotFoundError
+    when `src` does not."""
     try:
-        os.link(src, final)
+        os.link(src, final, src_dir_fd=src_dir_fd)
     except FileNotFoundError:
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.link(src, final)
+        os.link(src, final, src_dir_fd=src_dir_fd)
 
 
 def _writer_alive(temp_name: str) -> bool:
@@ -101,6 +107,7 @@ class LocalObjectStore(ObjectStore):
         self.tmp_dir = self.root / "objects" / ".tmp"
         self.trash_dir = self.root / "objects" / ".trash"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.levels = fanout_levels(self.root / "objects", self.tmp_dir)
         self.durable = durable
         self._clean_stale_tmp()
         # Per-object memory of what this filesystem refused (a failed FICLONE costs four syscalls).
@@ -108,11 +115,11 @@ class LocalObjectStore(ObjectStore):
         self._can_clone = True
 
     def path(self, sha256: str) -> Path:
-        return self.root / key_for(sha256)
+        return self.root / key_for(sha256, self.levels)
 
     def exists(self, sha256: str) -> bool:
         # A plain string stat: an unchanged re-scan asks this once per input.
-        return os.path.isfile(os.path.join(self.root, key_for(sha256)))
+        return os.path.isfile(os.path.join(self.root, key_for(sha256, self.levels)))
 
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size
@@ -165,53 +172,72 @@ class LocalObjectStore(ObjectStore):
         published."""
         if stamp.dev != self._device or not (self._can_clone or give_inode):
             return None
-        if self.exists(sha256):
-            return False, "present"
-        shared = self._share(fd, stamp, give_inode)
-        if shared is None:
+        if self._can_clone:
+            if self.exists(sha256):
+                return False, "present"
+            tmp = self._clone(fd, stamp)
+            if tmp is not None:
+                failpoint("after-link")
+                return self._publish(tmp, sha256), "cloned"
+        if not give_inode:
             return None
-        tmp, how = shared
-        failpoint("after-link")
-        return self._publish(tmp, sha256), how
+        linked = self._link_inode(fd, sha256, stamp)
+        return None if linked is None else (linked, "linked" if linked else "present")
 
-    def _share(self, fd: int, stamp: FileStamp, give_inode: bool) -> tuple[str, str] | None:
-        """A temp name for the input's bytes: a clone, else a hard link; None if neither works."""
+    def _clone(self, fd: int, stamp: FileStamp) -> str | None:
+        """A temp file sharing the input's blocks (its own inode: the input may change later
+        without touching it); None where the filesystem cannot clone (remembered)."""
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         tmp = str(self.tmp_dir / f"adopt.{os.getpid()}.{uuid.uuid4().hex[:12]}")
-        if self._can_clone:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                fcntl.ioctl(out, _FICLONE, fd)
-                return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False), "cloned"
-            except OSError as exc:
-                Path(tmp).unlink(missing_ok=True)
-                if exc.errno not in _NO_SHARING:
-                    raise
-                self._can_clone = False
-            finally:
-                os.close(out)
-        if not give_inode:
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            fcntl.ioctl(out, _FICLONE, fd)
+            return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno not in _NO_SHARING:
+                raise
+            self._can_clone = False
             return None
+        finally:
+            os.close(out)
+
+    def _link_inode(self, fd: int, sha256: str, stamp: FileStamp) -> bool | None:
+        """Hard-link the input's own inode straight under its key: whether this call published
+        it (False: the key was there), None where it cannot be linked.
+
+        Made read-only first, and checked unwritten since it was hashed (size, mtime, inode: the
+        chmod moved its ctime) before the key can name it. No temp name is needed: a write after
+        the check is as possible after a temp link and its check, and the key must not name a
+        changed inode either way; without one, a new blob costs five system calls, not eleven."""
+        try:
+            os.fchmod(fd, 0o444)  # blobs are read-only; the inbox name goes after the commit
+        except PermissionError:
+            pass  # not our file (we may link it, not chmod it): it stays as the generator made it
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            return None
+        if not stamp.same_file_unwritten(FileStamp.of(now)):
+            raise InputChanged(f"{sha256}: input changed after it was hashed")
         try:  # linkat(/proc/self/fd, "<fd>", AT_SYMLINK_FOLLOW): exactly the open inode, no path
             proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return None  # no /proc (not Linux): copy
         try:  # (a dir fd makes os.link call linkat; without one it calls link(), which follows nothing)
-            os.link(str(fd), tmp, src_dir_fd=proc, follow_symlinks=True)
+            _link_under_key(str(fd), self.path(sha256), src_dir_fd=proc)
+        except FileExistsError:
+            return False
         except OSError as exc:
             if exc.errno == errno.ENOENT:  # the hashed inode has no name left: the input was removed
-                raise InputChanged(f"{tmp}: input removed after it was hashed") from exc
+                raise InputChanged(f"{sha256}: input removed after it was hashed") from exc
             if exc.errno in _NO_SHARING:
                 return None
             raise
         finally:
             os.close(proc)
-        try:
-            os.chmod(tmp, 0o444)  # blobs are read-only; the inbox name goes after the commit
-        except PermissionError:
-            pass  # not our file (we may link it, not chmod it): it stays as the generator made it
-        return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=True), "linked"
+        failpoint("after-link")
+        return True
 
     @staticmethod
     def _checked(tmp: str, before: FileStamp, now: FileStamp | None, same_inode: bool) -> str:
@@ -316,9 +342,8 @@ class LocalObjectStore(ObjectStore):
     def iter_hashes(self) -> Iterator[str]:
         base = self.root / "objects"
         for first in sorted(base.glob("[0-9a-f][0-9a-f]")):
-            for blob in sorted(first.glob("[0-9a-f][0-9a-f]/*")):
-                if is_sha256(blob.name):
-                    yield blob.name
+            blobs = first.glob("[0-9a-f][0-9a-f]/*") if self.levels == 2 else first.iterdir()
+            yield from sorted(blob.name for blob in blobs if is_sha256(blob.name))
 
     def flush(self) -> None:
         """One syncfs for the whole batch instead of an fsync per blob (same guarantee, far
