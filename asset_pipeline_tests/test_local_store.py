@@ -168,17 +168,27 @@ def test_a_consumed_input_is_linked_under_its_key_only_while_unwritten(tmp_path:
 
     store = LocalObjectStore(tmp_path / "home")
     store._can_clone = False  # a reflink filesystem clones instead; this is about the hard link
-    src, sha = _file(tmp_path, b"hashed bytes" * 100)
-    stamp = FileStamp.of(os.stat(src))
-    with open(src, "ab") as f:
-        f.write(b"more")  # the generator writes on after the hash
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        with pytest.raises(InputChanged, match="changed after it was hashed"):
-            store.adopt(fd, sha, stamp, give_inode=True)
-    finally:
-        os.close(fd)
-    assert not store.exists(sha)
+
+    def appended(src: Path) -> None:  # the generator writes on after the hash
+        with open(src, "ab") as f:
+            f.write(b"more")
+
+    def rewritten_in_place(src: Path) -> None:  # same size, mtime put back: only the ctime tells
+        st = os.stat(src)
+        src.write_bytes(src.read_bytes().upper())
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    for change in (appended, rewritten_in_place):
+        src, sha = _file(tmp_path, b"hashed bytes" * 100)
+        stamp = FileStamp.of(os.stat(src))
+        change(src)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            with pytest.raises(InputChanged, match="changed after it was hashed"):
+                store.adopt(fd, sha, stamp, give_inode=True)
+        finally:
+            os.close(fd)
+        assert not store.exists(sha), change.__name__
 
     src, sha = _file(tmp_path, b"final bytes" * 100)
     twin, _ = _file(tmp_path, b"final bytes" * 100, "twin.bin")

@@ -5,8 +5,8 @@ An input already on the store's filesystem is published without copying a byte (
 reflink clone where the filesystem has them (XFS, Btrfs: the blob is its own file, copy-on-write),
 else — when the caller gives the inode away (the inbox is consumed) — a hard link of the input
 itself, straight under its key. Either way the input's stamp is checked before the key names the
-bytes (after the clone; after the chmod, before the link), so bytes that changed after they were
-hashed never appear under the old hash.
+bytes (after the clone; before the link), so bytes that changed after they were hashed never
+appear under the old hash.
 
 Blobs sit one folder level below ``objects/`` in a new store, two in one made before the level
 was recorded (`asset_pipeline.store.fanout`).
@@ -193,7 +193,7 @@ class LocalObjectStore(ObjectStore):
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             fcntl.ioctl(out, _FICLONE, fd)
-            return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)), same_inode=False)
+            return self._checked(tmp, stamp, FileStamp.of(os.fstat(fd)))
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
             if exc.errno not in _NO_SHARING:
@@ -207,19 +207,19 @@ class LocalObjectStore(ObjectStore):
         """Hard-link the input's own inode straight under its key: whether this call published
         it (False: the key was there), None where it cannot be linked.
 
-        Made read-only first, and checked unwritten since it was hashed (size, mtime, inode: the
-        chmod moved its ctime) before the key can name it. No temp name is needed: a write after
-        the check is as possible after a temp link and its check, and the key must not name a
-        changed inode either way; without one, a new blob costs five system calls, not eleven."""
+        Checked unwritten since it was hashed (its whole stamp, ctime included) and made
+        read-only before the key can name it. No temp name is needed: a write after the check is
+        as possible after a temp link and its check, and the key must not name a changed inode
+        either way; without one, a new blob costs five system calls, not eleven."""
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            return None
+        if not stamp.same_content(FileStamp.of(now)):
+            raise InputChanged(f"{sha256}: input changed after it was hashed")
         try:
             os.fchmod(fd, 0o444)  # blobs are read-only; the inbox name goes after the commit
         except PermissionError:
             pass  # not our file (we may link it, not chmod it): it stays as the generator made it
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode):
-            return None
-        if not stamp.same_file_unwritten(FileStamp.of(now)):
-            raise InputChanged(f"{sha256}: input changed after it was hashed")
         try:  # linkat(/proc/self/fd, "<fd>", AT_SYMLINK_FOLLOW): exactly the open inode, no path
             proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
@@ -240,12 +240,10 @@ class LocalObjectStore(ObjectStore):
         return True
 
     @staticmethod
-    def _checked(tmp: str, before: FileStamp, now: FileStamp | None, same_inode: bool) -> str:
-        """`tmp` if the input's bytes are still the hashed ones, else InputChanged (tmp removed).
-        A link moves ctime (link count), a clone does not: the size, mtime and inode decide for
-        writes after the hash; the ctime was compared between hashing's start and end already."""
-        unchanged = before.same_file_unwritten(now) if same_inode else before.same_content(now)
-        if not unchanged:
+    def _checked(tmp: str, before: FileStamp, now: FileStamp | None) -> str:
+        """`tmp` (a clone) if the input's bytes are still the hashed ones, else InputChanged (tmp
+        removed). A clone leaves the input's stamp alone, so every field must be equal."""
+        if not before.same_content(now):
             Path(tmp).unlink(missing_ok=True)
             raise InputChanged(f"{tmp}: input changed after it was hashed")
         return tmp
