@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from asset_pipeline.errors import ConfigError
 from asset_pipeline.store import LocalObjectStore, key_for
+from asset_pipeline.store.fanout import fanout_levels
 
 from .conftest import run_python
 
@@ -76,9 +78,43 @@ def test_a_recorded_fanout_wins_and_a_bad_one_is_named(tmp_path: Path) -> None:
     (tmp_path / "objects").mkdir()
     (tmp_path / "objects" / ".fanout").write_text("2\n")
     assert LocalObjectStore(tmp_path).levels == 2  # an empty store that recorded two levels
-    (tmp_path / "objects" / ".fanout").write_text("3\n")
-    with pytest.raises(ValueError, match=r"objects/\.fanout: the store's fan-out must be 1 or 2, found '3'"):
-        LocalObjectStore(tmp_path)
+    for bad, shown in (("3\n", "'3'"), ("", "''")):
+        (tmp_path / "objects" / ".fanout").write_text(bad)
+        with pytest.raises(ConfigError, match=rf"objects/\.fanout: the store's fan-out must be 1 or 2, found {shown}"):
+            LocalObjectStore(tmp_path)
+
+
+def test_a_store_without_fanout_is_read_by_what_it_holds(tmp_path: Path) -> None:
+    """No `.fanout`: an `objects/` this process did not make is an older version's (two levels,
+    even while it holds no blob yet: that version may still write to it), unless a blob file
+    sits right under a fan-out folder (a one-level store whose marker was lost)."""
+    (tmp_path / "old" / "objects" / ".tmp").mkdir(parents=True)  # an older version's empty store
+    assert LocalObjectStore(tmp_path / "old").levels == 2
+    one = LocalObjectStore(tmp_path / "one")
+    sha = one.put_stream(io.BytesIO(b"one level"))[0]
+    (tmp_path / "one" / "objects" / ".fanout").unlink()  # e.g. copied with `cp -r objects/*`
+    again = LocalObjectStore(tmp_path / "one")
+    assert again.levels == 1 and again.exists(sha) and list(again.iter_hashes()) == [sha]
+    assert (tmp_path / "one" / "objects" / ".fanout").read_text() == "1\n"
+
+
+def test_a_store_whose_fanout_cannot_be_written_still_opens(tmp_path: Path) -> None:
+    """A store this process cannot write to (here: its temp folder's name is taken by a file)
+    gets the answer its blobs give, and nothing is recorded."""
+    old = b"stored by an older version"
+    sha = hashlib.sha256(old).hexdigest()
+    (tmp_path / "objects" / sha[:2] / sha[2:4]).mkdir(parents=True)
+    (tmp_path / "objects" / sha[:2] / sha[2:4] / sha).write_bytes(old)
+    (tmp_path / "objects" / ".tmp").write_bytes(b"")
+    assert fanout_levels(tmp_path / "objects", tmp_path / "objects" / ".tmp") == 2
+    assert not (tmp_path / "objects" / ".fanout").exists()
+
+
+def test_a_stray_file_named_like_a_fanout_folder_holds_no_blobs(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    sha = store.put_stream(io.BytesIO(b"a blob"))[0]
+    (tmp_path / "objects" / ("00" if sha[:2] != "00" else "01")).write_bytes(b"not a folder")
+    assert list(store.iter_hashes()) == [sha]
 
 
 def test_missing_blob_raises_file_not_found(tmp_path: Path) -> None:

@@ -106,8 +106,8 @@ class LocalObjectStore(ObjectStore):
         self.root = Path(root)
         self.tmp_dir = self.root / "objects" / ".tmp"
         self.trash_dir = self.root / "objects" / ".trash"
+        self.levels = fanout_levels(self.root / "objects", self.tmp_dir)  # makes objects/ for a new store
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.levels = fanout_levels(self.root / "objects", self.tmp_dir)
         self.durable = durable
         self._clean_stale_tmp()
         # Per-object memory of what this filesystem refused (a failed FICLONE costs four syscalls).
@@ -211,20 +211,21 @@ class LocalObjectStore(ObjectStore):
         read-only before the key can name it. No temp name is needed: a write after the check is
         as possible after a temp link and its check, and the key must not name a changed inode
         either way; without one, a new blob costs five system calls, not eleven."""
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode):
-            return None
-        if not stamp.same_content(FileStamp.of(now)):
-            raise InputChanged(f"{sha256}: input changed after it was hashed")
-        try:
-            os.fchmod(fd, 0o444)  # blobs are read-only; the inbox name goes after the commit
-        except PermissionError:
-            pass  # not our file (we may link it, not chmod it): it stays as the generator made it
         try:  # linkat(/proc/self/fd, "<fd>", AT_SYMLINK_FOLLOW): exactly the open inode, no path
             proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
             return None  # no /proc (not Linux): copy
-        try:  # (a dir fd makes os.link call linkat; without one it calls link(), which follows nothing)
+        try:  # opened first: a write unseen by the check can only land between it and the link
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode):
+                return None
+            if not stamp.same_content(FileStamp.of(now)):
+                raise InputChanged(f"{sha256}: input changed after it was hashed")
+            try:
+                os.fchmod(fd, 0o444)  # blobs are read-only; the inbox name goes after the commit
+            except PermissionError:
+                pass  # not our file (we may link it, not chmod it): it stays as the generator made it
+            # (a dir fd makes os.link call linkat; without one it calls link(), which follows nothing)
             _link_under_key(str(fd), self.path(sha256), src_dir_fd=proc)
         except FileExistsError:
             return False
@@ -340,8 +341,9 @@ class LocalObjectStore(ObjectStore):
     def iter_hashes(self) -> Iterator[str]:
         base = self.root / "objects"
         for first in sorted(base.glob("[0-9a-f][0-9a-f]")):
-            blobs = first.glob("[0-9a-f][0-9a-f]/*") if self.levels == 2 else first.iterdir()
-            yield from sorted(blob.name for blob in blobs if is_sha256(blob.name))
+            if first.is_dir():  # (a stray file with a folder's name holds no blobs)
+                blobs = first.glob("[0-9a-f][0-9a-f]/*") if self.levels == 2 else first.iterdir()
+                yield from sorted(blob.name for blob in blobs if is_sha256(blob.name))
 
     def flush(self) -> None:
         """One syncfs for the whole batch instead of an fsync per blob (same guarantee, far
