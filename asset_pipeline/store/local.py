@@ -8,8 +8,8 @@ itself, straight under its key. Either way the input's stamp is checked before t
 bytes (after the clone; before the link), so bytes that changed after they were hashed never
 appear under the old hash.
 
-Blobs sit one folder level below ``objects/`` in a new store, two in one made before the level
-was recorded (`asset_pipeline.store.fanout`).
+Blobs sit one folder level below ``objects/`` in a store made now, two in one made by an earlier
+version (`asset_pipeline.store.fanout` says how a store's depth is decided).
 """
 
 from __future__ import annotations
