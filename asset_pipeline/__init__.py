@@ -6,6 +6,10 @@ when first used, so a process that needs one module (the CLI, a Dagster step, an
 does not import the catalog's dependencies (pyarrow, DuckDB, Delta, LanceDB) with the package.
 """
 
+# First: stamps the package's source as this process imports it (see loaded_code: what a kept
+# inbox's remembered rejects are labelled with).
+from asset_pipeline import loaded_code  # noqa: F401, I001
+
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING

@@ -14,7 +14,6 @@ decoded). A small file the ingest already holds in memory is inspected from thos
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import math
@@ -59,20 +58,25 @@ DECODERS = ("pillow", "av", "numpy", "safetensors", "defusedxml")
 
 @functools.cache
 def _validators() -> str:
-    """A digest of this package's source (a fix deployed without a version bump counts too) and
-    the decoders' versions, from the installed metadata: 4-10 ms, once a process. A kept inbox's
-    ingest takes it as it starts, so a deploy during a run cannot label the rejects of the code
-    it started with as the new code's (the reverse only costs a re-check)."""
+    """The package's source digest (`loaded_code`) and the decoders' versions, from the installed
+    metadata: 4-10 ms, once a process. A kept inbox's ingest takes it as it starts, so a deploy
+    during a run cannot label the rejects of the code it started with as the new code's (the
+    reverse only costs a re-check). Where the package's files changed after this process
+    imported them, the label is one no other process gives: what this process refuses is
+    examined again by the next."""
+    import logging
+    import uuid
     from importlib.metadata import version
 
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for module in sorted(root.rglob("*.py")):
-        rel = module.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not module.is_file():
-            continue  # an editor's lock file (`.#images.py`, a dangling link) is not code
-        digest.update(rel.as_posix().encode() + b"\x00" + module.read_bytes())
-    return f"asset-pipeline {digest.hexdigest()[:16]}, " + ", ".join(f"{d} {version(d)}" for d in DECODERS)
+    from asset_pipeline.loaded_code import PACKAGE, source_digest
+
+    digest = source_digest()
+    if digest is None:
+        logging.getLogger(__name__).warning(
+            "%s changed after this process imported it: the rejects it refuses are examined again by the "
+            "next process (restart this one to run the new code)", PACKAGE)
+        digest = f"changed since import, process {uuid.uuid4().hex}"
+    return f"asset-pipeline {digest}, " + ", ".join(f"{d} {version(d)}" for d in DECODERS)
 
 
 def open_source(src: Source) -> BinaryIO:

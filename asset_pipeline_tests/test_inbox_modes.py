@@ -4,6 +4,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -254,6 +255,44 @@ def test_a_remembered_reject_does_not_outlive_a_later_acceptance(tmp_path: Path)
     assert (truth.rejected, truth.unchanged) == (0, 1)
 
 
+def _package_copy(root: Path) -> Path:
+    """`root`, holding a copy of the package's source (no bytecode): run it with PYTHONPATH=root
+    and a working folder other than the repository's."""
+    shutil.copytree(REPO / "asset_pipeline", root / "asset_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_rejects_refused_by_code_older_than_its_files_are_examined_again(tmp_path: Path) -> None:
+    """A notebook imports the package; a fix is then deployed (a source file of the package
+    changes on disk); the notebook's kept ingest refuses a file with the code it imported. A
+    process running the fix must examine that file again. Before, the notebook labelled its
+    rejects with the digest of the files on disk, the fix's, so the fix refused the file unread."""
+    code = _package_copy(tmp_path / "code")
+    home = tmp_path / "home"
+    _drop(home / "inbox", "big.png", render_image(1, (64, 64)))
+    scan = (f"from asset_pipeline import Catalog, Settings\n"
+            f"s = Catalog(settings=Settings.from_env(home={str(home)!r}, inbox_mode='keep', durable=False, "
+            f"max_image_pixels=1000)).ingest()\n"
+            f"print(s.rejected, s.hashed)\n")
+    deploy = (f"import asset_pipeline.examine, asset_pipeline.images\n"  # the notebook's code, imported
+              f"assert asset_pipeline.images.__file__.startswith({str(code)!r})\n"
+              f"with open({str(code / 'asset_pipeline' / 'images.py')!r}, 'a') as f:\n"
+              f"    f.write('# a fix, deployed while the notebook runs\\n')\n")
+    env = {**os.environ, "PYTHONPATH": str(code)}
+
+    def run(script: str) -> tuple[list[str], str]:
+        done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split(), done.stderr
+
+    refused, log = run(deploy + scan)
+    assert refused == ["1", "1"]
+    assert "changed after this process imported it" in log and "restart" in log
+    assert run(scan)[0] == ["1", "1"]  # the fix examines it (before: "1 0", refused unread)
+    assert run(scan) == (["1", "0"], "")  # and remembers its own verdict
+
+
 @pytest.mark.parametrize("failure", [MemoryError(), OSError(errno.EIO, "Input/output error")],
                          ids=["MemoryError", "EIO"])
 def test_a_reject_caused_outside_the_file_is_not_remembered(tmp_path: Path, monkeypatch, failure) -> None:
@@ -293,10 +332,6 @@ def test_an_editor_lock_file_in_the_package_leaves_the_checks_alone(tmp_path: Pa
     """The checks digest reads the package's modules; an editor's lock file beside one (Emacs's
     `.#images.py`, a dangling link) made it raise, and with it every kept-inbox ingest, while
     anyone edited an editable install. Run on a copy of the package, in a fresh interpreter."""
-    import shutil
-
-    import asset_pipeline
-
     code = ("import asset_pipeline; from asset_pipeline.formats import ValidationLimits\n"
             "assert asset_pipeline.__file__.startswith({root!r}); print(ValidationLimits().checks)\n")
 
@@ -304,9 +339,7 @@ def test_an_editor_lock_file_in_the_package_leaves_the_checks_alone(tmp_path: Pa
         return subprocess.run([sys.executable, "-c", code.format(root=str(root))], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
 
-    root = tmp_path / "copy"
-    shutil.copytree(Path(asset_pipeline.__file__).parent, root / "asset_pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    root = _package_copy(tmp_path / "copy")
     before = checks(root)
     os.symlink("someone@host.4242:1700000000", root / "asset_pipeline" / ".#images.py")
     after = checks(root)
