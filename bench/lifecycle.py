@@ -128,9 +128,11 @@ def run_sweep(root: Path, day: date) -> tuple[float, dict[str, float], str]:
     start = time.perf_counter()
     first = sweep(lifecycle, config.policies, config.grace_period_days, day.isoformat(), "bench",
                   rails=config.guard_rails)
-    # the next day's sweep hard-deletes what this one soft-deleted (grace period 0)
-    second = sweep(lifecycle, config.policies, config.grace_period_days,
-                   (day + timedelta(days=1)).isoformat(), "bench-2",
+    # the next day's sweep hard-deletes what this one soft-deleted (grace period 0). The soft
+    # deletes carry the wall clock, so a round that runs past midnight UTC sweeps the day they
+    # fell on: with the day after `day`, its hard-delete pass would find nothing expired yet.
+    next_day = max(day + timedelta(days=1), datetime.now(UTC).date())
+    second = sweep(lifecycle, config.policies, config.grace_period_days, next_day.isoformat(), "bench-2",
                    rails=config.guard_rails)
     total = time.perf_counter() - start
     steps["planning and the mass-delete guard (the rest)"] = total - sum(steps.values())
