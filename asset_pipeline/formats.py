@@ -18,6 +18,7 @@ import io
 import json
 import math
 import struct
+import sys
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,22 +53,35 @@ class ValidationLimits:
 
 
 # The libraries whose verdicts on an input can refuse it (images, video and audio, arrays, model
-# files, XMP packets).
-DECODERS = ("pillow", "av", "numpy", "safetensors", "defusedxml")
+# files, XMP packets): distribution name -> the module that carries its `__version__`.
+DECODERS = {"pillow": "PIL", "av": "av", "numpy": "numpy", "safetensors": "safetensors", "defusedxml": "defusedxml"}
+
+
+def _decoder_version(distribution: str) -> str:
+    """The release this process runs: the loaded module's own version once it is imported (an
+    upgrade installed under a running process changes the metadata, not the loaded code), else
+    the installed one, which is what an import will load."""
+    module = sys.modules.get(DECODERS[distribution])
+    loaded = getattr(module, "__version__", None) if module is not None else None
+    if isinstance(loaded, str):
+        return loaded
+    from importlib.metadata import version
+
+    return version(distribution)
 
 
 @functools.cache
 def _validators() -> str:
-    """The package's source digest (`loaded_code`) and the decoders' versions, from the installed
-    metadata: 4-10 ms, once a process. A kept inbox's ingest takes it as it starts, so a deploy
-    during a run cannot label the rejects of the code it started with as the new code's (the
-    reverse only costs a re-check). Where the package's files changed after this process
-    imported them, the label is one no other process gives: what this process refuses is
-    examined again by the next."""
+    """This package's version and source digest (`loaded_code`) and the decoders' releases: 4-10
+    ms, once a process. A kept inbox's ingest takes it as it starts, so a deploy during a run
+    cannot label the rejects of the code it started with as the new code's (the reverse only
+    costs a re-check). Where the package's files changed after this process imported them, the
+    label is one no other process gives: what this process refuses is examined again by the
+    next. The version counts where no source is on disk to digest (bytecode only, a zip)."""
     import logging
     import uuid
-    from importlib.metadata import version
 
+    from asset_pipeline import __version__
     from asset_pipeline.loaded_code import PACKAGE, source_digest
 
     digest = source_digest()
@@ -76,7 +90,8 @@ def _validators() -> str:
             "%s changed after this process imported it: the rejects it refuses are examined again by the "
             "next process (restart this one to run the new code)", PACKAGE)
         digest = f"changed since import, process {uuid.uuid4().hex}"
-    return f"asset-pipeline {digest}, " + ", ".join(f"{d} {version(d)}" for d in DECODERS)
+    return (f"asset-pipeline {__version__} {digest}, "
+            + ", ".join(f"{d} {_decoder_version(d)}" for d in DECODERS))
 
 
 def open_source(src: Source) -> BinaryIO:

@@ -6,14 +6,15 @@ is read from the files on disk when a kept ingest first needs it, but a long-liv
 notebook, an interpreter embedding the catalog) may have imported the package long before. A fix
 deployed in between would label the old code's rejects with the new code's digest, and every
 process running the fix would trust them unread. So the package's files are stamped as the
-package is imported (`IMPORTED`, well under a millisecond), and a digest is given only while
-they are still as stamped. ctime is in the stamp: every write moves it and nothing sets it back.
+package is imported (`IMPORTED`, about 1 ms), and a digest is given only while they are still as
+stamped. The stamp holds ctime, which on POSIX systems every write moves and nothing sets back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent
@@ -21,48 +22,46 @@ PACKAGE = Path(__file__).parent
 Stamp = tuple[tuple[str, int, int, int, int], ...]
 
 
-def source_files(root: Path = PACKAGE) -> list[tuple[str, str]]:
-    """(relative POSIX path, absolute path) of every `.py` file under `root`, sorted. Hidden
-    files and folders are left out: an editor's lock file (`.#images.py`, a dangling link) is
-    not code."""
-    found: list[tuple[str, str]] = []
+def source_files(root: Path = PACKAGE) -> list[str]:
+    """The relative POSIX paths of the `.py` files under `root`, sorted. Hidden files and
+    folders are left out: an editor's lock file (`.#images.py`, a dangling link) is not code."""
+    found: list[str] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel_folder = os.path.relpath(folder, root)
-        for name in files:
-            if name.endswith(".py") and not name.startswith("."):
-                rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-                found.append((rel.replace(os.sep, "/"), os.path.join(folder, name)))
+        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
+        found += [name if prefix == "./" else prefix + name
+                  for name in files if name.endswith(".py") and not name.startswith(".")]
     return sorted(found)
 
 
 def stamp(root: Path = PACKAGE) -> Stamp:
-    """(path, size, mtime_ns, ctime_ns, inode) of each source file: equal stamps, same code."""
+    """(path, size, mtime_ns, ctime_ns, inode) of each source file that is a regular file (a
+    FIFO or a dangling link named like one is not code, and reading a FIFO would block)."""
     out = []
-    for rel, path in source_files(root):
+    for rel in source_files(root):
         try:
-            st = os.stat(path)
-        except OSError:  # gone (or a dangling link) between the walk and the stat: no code
+            st = os.stat(root / rel)
+        except OSError:  # gone (or a dangling link) between the walk and the stat
             continue
-        out.append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        if stat.S_ISREG(st.st_mode):
+            out.append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return tuple(out)
 
 
 IMPORTED: Stamp = stamp()  # the package's source as this process first imported it
 
 
-def source_digest(root: Path = PACKAGE, imported: Stamp = IMPORTED) -> str | None:
+def source_digest() -> str | None:
     """A digest of the package's source (a fix deployed without a version bump counts too);
-    None when the files changed since `imported` was taken: the code this process runs is then
-    not what the files say."""
-    now = stamp(root)
-    if now != imported:
+    None when its files changed since this process imported the package: the code it runs is
+    then not what the files say. A file that cannot be read for another reason raises."""
+    if stamp() != IMPORTED:
         return None
     digest = hashlib.sha256()
-    try:
-        for rel, *_ in now:
-            with open(root / rel, "rb") as f:
+    for rel, *_ in IMPORTED:
+        try:
+            with open(PACKAGE / rel, "rb") as f:
                 digest.update(rel.encode() + b"\x00" + f.read())
-    except OSError:  # removed while it was read
-        return None
-    return digest.hexdigest()[:16] if stamp(root) == imported else None
+        except FileNotFoundError:  # removed while it was read
+            return None
+    return digest.hexdigest()[:16] if stamp() == IMPORTED else None

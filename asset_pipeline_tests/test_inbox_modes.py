@@ -328,23 +328,50 @@ def test_a_reject_caused_outside_the_file_is_not_remembered(tmp_path: Path, monk
     assert (rescan.new_versions, rescan.rejected) == (1, 0), rescan.errors
 
 
-def test_an_editor_lock_file_in_the_package_leaves_the_checks_alone(tmp_path: Path) -> None:
-    """The checks digest reads the package's modules; an editor's lock file beside one (Emacs's
+def _checks_label(root: Path, before: str = "") -> subprocess.CompletedProcess:
+    """What a kept inbox's rejects are labelled with, printed by a fresh interpreter running the
+    package copy under `root` (`_package_copy`), after running `before`."""
+    code = (f"import asset_pipeline\nassert asset_pipeline.__file__.startswith({str(root)!r})\n{before}\n"
+            "from asset_pipeline.formats import ValidationLimits; print(ValidationLimits().checks)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=60)
+
+
+@pytest.mark.parametrize("stray", ["editor lock file", "fifo"])
+def test_a_stray_entry_in_the_package_leaves_the_checks_alone(tmp_path: Path, stray: str) -> None:
+    """The checks digest reads the package's modules. An editor's lock file beside one (Emacs's
     `.#images.py`, a dangling link) made it raise, and with it every kept-inbox ingest, while
-    anyone edited an editable install. Run on a copy of the package, in a fresh interpreter."""
-    code = ("import asset_pipeline; from asset_pipeline.formats import ValidationLimits\n"
-            "assert asset_pipeline.__file__.startswith({root!r}); print(ValidationLimits().checks)\n")
-
-    def checks(root: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", code.format(root=str(root))], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
-
+    anyone edited an editable install; a FIFO named like a module (`stray.py`) would block its
+    read for ever. Neither is code. Run on a copy of the package, in a fresh interpreter."""
     root = _package_copy(tmp_path / "copy")
-    before = checks(root)
-    os.symlink("someone@host.4242:1700000000", root / "asset_pipeline" / ".#images.py")
-    after = checks(root)
+    before = _checks_label(root)
+    if stray == "fifo":
+        os.mkfifo(root / "asset_pipeline" / "stray.py")
+    else:
+        os.symlink("someone@host.4242:1700000000", root / "asset_pipeline" / ".#images.py")
+    after = _checks_label(root)
     assert after.returncode == 0, after.stderr[-1000:]
     assert after.stdout == before.stdout and after.stdout.startswith("asset-pipeline ")
+
+
+def test_a_decoder_upgraded_under_a_running_process_is_labelled_as_the_release_it_runs(tmp_path: Path) -> None:
+    """A notebook has Pillow loaded; a newer Pillow is then installed beneath it. The notebook still
+    decodes with the old release, so its rejects must carry the old release's name: before, the
+    label read the installed metadata (the new release), and a process running the new Pillow
+    trusted the old one's verdicts."""
+    import PIL
+
+    root = _package_copy(tmp_path / "copy")
+    upgrade = tmp_path / "upgrade" / "pillow-99.0.0.dist-info"
+    upgrade.mkdir(parents=True)
+    (upgrade / "METADATA").write_text("Metadata-Version: 2.1\nName: pillow\nVersion: 99.0.0\n")
+    install = f"import sys, importlib; sys.path.insert(0, {str(upgrade.parent)!r}); importlib.invalidate_caches()"
+    notebook = _checks_label(root, f"import PIL\n{install}")
+    assert notebook.returncode == 0, notebook.stderr[-1000:]
+    assert f"pillow {PIL.__version__}," in notebook.stdout
+    fresh = _checks_label(root, install)  # Pillow not loaded yet: the installed release is what it will load
+    assert fresh.returncode == 0, fresh.stderr[-1000:]
+    assert "pillow 99.0.0," in fresh.stdout
 
 
 def _npy(seed: int) -> bytes:
