@@ -22,25 +22,25 @@ PACKAGE = Path(__file__).parent
 Stamp = tuple[tuple[str, int, int, int, int], ...]
 
 
-def source_files(root: Path = PACKAGE) -> list[str]:
-    """The relative POSIX paths of the `.py` files under `root`, sorted. Hidden files and
+def source_files() -> list[str]:
+    """The relative POSIX paths of the package's `.py` files, sorted. Hidden files and
     folders are left out: an editor's lock file (`.#images.py`, a dangling link) is not code."""
     found: list[str] = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(PACKAGE):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
+        prefix = os.path.relpath(folder, PACKAGE).replace(os.sep, "/") + "/"
         found += [name if prefix == "./" else prefix + name
                   for name in files if name.endswith(".py") and not name.startswith(".")]
     return sorted(found)
 
 
-def stamp(root: Path = PACKAGE) -> Stamp:
+def stamp() -> Stamp:
     """(path, size, mtime_ns, ctime_ns, inode) of each source file that is a regular file (a
     FIFO or a dangling link named like one is not code, and reading a FIFO would block)."""
     out = []
-    for rel in source_files(root):
+    for rel in source_files():
         try:
-            st = os.stat(root / rel)
+            st = os.stat(PACKAGE / rel)
         except OSError:  # gone (or a dangling link) between the walk and the stat
             continue
         if stat.S_ISREG(st.st_mode):

@@ -262,6 +262,12 @@ def _package_copy(root: Path) -> Path:
     return root
 
 
+def _run_on_copy(root: Path, script: str) -> subprocess.CompletedProcess:
+    """`script` run by a fresh interpreter on the package copy under `root` (`_package_copy`)."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+
+
 def test_rejects_refused_by_code_older_than_its_files_are_examined_again(tmp_path: Path) -> None:
     """A notebook imports the package; a fix is then deployed (a source file of the package
     changes on disk); the notebook's kept ingest refuses a file with the code it imported. A
@@ -278,11 +284,9 @@ def test_rejects_refused_by_code_older_than_its_files_are_examined_again(tmp_pat
               f"assert asset_pipeline.images.__file__.startswith({str(code)!r})\n"
               f"with open({str(code / 'asset_pipeline' / 'images.py')!r}, 'a') as f:\n"
               f"    f.write('# a fix, deployed while the notebook runs\\n')\n")
-    env = {**os.environ, "PYTHONPATH": str(code)}
 
     def run(script: str) -> tuple[list[str], str]:
-        done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120)
+        done = _run_on_copy(code, script)
         assert done.returncode == 0, done.stderr
         return done.stdout.split(), done.stderr
 
@@ -331,10 +335,9 @@ def test_a_reject_caused_outside_the_file_is_not_remembered(tmp_path: Path, monk
 def _checks_label(root: Path, before: str = "") -> subprocess.CompletedProcess:
     """What a kept inbox's rejects are labelled with, printed by a fresh interpreter running the
     package copy under `root` (`_package_copy`), after running `before`."""
-    code = (f"import asset_pipeline\nassert asset_pipeline.__file__.startswith({str(root)!r})\n{before}\n"
-            "from asset_pipeline.formats import ValidationLimits; print(ValidationLimits().checks)\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=60)
+    return _run_on_copy(root, f"import asset_pipeline\nassert asset_pipeline.__file__.startswith({str(root)!r})\n"
+                              f"{before}\nfrom asset_pipeline.formats import ValidationLimits\n"
+                              "print(ValidationLimits().checks)\n")
 
 
 @pytest.mark.parametrize("stray", ["editor lock file", "fifo"])
